@@ -1,0 +1,7 @@
+using System.CommandLine;
+using BuPO.Hybrid.Cli;
+using BuPO.Hybrid.Cli.Commands;
+
+var root = new RootCommand("bupo-hybrid: Bottom-up Policy Optimization (BuPO) and internal-policy probes for GGUF models");
+root.Subcommands.Add(InspectCommand.Create());
+return CliHost.Run(root, args);
