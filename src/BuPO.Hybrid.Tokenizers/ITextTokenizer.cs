@@ -1,0 +1,37 @@
+namespace BuPO.Hybrid.Tokenizers;
+
+/// <summary>
+/// The one tokenizer interface used across bupo-hybrid. Two implementations: a managed one built from the
+/// GGUF vocabulary (Microsoft.ML.Tokenizers) and one backed by a loaded llama.cpp model; both must give
+/// llama.cpp's ids exactly.
+/// </summary>
+public interface ITextTokenizer
+{
+    /// <summary>Number of tokens in the vocabulary.</summary>
+    int VocabSize { get; }
+
+    /// <summary>Beginning-of-sequence token id, or -1 when the vocabulary has none.</summary>
+    int BosId { get; }
+
+    /// <summary>End-of-sequence token id, or -1 when the vocabulary has none.</summary>
+    int EosId { get; }
+
+    /// <summary>Whether the model expects BOS prepended when <c>addSpecial</c> is true (tokenizer.ggml.add_bos_token).</summary>
+    bool AddsBos { get; }
+
+    /// <summary>True for tokens that end generation (EOS, EOT and the like).</summary>
+    bool IsEndOfGeneration(int id);
+
+    /// <summary>Tokenizes <paramref name="text"/> as <c>llama_tokenize</c> does.</summary>
+    /// <param name="addSpecial">Add BOS/EOS as the model's metadata asks.</param>
+    /// <param name="parseSpecial">Recognize special/control tokens written in the text (e.g. chat markers).</param>
+    int[] Encode(string text, bool addSpecial = true, bool parseSpecial = false);
+
+    /// <summary>Detokenizes as <c>llama_detokenize</c> does.</summary>
+    /// <param name="removeSpecial">Drop BOS/EOS at the ends when the model adds them.</param>
+    /// <param name="unparseSpecial">Render special tokens as their text.</param>
+    string Decode(ReadOnlySpan<int> ids, bool removeSpecial = false, bool unparseSpecial = false);
+
+    /// <summary>The text piece of one token (as <c>llama_token_to_piece</c> with special=true).</summary>
+    string TokenToPiece(int id);
+}
