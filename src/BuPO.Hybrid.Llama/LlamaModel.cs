@@ -235,7 +235,9 @@ public sealed unsafe class LlamaModel : IDisposable
     /// Formats <paramref name="messages"/> with llama.cpp's built-in template matching <paramref name="template"/>
     /// (default: the model's own; llama.cpp recognizes the common families by their Jinja text, it does not run Jinja).
     /// </summary>
+    /// <param name="messages">The conversation, in order.</param>
     /// <param name="addAssistant">End with the opening of an assistant turn.</param>
+    /// <param name="template">A template text or a built-in name (e.g. "chatml", "llama3"); null = the model's.</param>
     /// <exception cref="BupoException">No template, or one llama.cpp does not recognize.</exception>
     public string ApplyChatTemplate(IReadOnlyList<LlamaChatMessage> messages, bool addAssistant, string? template = null)
     {

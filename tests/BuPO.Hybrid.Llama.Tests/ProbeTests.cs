@@ -93,6 +93,22 @@ public class ProbeTests(LlamaFixture fx)
         ctx.Decode(batch);
         Assert.Equal(1, probe.Get("l_out-0").Rows);
         Assert.Equal(1, probe.Get("result_norm").Rows);
+        var first = probe.Get("result_norm").Data.ToArray();
+
+        // Same shape again (llama.cpp may reuse the graph): the callback still fires and sees the new token.
+        batch.Clear();
+        batch.Add(tokens[1], n + 1, 0, wantLogits: true);
+        ctx.Decode(batch);
+        var second = probe.Get("result_norm");
+        Assert.Equal(1, second.Rows);
+        Assert.NotEqual(first, second.Data);
+        var nextLogits = ctx.GetLogits(0);
+        for (int v = 0; v < 8; v++)
+        {
+            double acc = 0;
+            for (int c = 0; c < d; c++) acc += (double)second.Data[c] * unembed[v * d + c];
+            Assert.Equal(nextLogits[v], (float)acc, 1e-4f);
+        }
     }
 
     [Fact]

@@ -23,7 +23,9 @@ internal static class LlamaLibraryLoader
     private static int s_resolverSet;
 
     /// <summary>Set once per process, before any P/Invoke of this assembly can run.</summary>
+#pragma warning disable CA2255 // a library needs its resolver in place before its first P/Invoke
     [System.Runtime.CompilerServices.ModuleInitializer]
+#pragma warning restore CA2255
     internal static void RegisterResolver()
     {
         if (Interlocked.Exchange(ref s_resolverSet, 1) == 1) return;
