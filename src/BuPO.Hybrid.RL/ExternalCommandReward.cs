@@ -8,7 +8,8 @@ namespace BuPO.Hybrid.RL;
 /// A reward computed by a user command, started once (through <c>/bin/sh -c</c>, or <c>cmd /c</c> on Windows) and kept
 /// running. For each sample it gets one JSON line on stdin, <c>{"id":..., "prompt":..., "response":..., "answer":...}</c>
 /// (answer null where the prompt has none), and must print one line <c>{"reward": x}</c> on stdout, in order, flushing
-/// after each (in awk: <c>fflush()</c>; in Python: <c>print(..., flush=True)</c>). Its logs belong on stderr. A command that
+/// after each (in Python: <c>print(..., flush=True)</c>; in awk: <c>fflush()</c>, and mawk, Debian's default awk, also
+/// needs <c>-W interactive</c> or it waits for a full input buffer). Its logs belong on stderr. A command that
 /// exits, prints anything else, or stays silent past <see cref="Timeout"/> fails the batch with a one-line
 /// <see cref="BupoException"/> (with the command's last stderr line); the next batch starts it afresh.
 /// </summary>

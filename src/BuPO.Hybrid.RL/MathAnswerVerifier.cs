@@ -120,7 +120,6 @@ public sealed partial class MathAnswerVerifier
 
     // ---------------------------------------------------------------- normalization
 
-    private static readonly string[] SpacingCommands = ["\\!", "\\,", "\\;", "\\:", "\\>", "\\ ", "\\qquad", "\\quad", "~", "\\displaystyle", "\\textstyle"];
     private static readonly string[] DegreeMarks = ["^{\\circ}", "^\\circ", "^{\\degree}", "\\degree", "\\circ", "°"];
 
     /// <summary>
@@ -135,7 +134,7 @@ public sealed partial class MathAnswerVerifier
         var s = answer.Replace('\n', ' ').Replace('\r', ' ').Replace('\t', ' ').Trim();
         s = s.Replace("\\$", "").Replace("$", "");
         if (s.StartsWith("\\(") && s.EndsWith("\\)") || s.StartsWith("\\[") && s.EndsWith("\\]")) s = s[2..^2];
-        foreach (var t in SpacingCommands) s = s.Replace(t, " ");
+        s = SpacingRegex().Replace(s, " ");
         s = LeftRightRegex().Replace(s, "");
         s = s.Replace("dfrac", "frac").Replace("tfrac", "frac");
         foreach (var t in DegreeMarks) s = s.Replace(t, "");
@@ -369,6 +368,10 @@ public sealed partial class MathAnswerVerifier
 
     [GeneratedRegex(@"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?|-?\.\d+")]
     private static partial Regex NumberRegex();
+
+    /// <summary>Spacing and style commands: <c>\!</c> <c>\,</c> <c>\;</c> <c>\:</c> <c>\&gt;</c> <c>\ </c> (not the row break <c>\\</c>), <c>\quad</c>, <c>~</c>, <c>\displaystyle</c>.</summary>
+    [GeneratedRegex(@"(?<!\\)\\[!,;:> ]|\\q?quad(?![a-zA-Z])|\\(?:display|text)style(?![a-zA-Z])|~")]
+    private static partial Regex SpacingRegex();
 
     [GeneratedRegex(@"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])")]
     private static partial Regex LeftRightRegex();
