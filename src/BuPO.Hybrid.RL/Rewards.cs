@@ -40,7 +40,9 @@ public sealed class DelegateReward : IRewardFunction
         var rewards = _score(batch);
         if (rewards.Length != batch.Count)
             throw new BupoException($"reward function '{Name}' returned {rewards.Length} rewards for {batch.Count} samples");
-        RewardChecks.RequireFinite(rewards, batch, Name);
+        for (var i = 0; i < rewards.Length; i++)
+            if (!double.IsFinite(rewards[i]))
+                throw new BupoException($"reward function '{Name}' returned {rewards[i]} for sample {i} (prompt '{batch[i].Prompt.Id}'); rewards must be finite");
         return rewards;
     }
 }
@@ -72,14 +74,4 @@ public sealed class MathReward(MathAnswerVerifier? verifier = null) : IRewardFun
     }
 
     private static string Where(PromptItem p) => p.Source.Length > 0 ? $"{p.Source}:{p.Line}" : "dataset";
-}
-
-internal static class RewardChecks
-{
-    public static void RequireFinite(double[] rewards, IReadOnlyList<RewardSample> batch, string name)
-    {
-        for (var i = 0; i < rewards.Length; i++)
-            if (!double.IsFinite(rewards[i]))
-                throw new BupoException($"reward function '{name}' returned {rewards[i]} for sample {i} (prompt '{batch[i].Prompt.Id}'); rewards must be finite");
-    }
 }

@@ -56,9 +56,11 @@ public static class PromptDataset
         options ??= new PromptDatasetOptions();
         if (limit is <= 0) throw new BupoException($"--limit must be a positive number of prompts, got {limit}");
         var (path, known) = Resolve(nameOrPath, split, options.DataDir);
+        // Items without an id are named <dataset>-<index>: the known name, else the file's name.
+        var name = known ? nameOrPath.ToLowerInvariant() : Path.GetFileNameWithoutExtension(path);
         return IsJsonl(path)
-            ? ReadJsonl(path, limit, options, requireAnswer: known || options.AnswerField != null)
-            : ReadText(path, limit, options);
+            ? ReadJsonl(path, name, limit, options, requireAnswer: known || options.AnswerField != null)
+            : ReadText(path, name, limit, options);
     }
 
     /// <summary>
@@ -126,11 +128,10 @@ public static class PromptDataset
         return false;
     }
 
-    private static List<PromptItem> ReadText(string path, int? limit, PromptDatasetOptions options)
+    private static List<PromptItem> ReadText(string path, string name, int? limit, PromptDatasetOptions options)
     {
         if (options.ProblemField != null || options.AnswerField != null)
             throw new BupoException($"{path}: --field/--answer-field apply to JSONL files, and this is a plain-text file (one prompt per line)");
-        var name = Path.GetFileNameWithoutExtension(path);
         var items = new List<PromptItem>();
         var lineNo = 0;
         foreach (var line in File.ReadLines(path))
@@ -144,9 +145,8 @@ public static class PromptDataset
         return items;
     }
 
-    private static List<PromptItem> ReadJsonl(string path, int? limit, PromptDatasetOptions options, bool requireAnswer)
+    private static List<PromptItem> ReadJsonl(string path, string name, int? limit, PromptDatasetOptions options, bool requireAnswer)
     {
-        var name = Path.GetFileNameWithoutExtension(path);
         var items = new List<PromptItem>();
         var lineNo = 0;
         foreach (var line in File.ReadLines(path))
