@@ -104,4 +104,34 @@ public class LlamaParityTests
         _out.WriteLine($"stories260K: max |Δentropy| per layer, both norms, torch vs llama.cpp l_out captures = {worst:E2} nats");
         Assert.True(worst <= 1e-4, $"max |Δentropy| {worst}");
     }
+
+    public static TheoryData<string, bool, int?> QwenShapes => new()
+    {
+        { "qwen2", true, null },   // tied embeddings, Q/K/V biases, NEOX rope, GQA 4/2
+        { "qwen3", false, 32 },    // own output.weight, Q/K norms, head_dim 32 != n_embd/n_head
+    };
+
+    [Theory]
+    [MemberData(nameof(QwenShapes))]
+    public void RandomQwenLogitsAndEntropiesMatchLlamaCpp(string arch, bool tied, int? headDim)
+    {
+        var dir = Directory.CreateTempSubdirectory("bupo-qwen-").FullName;
+        try
+        {
+            var path = TinyQwenGguf.Write(dir, arch, new TinyQwenGguf.Shape(HeadDim: headDim, Tied: tied), seed: 3);
+            var config = TransformerConfig.FromGguf(path);
+            _out.WriteLine(config.ToString());
+            Assert.Equal(tied, config.TiedEmbeddings);
+            Assert.Equal(RopeStyle.Neox, config.Rope);
+            var seqs = TestModels.Sequences(config.VocabSize, 33, 22, 11, 27, 6);
+            var (worst, positions) = CompareLogits(path, seqs, PaddingSide.Left, _out);
+            _out.WriteLine($"{arch}: max |Δlogit| torch (left-padded batch) vs llama.cpp = {worst:E2} over {positions} positions");
+            Assert.True(positions >= 64);
+            Assert.True(worst <= 1e-3, $"max |Δlogit| {worst}");
+            var ent = CompareLayerEntropies(path, seqs.Take(2).ToArray(), _out);
+            _out.WriteLine($"{arch}: max |Δentropy| per layer, both norms = {ent:E2} nats");
+            Assert.True(ent <= 1e-4, $"max |Δentropy| {ent}");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
