@@ -21,7 +21,7 @@ public sealed unsafe class GgufFile : IDisposable
     public const int MaxArrayNesting = 8;
     /// <summary>Longest string accepted, in bytes (gguf.cpp's 1 GiB, capped at what a .NET string holds).</summary>
     public const long MaxStringBytes = 0x3FFFFFDF;
-    private const int MaxDims = 4;
+    private const int MaxDims = 4, MaxItems = 1 << 28;
 
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
@@ -58,6 +58,8 @@ public sealed unsafe class GgufFile : IDisposable
         // smallest tensor info: name length, n_dims, one dim, type, offset; smallest kv: key length, 1-byte key, type, 1-byte value
         var tensorCount = r.Count(new Field("tensor_count"), 8 + 4 + 8 + 4 + 8);
         var kvCount = r.Count(new Field("metadata_kv_count"), 8 + 1 + 4 + 1);
+        if (tensorCount > MaxItems) throw r.Error(new Field("tensor_count"), $"{tensorCount} tensors is more than the {MaxItems} supported");
+        if (kvCount > MaxItems) throw r.Error(new Field("metadata_kv_count"), $"{kvCount} keys is more than the {MaxItems} supported");
         var bodyStart = r;
 
         // Pass 1: validate the whole header without allocating per item.
@@ -356,7 +358,10 @@ public sealed unsafe class GgufFile : IDisposable
             {
                 const int shown = 80;
                 var n = (int)Math.Min(_nameLen, shown);
-                sb.Append('\'').Append(Encoding.UTF8.GetString(start + _namePos, n)).Append(_nameLen > shown ? "...'" : "'");
+                sb.Append('\'');
+                foreach (var c in Encoding.UTF8.GetString(start + _namePos, n))
+                    if (char.IsControl(c)) sb.Append($"\\x{(int)c:X2}"); else sb.Append(c); // keep the message on one line
+                sb.Append(_nameLen > shown ? "...'" : "'");
             }
             if (_elem >= 0) sb.Append('[').Append(_elem).Append(']');
             if (_part != null) sb.Append(' ').Append(_part);
