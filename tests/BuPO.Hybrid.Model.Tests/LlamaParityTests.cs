@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.Tests.Support;
 using TorchSharp;
@@ -118,7 +119,10 @@ public class LlamaParityTests
         var dir = Directory.CreateTempSubdirectory("bupo-qwen-").FullName;
         try
         {
-            var path = TinyQwenGguf.Write(dir, arch, new TinyQwenGguf.Shape(HeadDim: headDim, Tied: tied), seed: 3);
+            // RandomGgufModel (gguf branch) with the real Qwen2 tokenizer; projections at 1/sqrt(d) so every block matters.
+            var path = Path.Combine(dir, $"random-{arch}.gguf");
+            var spec = RandomModelSpec.Named($"{arch}-tiny") with { Layers = 3, HeadDim = headDim, TiedEmbeddings = tied, WeightStd = 0.125f, NormNoise = 0.2f, Seed = 3 };
+            RandomGgufModel.Write(path, spec, SharedAssets.RequireFile(SharedAssets.Qwen2Vocab));
             var config = TransformerConfig.FromGguf(path);
             _out.WriteLine(config.ToString());
             Assert.Equal(tied, config.TiedEmbeddings);
