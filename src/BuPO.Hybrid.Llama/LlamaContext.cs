@@ -25,6 +25,12 @@ public sealed record LlamaContextOptions
     public bool UnifiedKvCache { get; init; } = true;
     /// <summary>Flash attention: null = llama.cpp decides.</summary>
     public bool? FlashAttention { get; init; }
+    /// <summary>
+    /// Element type of the K and V caches: null = llama.cpp's default (F16). F32 together with
+    /// <see cref="FlashAttention"/> = false keeps attention in float32 end to end (parity checks against the trainer:
+    /// with F16 caches ggml also rounds Q and the attention weights to F16, ~1e-2 on logits).
+    /// </summary>
+    public BuPO.Hybrid.Gguf.GgmlType? KvCacheType { get; init; }
     /// <summary>Captures intermediate tensors on every decode; see <see cref="TensorProbe"/>. Null or empty = no callback.</summary>
     public TensorProbe? Probe { get; init; }
 }
@@ -100,6 +106,13 @@ public sealed unsafe class LlamaContext : IDisposable
         p.kv_unified = options.UnifiedKvCache ? (byte)1 : (byte)0;
         p.flash_attn_type = options.FlashAttention switch { null => -1, true => 1, false => 0 };
         p.no_perf = 1;
+        if (options.KvCacheType is { } kv)
+        {
+            if (kv is not (BuPO.Hybrid.Gguf.GgmlType.F32 or BuPO.Hybrid.Gguf.GgmlType.F16 or BuPO.Hybrid.Gguf.GgmlType.BF16 or BuPO.Hybrid.Gguf.GgmlType.Q8_0))
+                throw new BupoException($"KV cache type {kv} is not supported (use F32, F16, BF16 or Q8_0)");
+            p.type_k = (int)kv;
+            p.type_v = (int)kv;
+        }
 
         var probeHandle = default(GCHandle);
         if (options.Probe is { IsEmpty: false } probe)

@@ -1,0 +1,194 @@
+using System.Text.RegularExpressions;
+using BuPO.Hybrid.Data;
+using BuPO.Hybrid.Demo;
+using BuPO.Hybrid.RL;
+
+namespace BuPO.Hybrid.Cli.Tests;
+
+public class ArithmeticTaskGeneratorTests
+{
+    [Fact]
+    public void SameSeed_SameTasks_OtherSeed_OtherTasks()
+    {
+        var a = new ArithmeticTaskGenerator(42).Generate(200);
+        var b = new ArithmeticTaskGenerator(42).Generate(200);
+        var c = new ArithmeticTaskGenerator(43).Generate(200);
+        Assert.Equal(a, b);
+        Assert.NotEqual(a.Select(t => t.Problem), c.Select(t => t.Problem));
+    }
+
+    [Fact]
+    public void FirstTasksOfSeed1_ArePinned()
+    {
+        // Pins the generator across machines and runtimes (own SplitMix64, no System.Random).
+        var t = new ArithmeticTaskGenerator(1).Next(TaskSplit.Train, 2);
+        Assert.Equal("Ann has 9 coins. She sells 4. She ends up with 3 times as many. How many coins does Ann have now?", t.Problem);
+        Assert.Equal("9-4=5. 5*3=15. \\boxed{15}", t.Solution);
+        Assert.Equal("9-4*3", t.Expression);
+        Assert.Equal(15, t.Answer);
+        var first = new ArithmeticTaskGenerator(1).Generate(2);
+        Assert.Equal("Eva has 5 balloons. She sells 4. She sells 1. She finds 6 more. How many balloons does Eva have now?", first[0].Problem);
+        Assert.Equal("5-4=1. 1-1=0. 0+6=6. \\boxed{6}", first[0].Solution);
+        Assert.Equal("Q: Dan has 7 pens. He sells 5. He finds 1 more. He buys 3 more. How many pens does Dan have now?\nA: 7-5=2. 2+1=3. 3+3=6. \\boxed{6}", first[1].Text);
+    }
+
+    [Fact]
+    public void Example_FormatsAsDocumented()
+    {
+        var tasks = new ArithmeticTaskGenerator(5).Generate(300);
+        foreach (var t in tasks)
+        {
+            Assert.StartsWith("Q: ", t.Prompt);
+            Assert.EndsWith("\nA: ", t.Prompt);
+            Assert.Equal($"Q: {t.Problem}\nA: ", t.Prompt);
+            Assert.Equal(t.Prompt + t.Solution, t.Text);
+            Assert.EndsWith($"\\boxed{{{t.Answer}}}", t.Solution);
+            Assert.Equal(t.Steps, Regex.Matches(t.Solution, "=").Count);
+            Assert.Equal(t.Steps + 2, t.Problem.Count(ch => ch is '.' or '?')); // start, one sentence per step, question
+        }
+    }
+
+    [Fact]
+    public void SolutionSteps_AreCorrectArithmetic_AndAmountsStayInBounds()
+    {
+        var options = new ArithmeticTaskOptions { MaxOperand = 20, MaxValue = 200, MaxFactor = 4 };
+        var ops = new HashSet<char>();
+        foreach (var t in new ArithmeticTaskGenerator(9, options).Generate(2000))
+        {
+            var value = int.Parse(Regex.Match(t.Expression, @"^\d+").Value);
+            Assert.Equal(value, int.Parse(Regex.Match(t.Problem, @"has (\d+) ").Groups[1].Value));
+            foreach (Match m in Regex.Matches(t.Solution, @"(\d+)([-+*/])(\d+)=(\d+)\."))
+            {
+                int x = int.Parse(m.Groups[1].Value), y = int.Parse(m.Groups[3].Value), z = int.Parse(m.Groups[4].Value);
+                Assert.Equal(value, x);
+                var op = m.Groups[2].Value[0];
+                ops.Add(op);
+                Assert.Equal(op switch { '+' => x + y, '-' => x - y, '*' => x * y, _ => x / y }, z);
+                if (op == '/') Assert.Equal(0, x % y);
+                if (op is '+' or '-') Assert.InRange(y, 1, options.MaxOperand);
+                else Assert.InRange(y, 2, options.MaxFactor);
+                Assert.InRange(z, 0, options.MaxValue);
+                value = z;
+            }
+            Assert.Equal(value, t.Answer);
+            Assert.InRange(t.Answer, 0, options.MaxValue);
+            Assert.InRange(t.Steps, 1, 4);
+        }
+        Assert.Equal(new HashSet<char>("+-*/"), ops);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void Difficulty_IsTheStepCount(int steps)
+    {
+        var gen = new ArithmeticTaskGenerator(3, new ArithmeticTaskOptions { MinSteps = steps, MaxSteps = steps });
+        Assert.All(gen.Generate(100), t => Assert.Equal(steps, t.Steps));
+        Assert.All(gen.Generate(100, TaskSplit.HeldOut), t => Assert.Equal(steps, t.Steps));
+        var all = new ArithmeticTaskGenerator(3).Generate(1000);
+        Assert.Equal([1, 2, 3, 4], all.Select(t => t.Steps).Distinct().Order());
+    }
+
+    [Fact]
+    public void TrainAndHeldOut_AreDisjoint()
+    {
+        foreach (var options in new[]
+                 {
+                     new ArithmeticTaskOptions(),
+                     new ArithmeticTaskOptions { MinSteps = 1, MaxSteps = 1 },  // small space: many repeats
+                     new ArithmeticTaskOptions { MaxOperand = 50, MaxValue = 500, HeldOutFraction = 0.3 },
+                 })
+        {
+            var gen = new ArithmeticTaskGenerator(11, options);
+            var train = gen.Generate(3000);
+            var heldOut = gen.Generate(1000, TaskSplit.HeldOut);
+            Assert.All(train, t => Assert.Equal(TaskSplit.Train, t.Split));
+            Assert.All(heldOut, t => Assert.Equal(TaskSplit.HeldOut, t.Split));
+            Assert.Empty(train.Select(t => t.Expression).Intersect(heldOut.Select(t => t.Expression)));
+            Assert.Empty(train.Select(t => t.Problem).Intersect(heldOut.Select(t => t.Problem)));
+            Assert.All(heldOut, t => Assert.Equal(TaskSplit.HeldOut, ArithmeticTaskGenerator.SplitOf(t.Expression, options.HeldOutFraction)));
+        }
+    }
+
+    [Fact]
+    public void HeldOutShare_IsNearTheFraction()
+    {
+        // 20,000 distinct expressions: the hash puts about the asked share in the held-out split.
+        var expressions = Enumerable.Range(0, 20000).Select(i => $"{i}+{i % 7}").ToArray();
+        foreach (var fraction in new[] { 0.1, 0.3 })
+        {
+            var heldOut = expressions.Count(e => ArithmeticTaskGenerator.SplitOf(e, fraction) == TaskSplit.HeldOut);
+            Assert.InRange(heldOut / (double)expressions.Length, fraction - 0.01, fraction + 0.01);
+        }
+    }
+
+    [Fact]
+    public void EveryText_UsesOnlyTheAlphabet_AndTheAlphabetIsTight()
+    {
+        Assert.Equal(ArithmeticTaskGenerator.Alphabet.Length, ArithmeticTaskGenerator.Alphabet.Distinct().Count());
+        Assert.Equal(ArithmeticTaskGenerator.Alphabet, new string(ArithmeticTaskGenerator.Alphabet.Order().ToArray()));
+        var alphabet = new HashSet<char>(ArithmeticTaskGenerator.Alphabet);
+        var seen = new HashSet<char>();
+        var gen = new ArithmeticTaskGenerator(77, new ArithmeticTaskOptions { MaxOperand = 30, MaxValue = 300 });
+        foreach (var t in gen.Generate(3000).Concat(gen.Generate(500, TaskSplit.HeldOut)))
+            foreach (var ch in t.Text)
+            {
+                Assert.True(alphabet.Contains(ch), $"'{ch}' in {t.Text}");
+                seen.Add(ch);
+            }
+        Assert.Equal(alphabet.Order(), seen.Order());
+    }
+
+    [Fact]
+    public void Verifier_MarksEveryGeneratedSolutionCorrect()
+    {
+        var verifier = new MathAnswerVerifier();
+        var gen = new ArithmeticTaskGenerator(2024, new ArithmeticTaskOptions { MaxOperand = 40, MaxValue = 400 });
+        var tasks = gen.Generate(1000).Concat(gen.Generate(200, TaskSplit.HeldOut)).ToList();
+        foreach (var t in tasks)
+        {
+            var r = verifier.Verify(t.Solution, t.Answer.ToString());
+            Assert.True(r.Correct, $"{t.Solution} vs {t.Answer}: {r.Normalized}");
+            Assert.False(verifier.Verify(t.Solution, (t.Answer + 1).ToString()).Correct);
+        }
+        var reward = new MathReward(verifier);
+        var batch = tasks.Take(100).Select((t, i) => new RewardSample(t.ToPromptItem($"d{i}"), t.Solution)).ToArray();
+        Assert.All(reward.Score(batch), r => Assert.Equal(1.0, r));
+    }
+
+    [Fact]
+    public void Jsonl_RoundTripsThroughThePromptDatasetLoader()
+    {
+        var dir = Directory.CreateTempSubdirectory("bupo-demo-");
+        try
+        {
+            var tasks = new ArithmeticTaskGenerator(8).Generate(50, TaskSplit.HeldOut);
+            var path = Path.Combine(dir.FullName, "held-out.jsonl");
+            ArithmeticTaskGenerator.WriteJsonl(path, tasks, "ho");
+            var items = PromptDataset.Load(path);
+            Assert.Equal(50, items.Count);
+            Assert.Equal("ho-0", items[0].Id);
+            Assert.Equal(tasks.Select(t => t.Problem), items.Select(i => i.Problem));
+            Assert.Equal(tasks.Select(t => t.Answer.ToString()), items.Select(i => i.Answer));
+            Assert.Equal(tasks.Select(t => t.Solution), items.Select(i => i.Solution));
+            Assert.Equal(tasks[3].ToPromptItem("ho-3") with { Source = path, Line = 4 }, items[3]);
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [Theory]
+    [InlineData(0, 4, 9, 99, 0.1)]
+    [InlineData(3, 2, 9, 99, 0.1)]
+    [InlineData(1, 9, 9, 99, 0.1)]
+    [InlineData(1, 4, 1, 99, 0.1)]
+    [InlineData(1, 4, 50, 20, 0.1)]
+    [InlineData(1, 4, 9, 99, 0.0)]
+    [InlineData(1, 4, 9, 99, 1.0)]
+    public void BadOptions_AreClearErrors(int minSteps, int maxSteps, int maxOperand, int maxValue, double heldOut)
+    {
+        var options = new ArithmeticTaskOptions { MinSteps = minSteps, MaxSteps = maxSteps, MaxOperand = maxOperand, MaxValue = maxValue, HeldOutFraction = heldOut };
+        Assert.Throws<BupoException>(() => new ArithmeticTaskGenerator(1, options));
+    }
+}
