@@ -138,11 +138,7 @@ internal static class LlamaLibraryLoader
                 LlamaNative.Ggml => (hGgml, ggmlPath ?? llamaPath),
                 _ => (hBase, basePath ?? ggmlPath ?? llamaPath),
             };
-            foreach (var symbol in symbols)
-                if (!NativeLibrary.TryGetExport(handle, symbol, out _))
-                    throw new BupoException(
-                        $"{path} does not match the llama.cpp C API bupo-hybrid binds (llama.cpp of node-llama-cpp 3.22.1, " +
-                        $"binaries v0.5.0): export '{symbol}' is missing; use scripts/fetch-llama.sh or a build of that release");
+            CheckExports(handle, path, symbols);
         }
 
         loaded = new LoadedLibraries(dir, llamaPath, hLlama, hGgml, hBase);
@@ -150,7 +146,18 @@ internal static class LlamaLibraryLoader
         return loaded;
     }
 
-    private static nint LoadOne(string path)
+    /// <summary>Throws a <see cref="BupoException"/> naming the first of <paramref name="symbols"/> the library does not export.</summary>
+    internal static void CheckExports(nint handle, string path, IEnumerable<string> symbols)
+    {
+        foreach (var symbol in symbols)
+            if (!NativeLibrary.TryGetExport(handle, symbol, out _))
+                throw new BupoException(
+                    $"{path} does not match the llama.cpp C API bupo-hybrid binds (llama.cpp of node-llama-cpp 3.22.1, " +
+                    $"binaries v0.5.0): export '{symbol}' is missing; use scripts/fetch-llama.sh or a build of that release");
+    }
+
+    /// <summary>dlopen by full path; failures become a <see cref="BupoException"/> quoting the loader's message.</summary>
+    internal static nint LoadOne(string path)
     {
         try
         {
