@@ -356,28 +356,34 @@ public sealed class GgufTokenizer : ITextTokenizer
         if (arr?.Items is not string[] merges)
             throw new BupoException($"{path}: tokenizer.ggml.merges is missing or not a string array (needed by tokenizer model 'gpt2')");
         var symbolIds = new Dictionary<string, int>(_tokenToId, StringComparer.Ordinal);
-        int Intern(string s)
+        var symbolLookup = symbolIds.GetAlternateLookup<ReadOnlySpan<char>>();
+        int Intern(ReadOnlySpan<char> s)
         {
-            if (symbolIds.TryGetValue(s, out var id)) return id;
+            if (symbolLookup.TryGetValue(s, out var id)) return id;
             id = _texts.Length + _extraSymbols.Count;
-            _extraSymbols.Add(s);
-            symbolIds.Add(s, id);
+            var str = s.ToString();
+            _extraSymbols.Add(str);
+            symbolIds.Add(str, id);
             return id;
         }
-        for (var b = 0; b < 256; b++) _byteSymbols[b] = Intern(LlamaUnicode.ByteToChar[b].ToString());
+        for (var b = 0; b < 256; b++) _byteSymbols[b] = Intern([LlamaUnicode.ByteToChar[b]]);
         for (var c = 0; c < 128; c++) _asciiTokens[c] = _tokenToId.TryGetValue(((char)c).ToString(), out var id) ? id : Null;
         _merges.EnsureCapacity(merges.Length);
+        var joined = new char[256];
         for (var rank = 0; rank < merges.Length; rank++)
         {
-            var m = merges[rank];
-            var space = m.Length > 1 ? m.IndexOf(' ', 1) : -1;
-            if (space < 0) continue; // llama.cpp records ("", ""), which never matches
+            var m = merges[rank].AsSpan();
+            var space = m.Length > 1 ? m[1..].IndexOf(' ') + 1 : 0;
+            if (space <= 0) continue; // llama.cpp records ("", ""), which never matches
             var first = m[..space];
             var second = m[(space + 1)..];
             if (first.Length == 0 || second.Length == 0) continue;
             var key = PairKey(Intern(first), Intern(second));
             if (_merges.ContainsKey(key)) continue; // emplace: the first rank of a pair wins
-            _merges.Add(key, ((long)rank << 32) | (uint)Intern(first + second));
+            if (joined.Length < m.Length) joined = new char[m.Length * 2];
+            first.CopyTo(joined);
+            second.CopyTo(joined.AsSpan(first.Length));
+            _merges.Add(key, ((long)rank << 32) | (uint)Intern(joined.AsSpan(0, first.Length + second.Length)));
         }
     }
 
@@ -420,6 +426,15 @@ public sealed class GgufTokenizer : ITextTokenizer
     // llama_decode_text: byte-level chars back to bytes; unknown chars as "[UNK_BYTE_0x..<text>]"
     private static byte[] DecodeByteLevel(string text)
     {
+        var fast = new byte[text.Length];
+        var i0 = 0;
+        for (; i0 < text.Length; i0++)
+        {
+            var c = text[i0];
+            if (c >= LlamaUnicode.CharToByte.Length || LlamaUnicode.CharToByte[c] < 0) break;
+            fast[i0] = (byte)LlamaUnicode.CharToByte[c];
+        }
+        if (i0 == text.Length) return fast;
         var bytes = new List<byte>(text.Length);
         for (var i = 0; i < text.Length; i++)
         {
