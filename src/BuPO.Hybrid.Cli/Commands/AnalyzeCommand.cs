@@ -32,21 +32,21 @@ public static class AnalyzeCommand
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature for --generate (top-p 1, no top-k)", DefaultValueFactory = _ => 1f };
         var seed = new Option<uint>("--seed") { Description = "Sampling seed (prompt i uses seed + i)", DefaultValueFactory = _ => 42u };
         var positions = new Option<string>("--positions") { Description = "Positions averaged: all, prompt, or response (the positions that produced the response tokens)", DefaultValueFactory = _ => "all" };
-        positions.AcceptOnlyFromAmong("all", "prompt", "response");
+        OneOf(positions, "all", "prompt", "response");
         var norm = new Option<string>("--norm") { Description = "none: softmax(h E_u^T), BuPO's internal policy; final: final RMSNorm first (logit lens)", DefaultValueFactory = _ => "none" };
-        norm.AcceptOnlyFromAmong("none", "final");
+        OneOf(norm, "none", "final");
         var layers = new Option<string?>("--layers") { Description = "Blocks to analyze, 0-based, e.g. 0,3,5-8 (default: all)" };
         var engine = new Option<string>("--engine") { Description = "llama: llama.cpp graph captures; torch: the TorchSharp trainer model", DefaultValueFactory = _ => "llama" };
-        engine.AcceptOnlyFromAmong("llama", "torch");
+        OneOf(engine, "llama", "torch");
         var device = new Option<string>("--device") { Description = "Torch device of the unembedding and the torch engine: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
         var protocol = new Option<string?>("--protocol") { Description = "paper: chat template, responses sampled at T = 1.0 (--generate, default 512) to --dataset problems, response positions only, norm none" };
-        protocol.AcceptOnlyFromAmong("paper");
+        OneOf(protocol, "paper");
         var tau = new Option<double>("--tau") { Description = "Boundary layer rule threshold on ΔH_FFN (nats)", DefaultValueFactory = _ => BoundaryLayerRule.DefaultTau };
         var perToken = new Option<bool>("--per-token") { Description = "Also write per-position layer entropies (JSON per_token)" };
         var outDir = new Option<DirectoryInfo?>("--out") { Description = "Write analysis.json, analysis.csv and PNG/SVG plots into this folder" };
         var json = new Option<FileInfo?>("--json") { Description = "Write the JSON result to this file" };
         var kvType = new Option<string>("--kv-type") { Description = "llama.cpp KV cache type: default (F16), f32 (also turns flash attention off: float32 attention), f16, bf16, q8_0", DefaultValueFactory = _ => "default" };
-        kvType.AcceptOnlyFromAmong("default", "f32", "f16", "bf16", "q8_0");
+        OneOf(kvType, "default", "f32", "f16", "bf16", "q8_0");
         var ctx = new Option<int?>("--ctx") { Description = "Longest sequence (prompt + response) in tokens (default: the model's training context)" };
         var chunk = new Option<int>("--chunk-size") { Description = "Positions per unembedding chunk", DefaultValueFactory = _ => 1024 };
         var llamaBatch = new Option<int>("--llama-batch") { Description = "Positions per llama.cpp decode in the llama engine", DefaultValueFactory = _ => 512 };
@@ -77,6 +77,18 @@ public static class AnalyzeCommand
             return Run(a, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
         });
         return cmd;
+    }
+
+    /// <summary>Restricts an option to fixed values with a one-line parse error (AcceptOnlyFromAmong's spans several lines).</summary>
+    private static void OneOf(Option option, params string[] values)
+    {
+        option.Validators.Add(r =>
+        {
+            foreach (var token in r.Tokens)
+                if (!values.Contains(token.Value))
+                    r.AddError($"{option.Name} {token.Value}: expected one of {string.Join(", ", values)}");
+        });
+        option.CompletionSources.Add(values);
     }
 
     private sealed record Args
@@ -128,6 +140,7 @@ public static class AnalyzeCommand
         if (a.Limit != null && a.Prompts.Length > 0) throw new BupoException("--limit applies to --prompts and --dataset, not to --prompt");
         if (a.Field != null && a.Prompts.Length > 0) throw new BupoException("--field applies to --prompts and --dataset, not to --prompt");
         var layers = a.Layers is null ? null : AnalyzeOptions.ParseLayers(a.Layers, config.LayerCount);
+        ModelDevice.Parse(a.Device); // an unknown or unavailable device fails before any model is loaded
 
         var options = new AnalyzeOptions
         {
@@ -180,7 +193,7 @@ public static class AnalyzeCommand
         }
         else items = PromptDataset.Load(a.Dataset!, a.Split, a.Limit, new PromptDatasetOptions { DataDir = a.DataDir, ProblemField = a.Field });
 
-        LlamaBackend.Initialize(a.LibDir);
+        LlamaBackend.Initialize(a.LibDir, minLevel: LlamaLogLevel.Error); // load-time warnings of llama.cpp are noise here
         if (a.Threads > 0) TorchSharp.torch.set_num_threads(a.Threads);
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
