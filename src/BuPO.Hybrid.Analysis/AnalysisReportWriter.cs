@@ -65,7 +65,7 @@ public static class AnalysisReportWriter
     public static IEnumerable<(string Name, Plot Plot)> Plots(AnalysisResult r)
     {
         double[] xs = r.Layers.Select(l => (double)l.Index).ToArray();
-        var title = $"{Path.GetFileName(r.Model)} ({r.Architecture}, norm={r.Norm}, engine={r.Engine})";
+        var title = $"{Path.GetFileName(r.Model)} ({r.Architecture}, norm={r.Norm}, engine={r.Engine}, positions={r.Positions}, {r.PositionCount} averaged)";
 
         var p1 = new Plot();
         AddLine(p1, xs, r.Layers.Select(l => l.Entropy), "layer policy H(H^k)");

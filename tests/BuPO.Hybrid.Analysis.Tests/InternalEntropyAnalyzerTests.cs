@@ -243,6 +243,29 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
         }
     }
 
+    /// <summary>The trainer's entry: a loaded model and token ids (as <c>train --bupo-layer auto</c> calls it).</summary>
+    [Fact]
+    public void LoadedTrainerModelAndTokenIds()
+    {
+        var path = models.Path("stories");
+        var byPath = InternalEntropyAnalyzer.Run(Options(path, AnalysisEngine.Torch), AnalyzerModels.Prompts);
+        using var model = TransformerModel.FromGguf(path);
+        var progress = new List<AnalyzeProgress>();
+        var loaded = InternalEntropyAnalyzer.Run(new AnalyzeOptions { Model = model, Engine = AnalysisEngine.Torch }, byPath.TokenIds,
+            new SyncProgress(progress.Add));
+        Assert.Equal(byPath.TokenIds, loaded.TokenIds);
+        Assert.True(MaxDiff(byPath, loaded) <= 1e-6);
+        Assert.Equal(byPath.BoundaryLayer, loaded.BoundaryLayer);
+        Assert.Equal(new AnalyzeProgress("analyze", 2, 2, byPath.TokenIds.Sum(t => t.Length)), progress[^1]);
+        Assert.False(model.TokenEmbedding.grad is { } g && g.numel() > 0); // no autograd graph was built
+        Assert.Throws<BupoException>(() => InternalEntropyAnalyzer.Run(new AnalyzeOptions { Model = model }, byPath.TokenIds)); // llama engine needs no model
+    }
+
+    private sealed class SyncProgress(Action<AnalyzeProgress> report) : IProgress<AnalyzeProgress>
+    {
+        public void Report(AnalyzeProgress value) => report(value);
+    }
+
     [Fact]
     public void LlamaEngineDecodesLongSequencesInChunks()
     {

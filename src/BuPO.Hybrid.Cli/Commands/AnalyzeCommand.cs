@@ -44,6 +44,7 @@ public static class AnalyzeCommand
         var tau = new Option<double>("--tau") { Description = "Boundary layer rule threshold on ΔH_FFN (nats)", DefaultValueFactory = _ => BoundaryLayerRule.DefaultTau };
         var perToken = new Option<bool>("--per-token") { Description = "Also write per-position layer entropies (JSON per_token)" };
         var outDir = new Option<DirectoryInfo?>("--out") { Description = "Write analysis.json, analysis.csv and PNG/SVG plots into this folder" };
+        var name = new Option<string>("--name") { Description = "Base name of the files written by --out (NAME.json, NAME_entropy.png, ...)", DefaultValueFactory = _ => "analysis" };
         var json = new Option<FileInfo?>("--json") { Description = "Write the JSON result to this file" };
         var kvType = new Option<string>("--kv-type") { Description = "llama.cpp KV cache type: default (F16), f32 (also turns flash attention off: float32 attention), f16, bf16, q8_0", DefaultValueFactory = _ => "default" };
         OneOf(kvType, "default", "f32", "f16", "bf16", "q8_0");
@@ -57,7 +58,7 @@ public static class AnalyzeCommand
         var cmd = new Command("analyze", "Entropy of a model's internal policies per block (layer, attention, FFN), their changes and the boundary layer")
         {
             model, prompt, prompts, field, dataset, split, dataDir, limit, chat, system, generate, temperature, seed, positions, norm, layers,
-            engine, device, protocol, tau, perToken, outDir, json, kvType, ctx, chunk, llamaBatch, threads, gpuLayers, libDir,
+            engine, device, protocol, tau, perToken, outDir, name, json, kvType, ctx, chunk, llamaBatch, threads, gpuLayers, libDir,
         };
         cmd.SetAction(parse =>
         {
@@ -70,7 +71,7 @@ public static class AnalyzeCommand
                 Temperature = parse.GetValue(temperature), TemperatureGiven = Given(temperature), Seed = parse.GetValue(seed),
                 Positions = parse.GetValue(positions)!, PositionsGiven = Given(positions), Norm = parse.GetValue(norm)!, NormGiven = Given(norm),
                 Layers = parse.GetValue(layers), Engine = parse.GetValue(engine)!, Device = parse.GetValue(device)!, Protocol = parse.GetValue(protocol),
-                Tau = parse.GetValue(tau), PerToken = parse.GetValue(perToken), OutDir = parse.GetValue(outDir), Json = parse.GetValue(json),
+                Tau = parse.GetValue(tau), PerToken = parse.GetValue(perToken), OutDir = parse.GetValue(outDir), Name = parse.GetValue(name)!, Json = parse.GetValue(json),
                 KvType = parse.GetValue(kvType)!, Ctx = parse.GetValue(ctx), ChunkSize = parse.GetValue(chunk), LlamaBatch = parse.GetValue(llamaBatch),
                 Threads = parse.GetValue(threads), GpuLayers = parse.GetValue(gpuLayers), LibDir = parse.GetValue(libDir),
             };
@@ -119,6 +120,7 @@ public static class AnalyzeCommand
         public double Tau { get; init; }
         public bool PerToken { get; init; }
         public DirectoryInfo? OutDir { get; init; }
+        public required string Name { get; init; }
         public FileInfo? Json { get; init; }
         public required string KvType { get; init; }
         public int? Ctx { get; init; }
@@ -139,6 +141,8 @@ public static class AnalyzeCommand
         if (a.Limit is <= 0) throw new BupoException($"--limit must be a positive number of prompts, got {a.Limit}");
         if (a.Limit != null && a.Prompts.Length > 0) throw new BupoException("--limit applies to --prompts and --dataset, not to --prompt");
         if (a.Field != null && a.Prompts.Length > 0) throw new BupoException("--field applies to --prompts and --dataset, not to --prompt");
+        if (a.Name.Length == 0 || a.Name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || a.Name is "." or "..")
+            throw new BupoException($"--name '{a.Name}': not a plain file name");
         var layers = a.Layers is null ? null : AnalyzeOptions.ParseLayers(a.Layers, config.LayerCount);
         ModelDevice.Parse(a.Device); // an unknown or unavailable device fails before any model is loaded
 
@@ -202,7 +206,7 @@ public static class AnalyzeCommand
             ColorSystem = ReferenceEquals(stdout, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
             Interactive = ReferenceEquals(stdout, Console.Out) ? InteractionSupport.Detect : InteractionSupport.No,
         });
-        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 140);
+        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 160);
         var keepPerToken = a.PerToken || a.OutDir != null; // the heatmap needs them
         options = options with { PerToken = keepPerToken };
 
@@ -237,7 +241,7 @@ public static class AnalyzeCommand
 
         if (a.OutDir != null)
         {
-            var files = AnalysisReportWriter.WriteAll(result, a.OutDir.FullName, perTokenInJson: a.PerToken);
+            var files = AnalysisReportWriter.WriteAll(result, a.OutDir.FullName, a.Name, perTokenInJson: a.PerToken);
             console.WriteLine($"wrote {files.Count} files to {a.OutDir.FullName}");
         }
         if (a.Json != null)
