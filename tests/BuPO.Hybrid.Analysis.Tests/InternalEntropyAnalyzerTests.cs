@@ -27,7 +27,7 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
             Assert.Equal(x.Index, y.Index);
             foreach (var (u, v) in new[]
                      {
-                         (x.Entropy, y.Entropy), (x.EntropyStd, y.EntropyStd), (x.AttentionEntropy, y.AttentionEntropy), (x.FfnEntropy, y.FfnEntropy),
+                         (x.Entropy, y.Entropy), (x.EntropyStd, y.EntropyStd), (x.AttentionEntropyStd, y.AttentionEntropyStd), (x.FfnEntropyStd, y.FfnEntropyStd), (x.AttentionEntropy, y.AttentionEntropy), (x.FfnEntropy, y.FfnEntropy),
                          (x.AttentionInputEntropy, y.AttentionInputEntropy), (x.FfnInputEntropy, y.FfnInputEntropy),
                          (x.DeltaLayer, y.DeltaLayer), (x.DeltaAttention, y.DeltaAttention), (x.DeltaFfn, y.DeltaFfn),
                      })
