@@ -149,7 +149,7 @@ public static class LrSchedule
     {
         if (o.WarmupSteps > 0 && step <= o.WarmupSteps) return o.Lr * step / o.WarmupSteps;
         if (!o.LrSchedule.Equals("cosine", StringComparison.OrdinalIgnoreCase)) return o.Lr;
-        var span = Math.Max(1, o.Steps - o.WarmupSteps);
+        var span = Math.Max(1, o.Steps - o.WarmupSteps - 1);
         var progress = Math.Clamp((double)(step - 1 - o.WarmupSteps) / span, 0, 1);
         var min = o.Lr * o.MinLrRatio;
         return min + (o.Lr - min) * 0.5 * (1 + Math.Cos(Math.PI * progress));

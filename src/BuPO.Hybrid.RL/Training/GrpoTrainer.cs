@@ -135,7 +135,7 @@ public sealed class GrpoTrainer : IDisposable
                         var refLp = Padded(micro.Select(i => old.Reference![i]).ToArray(), r);
                         var k3 = PolicyLoss.Aggregate(PolicyLoss.K3Kl(lp, refLp), respMask, clip.Aggregation);
                         loss = loss + _o.KlCoef * k3;
-                        using (no_grad()) refKlSum += (PolicyLoss.K3Kl(lp, refLp) * respMask).sum().item<float>();
+                        using (no_grad()) refKlSum += (PolicyLoss.K3Kl(lp, refLp) * respMask).sum().to_type(ScalarType.Float64).item<double>();
                     }
                     if (_o.EntropyCoef > 0)
                     {
@@ -147,7 +147,7 @@ public sealed class GrpoTrainer : IDisposable
                     var scale = clip.Aggregation == LossAggregation.TokenMean ? (double)microTokens / mbTokens : (double)seqs.Length / mbSeqs;
                     var scaled = loss * scale;
                     scaled.backward();
-                    mbLoss += scaled.item<float>();
+                    mbLoss += scaled.detach().to_type(ScalarType.Float64).item<double>();
                     clipSum += pl.ClipFraction * microTokens;
                     dualSum += pl.DualClipFraction * microTokens;
                     klSum += pl.ApproxKl * microTokens;
