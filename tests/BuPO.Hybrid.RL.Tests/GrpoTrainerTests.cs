@@ -171,6 +171,46 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
     }
 
     [Fact]
+    public void LoraTrainsOnlyAdaptersAndMergesThem()
+    {
+        using var model = TransformerModel.FromGguf(_fx.Path);
+        var before = Snapshot(model);
+        using var lora = LoraSet.Create(model, 4, 8, ["attn_q", "ffn_down"], 11);
+        Assert.Equal(6, lora.AdaptedWeights.Count()); // 3 blocks x 2 targets
+        using var trainer = new GrpoTrainer(model, Options, lora: lora);
+        // IPA on block 0: only block 0's adapters (and so its two weights) move.
+        var stats = trainer.Update(1, Synthetic(8), 0, true, 1e-2);
+        Assert.Equal(2, stats.OptimizerSteps);
+        foreach (var (name, p) in model.GgufParameters)
+            Assert.Equal(name is "blk.0.attn_q.weight" or "blk.0.ffn_down.weight", !Same(p, before[name]));
+        trainer.Update(2, Synthetic(9), 0, false, 1e-2);
+        foreach (var (name, p) in model.GgufParameters)
+            Assert.Equal(name.EndsWith("attn_q.weight") || name.EndsWith("ffn_down.weight"), !Same(p, before[name]));
+        // W = W0 + (alpha / r) B A.
+        var a = lora.Parameters.Single(kv => kv.Key == "blk.2.ffn_down.weight.lora_a").Value;
+        var b = lora.Parameters.Single(kv => kv.Key == "blk.2.ffn_down.weight.lora_b").Value;
+        var w = model.GgufParameters.Single(kv => kv.Key == "blk.2.ffn_down.weight").Value;
+        using (var expected = before["blk.2.ffn_down.weight"] + b.matmul(a) * 2.0)
+        using (var d = (w - expected).abs().max())
+            Assert.True(d.item<float>() < 1e-6);
+        // The adapter file is what llama.cpp reads: ggml shapes [in, r] and [r, out].
+        var path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"bupo-lora-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            lora.WriteGguf(path);
+            using var f = GgufFile.Open(path);
+            Assert.Equal("adapter", f.GetString("general.type"));
+            Assert.Equal("lora", f.GetString("adapter.type"));
+            var ta = f.FindTensor("blk.2.ffn_down.weight.lora_a")!;
+            var tb = f.FindTensor("blk.2.ffn_down.weight.lora_b")!;
+            Assert.Equal([128L, 4L], ta.Shape);
+            Assert.Equal([4L, 64L], tb.Shape);
+        }
+        finally { File.Delete(path); }
+        foreach (var t in before.Values) t.Dispose();
+    }
+
+    [Fact]
     public void LayerOutsideTheModelIsAnError()
     {
         using var model = TransformerModel.FromGguf(_fx.Path);

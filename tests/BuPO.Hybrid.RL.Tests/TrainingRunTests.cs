@@ -94,11 +94,13 @@ public sealed class TrainingRunTests : IDisposable
         Assert.True(File.Exists(Path.Combine(result.LastCheckpoint!, "state.json")));
     }
 
-    [Fact]
-    public void CancelledRunResumesBitIdentically()
+    [Theory]
+    [InlineData(0)]
+    [InlineData(4)]
+    public void CancelledRunResumesBitIdentically(int loraRank)
     {
-        // Reference: 4 uninterrupted BuPO steps (IPA on block 2 for steps 1-2, then GRPO).
-        var o = Options("full", 4, seed: 3) with { BupoLayer = "2", BupoSteps = 2 };
+        // Reference: 4 uninterrupted BuPO steps (IPA on block 2 for steps 1-2, then GRPO), full or LoRA.
+        var o = Options("full", 4, seed: 3) with { BupoLayer = "2", BupoSteps = 2, LoraRank = loraRank, Lr = loraRank > 0 ? 1e-2 : 1e-3 };
         var full = TrainingRun.Run(o, MentionsBoy, Prompts);
         Assert.Equal(["ipa", "ipa", "grpo", "grpo"], full.Steps.Select(s => s.Phase));
 
@@ -109,7 +111,7 @@ public sealed class TrainingRunTests : IDisposable
         Assert.True(cut.Cancelled);
         Assert.Equal(2, cut.LastStep);
         Assert.EndsWith("step-000002", cut.LastCheckpoint);
-        Assert.True(File.Exists(Path.Combine(cut.LastCheckpoint!, "sampler.gguf")));
+        Assert.True(File.Exists(Path.Combine(cut.LastCheckpoint!, loraRank > 0 ? "adapter.gguf" : "sampler.gguf")));
 
         // Resume: steps 3 and 4 are exactly the uninterrupted run's.
         var resumed = TrainingRun.Run(o2 with { Resume = "latest" }, MentionsBoy, Prompts);
@@ -130,9 +132,26 @@ public sealed class TrainingRunTests : IDisposable
         }
         Assert.Equal(File.ReadAllBytes(Path.Combine(full.LastCheckpoint!, "model.bin")), File.ReadAllBytes(Path.Combine(resumed.LastCheckpoint!, "model.bin")));
         Assert.Equal(File.ReadAllBytes(Path.Combine(full.LastCheckpoint!, "optimizer.bin")), File.ReadAllBytes(Path.Combine(resumed.LastCheckpoint!, "optimizer.bin")));
-        Assert.Equal(File.ReadAllBytes(full.SamplerGguf), File.ReadAllBytes(resumed.SamplerGguf));
+        Assert.Equal(File.ReadAllBytes(full.LoraAdapter ?? full.SamplerGguf), File.ReadAllBytes(resumed.LoraAdapter ?? resumed.SamplerGguf));
         // The resumed output's metrics hold each step once.
         Assert.Equal([1, 2, 3, 4], MetricsWriter.ReadSteps(resumed.MetricsJsonl).Select(s => s.Step));
+    }
+
+    [Fact]
+    public void LoraRunHotSwapsAdaptersThatMatchTheTrainer()
+    {
+        var o = Options("lora", 8, seed: 2) with { LoraRank = 8, LoraAlpha = 16, Lr = 1e-2 };
+        var result = TrainingRun.Run(o, MentionsBoy, Prompts);
+        var first = result.Steps.Take(2).Average(s => s.RewardMean);
+        var last = result.Steps.TakeLast(2).Average(s => s.RewardMean);
+        Assert.True(last > first + 0.2, $"reward did not improve: first two steps {first:0.000}, last two {last:0.000}");
+        // The sampler kept the source GGUF and applied the adapters; had llama.cpp read them differently from the
+        // trainer, the sampler and trainer policies would drift apart as the adapters grow.
+        Assert.Equal(Path.GetFullPath(o.Model!), Path.GetFullPath(result.SamplerGguf));
+        Assert.EndsWith("step-000008.lora.gguf", result.LoraAdapter);
+        Assert.All(result.Steps, s => Assert.True(s.Synced));
+        Assert.All(result.Steps, s => Assert.InRange(Math.Abs(s.MismatchKl), 0, 2e-3));
+        Assert.All(result.Steps, s => Assert.InRange(s.MismatchOutsideFraction, 0, 0.01));
     }
 
     [Fact]

@@ -104,7 +104,7 @@ public static class TrainCommand
                 var result = TrainingRun.Run(o, reward, observer: new ConsoleObserver(stdout), ct: cts.Token);
                 stdout.WriteLine(result.Cancelled
                     ? $"stopped after step {result.LastStep}; checkpoint {result.LastCheckpoint}"
-                    : $"done: {result.LastStep} steps; metrics {result.MetricsJsonl}; sampler model {result.SamplerGguf}; checkpoint {result.LastCheckpoint}");
+                    : $"done: {result.LastStep} steps; metrics {result.MetricsJsonl}; sampler model {result.SamplerGguf}{(result.LoraAdapter is { } a ? $" + LoRA {a}" : "")}; checkpoint {result.LastCheckpoint}");
                 return result.Cancelled ? 130 : 0;
             }
             finally

@@ -55,6 +55,7 @@ public sealed class GrpoTrainer : IDisposable
 {
     private readonly TrainOptions _o;
     private readonly TransformerModel? _reference;
+    private readonly LoraSet? _lora;
 
     public TransformerModel Model { get; }
     public AdamW Optimizer { get; }
@@ -62,13 +63,24 @@ public sealed class GrpoTrainer : IDisposable
     /// <param name="model">The trained model.</param>
     /// <param name="options">Algorithm and optimizer settings.</param>
     /// <param name="reference">The frozen reference model of the KL term (needed when kl-coef &gt; 0).</param>
-    public GrpoTrainer(TransformerModel model, TrainOptions options, TransformerModel? reference = null)
+    /// <param name="lora">LoRA adapters: only they are trained (the model's other weights are frozen).</param>
+    public GrpoTrainer(TransformerModel model, TrainOptions options, TransformerModel? reference = null, LoraSet? lora = null)
     {
         Model = model;
         _o = options;
         _reference = reference;
+        _lora = lora;
         if (options.KlCoef > 0 && reference is null) throw new ArgumentException("kl-coef > 0 needs a reference model", nameof(reference));
-        Optimizer = new AdamW(model.GgufParameters, options.Beta1, options.Beta2, options.AdamEps, options.WeightDecay);
+        Optimizer = new AdamW(lora?.Parameters ?? model.GgufParameters, options.Beta1, options.Beta2, options.AdamEps, options.WeightDecay);
+    }
+
+    /// <summary>The LoRA adapters trained, or null for full fine-tuning.</summary>
+    public LoraSet? Lora => _lora;
+
+    private void ZeroGrad()
+    {
+        Optimizer.ZeroGrad();
+        _lora?.ClearBaseGrads();
     }
 
     /// <summary>Whether 1-based step <paramref name="step"/> optimizes block k's internal policy.</summary>
@@ -107,7 +119,7 @@ public sealed class GrpoTrainer : IDisposable
                 var mbTokens = mb.Sum(i => (long)sequences[i].ResponseTokens.Length);
                 var mbSeqs = mb.Count(i => sequences[i].ResponseTokens.Length > 0);
                 if (mbTokens == 0) continue;
-                Optimizer.ZeroGrad();
+                ZeroGrad();
                 double mbLoss = 0;
                 foreach (var micro in MicroBatches(mb.Where(i => sequences[i].ResponseTokens.Length > 0).ToArray(), sequences))
                 {
@@ -154,6 +166,7 @@ public sealed class GrpoTrainer : IDisposable
                     tokenSum += microTokens;
                     fwd.Dispose();
                 }
+                _lora?.PropagateGrads();
                 var norm = Optimizer.GradNorm();
                 if (!double.IsFinite(norm))
                 {
@@ -163,10 +176,11 @@ public sealed class GrpoTrainer : IDisposable
                 {
                     if (_o.GradClip > 0 && norm > _o.GradClip) Optimizer.ScaleGrads(_o.GradClip / (norm + 1e-6));
                     Optimizer.Step(lr);
+                    _lora?.Merge();
                     gradNormSum += norm;
                     optSteps++;
                 }
-                Optimizer.ZeroGrad();
+                ZeroGrad();
                 lossSum += mbLoss;
                 miniBatches++;
             }

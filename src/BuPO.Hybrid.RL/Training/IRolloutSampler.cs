@@ -42,6 +42,9 @@ public interface IRolloutSampler : IDisposable
     /// <summary>Generated tokens per second of the last <see cref="Generate"/>.</summary>
     double LastTokensPerSecond { get; }
 
-    /// <summary>Loads another GGUF of the same model (new weights) in place of the current one.</summary>
+    /// <summary>Loads another GGUF of the same model (new weights) in place of the current one (and drops any LoRA adapter).</summary>
     void ReloadModel(string ggufPath);
+
+    /// <summary>Applies a LoRA adapter GGUF (scale 1) in place of the current one; null removes it.</summary>
+    void SetLora(string? adapterPath);
 }

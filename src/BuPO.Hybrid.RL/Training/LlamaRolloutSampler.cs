@@ -18,6 +18,7 @@ public sealed class LlamaRolloutSampler : IRolloutSampler
     private readonly int _gpuLayers;
     private LlamaModel _model;
     private LlamaContext? _context;
+    private LlamaLoraAdapter? _lora;
     private int _contextCells;
 
     public LlamaRolloutSampler(string ggufPath, int parallel = 64, int contextSize = 0, int threads = 0, int gpuLayers = 0, string? llamaLibDir = null)
@@ -115,14 +116,29 @@ public sealed class LlamaRolloutSampler : IRolloutSampler
             UBatchSize = 512,
             Threads = _threads,
         });
+        if (_lora != null) _context.ApplyLora(_lora);
         _contextCells = need;
         return _context;
+    }
+
+    public void SetLora(string? adapterPath)
+    {
+        var next = adapterPath == null ? null : LlamaLoraAdapter.Load(_model, adapterPath);
+        if (_context != null)
+        {
+            _context.ClearLora();
+            if (next != null) _context.ApplyLora(next);
+        }
+        _lora?.Dispose();
+        _lora = next;
     }
 
     public void ReloadModel(string ggufPath)
     {
         var next = LlamaModel.Load(ggufPath, new LlamaModelOptions { GpuLayers = _gpuLayers });
         _context?.Dispose();
+        _lora?.Dispose();
+        _lora = null;
         _context = null;
         _contextCells = 0;
         _model.Dispose();
@@ -133,6 +149,8 @@ public sealed class LlamaRolloutSampler : IRolloutSampler
     {
         _context?.Dispose();
         _context = null;
+        _lora?.Dispose();
+        _lora = null;
         _model.Dispose();
     }
 }

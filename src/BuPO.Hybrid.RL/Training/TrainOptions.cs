@@ -202,8 +202,14 @@ public sealed record TrainOptions
     [Description("GGUF type of the sampler's weights: Q8_0, F16, BF16, F32, Q4_K_M, Q6_K, ...")]
     public string RolloutQuant { get; init; } = "Q8_0";
 
-    [Description("LoRA rank (0 = full fine-tuning); LoRA training is not implemented yet")]
+    [Description("LoRA rank (0 = full fine-tuning): train adapters only and hot-swap them into the sampler without re-quantizing")]
     public int LoraRank { get; init; }
+
+    [Description("LoRA alpha (scale alpha/rank; 0 = the rank, scale 1)")]
+    public double LoraAlpha { get; init; }
+
+    [Description("Block weights given adapters (default: attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up, ffn_down)")]
+    public string[] LoraTargets { get; init; } = [];
 
     [Description("Save a checkpoint every N steps (0 = only at the end and on Ctrl+C)")]
     public int CheckpointEvery { get; init; } = 50;
@@ -314,7 +320,9 @@ public sealed record TrainOptions
         Positive(SyncEvery, "sync-every");
         if (string.IsNullOrWhiteSpace(RolloutQuant)) throw new BupoException("--rollout-quant: empty type");
         if (LoraRank < 0) throw new BupoException($"--lora-rank must be >= 0, got {LoraRank}");
-        if (LoraRank > 0) throw new BupoException("--lora-rank: LoRA training is not implemented yet; train all weights (--lora-rank 0)");
+        NonNegative(LoraAlpha, "lora-alpha");
+        var unknownTarget = LoraTargets.FirstOrDefault(t => !LoraSet.DefaultTargets.Contains(t));
+        if (unknownTarget != null) throw new BupoException($"--lora-targets: '{unknownTarget}' is not one of {string.Join(", ", LoraSet.DefaultTargets)}");
         if (CheckpointEvery < 0) throw new BupoException($"--checkpoint-every must be >= 0, got {CheckpointEvery}");
         if (KeepCheckpoints < 0) throw new BupoException($"--keep-checkpoints must be >= 0, got {KeepCheckpoints}");
         if (Dtype.ToLowerInvariant() is not ("float32" or "fp32" or "bfloat16" or "bf16"))

@@ -28,12 +28,14 @@ public sealed class TrainingCheckpoint
     public string? SamplerGguf { get; init; }
     public required JsonObject Options { get; init; }
     public required Dictionary<string, long> OptimizerSteps { get; init; }
+    /// <summary>The LoRA adapter GGUF the sampler had applied (LoRA runs), or null.</summary>
+    public string? SamplerLora { get; init; }
 
     public static string FolderName(int step) => $"step-{step:D6}";
 
     /// <summary>Writes a checkpoint of <paramref name="step"/> under <paramref name="checkpointsDir"/> (atomically); returns its folder.</summary>
     public static string Save(string checkpointsDir, int step, TrainOptions options, int? bupoLayer, TransformerModel model, AdamW optimizer,
-        string samplerGguf, bool samplerIsSource)
+        string samplerGguf, bool samplerIsSource, LoraSet? lora = null, string? samplerLora = null)
     {
         System.IO.Directory.CreateDirectory(checkpointsDir);
         var final = Path.Combine(checkpointsDir, FolderName(step));
@@ -42,16 +44,18 @@ public sealed class TrainingCheckpoint
         System.IO.Directory.CreateDirectory(tmp);
         try
         {
-            TensorFile.Write(Path.Combine(tmp, "model.bin"), model.GgufParameters.Select(kv => (kv.Key, (Tensor)kv.Value)));
+            TensorFile.Write(Path.Combine(tmp, "model.bin"), model.GgufParameters.Concat(lora?.Parameters ?? []).Select(kv => (kv.Key, (Tensor)kv.Value)));
             var (tensors, steps) = optimizer.ExportState();
             TensorFile.Write(Path.Combine(tmp, "optimizer.bin"), tensors);
             if (!samplerIsSource) LinkOrCopy(samplerGguf, Path.Combine(tmp, "sampler.gguf"));
+            if (samplerLora != null) LinkOrCopy(samplerLora, Path.Combine(tmp, "adapter.gguf"));
             var state = new JsonObject
             {
                 ["format"] = FormatVersion,
                 ["step"] = step,
                 ["bupo_layer"] = bupoLayer,
                 ["sampler_gguf"] = samplerIsSource ? null : "sampler.gguf",
+                ["sampler_lora"] = samplerLora == null ? null : "adapter.gguf",
                 ["optimizer_steps"] = new JsonObject(steps.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create(kv.Value)))),
                 ["options"] = JsonNode.Parse(TrainConfig.ToJson(options)),
                 ["saved_at"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
@@ -80,6 +84,9 @@ public sealed class TrainingCheckpoint
         var sampler = (string?)root["sampler_gguf"];
         var samplerPath = sampler == null ? null : Path.Combine(dir, sampler);
         if (samplerPath != null && !File.Exists(samplerPath)) throw new BupoException($"{dir}: the checkpoint's sampler GGUF is missing ({samplerPath})");
+        var lora = (string?)root["sampler_lora"];
+        var loraPath = lora == null ? null : Path.Combine(dir, lora);
+        if (loraPath != null && !File.Exists(loraPath)) throw new BupoException($"{dir}: the checkpoint's LoRA adapter is missing ({loraPath})");
         foreach (var f in new[] { "model.bin", "optimizer.bin" })
             if (!File.Exists(Path.Combine(dir, f))) throw new BupoException($"{dir}: the checkpoint lacks {f}");
         return new TrainingCheckpoint
@@ -88,6 +95,7 @@ public sealed class TrainingCheckpoint
             Step = (int)root["step"]!,
             BupoLayer = (int?)root["bupo_layer"],
             SamplerGguf = samplerPath,
+            SamplerLora = loraPath,
             Options = root["options"]!.AsObject(),
             OptimizerSteps = root["optimizer_steps"]!.AsObject().ToDictionary(kv => kv.Key, kv => (long)kv.Value!),
         };
@@ -104,15 +112,16 @@ public sealed class TrainingCheckpoint
     }
 
     /// <summary>Copies the checkpoint's weights and optimizer state into <paramref name="model"/> and <paramref name="optimizer"/>.</summary>
-    public void Restore(TransformerModel model, AdamW optimizer)
+    public void Restore(TransformerModel model, AdamW optimizer, LoraSet? lora = null)
     {
         var weights = TensorFile.Read(Path.Combine(Directory, "model.bin"));
         try
         {
             using var _ = no_grad();
-            foreach (var (name, p) in model.GgufParameters)
+            foreach (var (name, p) in model.GgufParameters.Concat(lora?.Parameters ?? []))
             {
-                if (!weights.TryGetValue(name, out var t)) throw new BupoException($"{Directory}: the checkpoint has no weights for '{name}' (a different model?)");
+                if (!weights.TryGetValue(name, out var t))
+                    throw new BupoException($"{Directory}: the checkpoint has no weights for '{name}' (a different model{(name.EndsWith(".lora_a") || name.EndsWith(".lora_b") ? " or LoRA setting" : "")}?)");
                 if (!t.shape.SequenceEqual(p.shape)) throw new BupoException($"{Directory}: '{name}' has shape [{string.Join(", ", t.shape)}], the model's is [{string.Join(", ", p.shape)}]");
                 p.copy_(t.to(p.dtype));
             }

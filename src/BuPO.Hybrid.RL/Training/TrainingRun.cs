@@ -39,8 +39,10 @@ public sealed record TrainingResult
     public int? BupoLayer { get; init; }
     /// <summary>The analysis of --bupo-layer auto (null otherwise, and on resume).</summary>
     public LayerAnalysis? LayerAnalysis { get; init; }
-    /// <summary>The GGUF the sampler had at the end (the trained model as --rollout-quant after the final sync).</summary>
+    /// <summary>The GGUF the sampler had at the end (the trained model as --rollout-quant after the final sync; the source model in LoRA runs).</summary>
     public required string SamplerGguf { get; init; }
+    /// <summary>LoRA runs: the adapter GGUF of the final sync (apply it to <see cref="SamplerGguf"/>).</summary>
+    public string? LoraAdapter { get; init; }
     public string? LastCheckpoint { get; init; }
     /// <summary>True when the run stopped early on cancellation (after saving a checkpoint).</summary>
     public bool Cancelled { get; init; }
@@ -150,10 +152,16 @@ public static class TrainingRun
         using var reference = o.KlCoef > 0 ? TransformerModel.FromGguf(o.Model!, device, dtype) : null;
         if (reference != null) foreach (var p in reference.TrainableParameters()) p.requires_grad = false;
 
+        using var lora = o.LoraRank > 0 ? LoraSet.Create(model, o.LoraRank, o.LoraAlpha, o.LoraTargets.Length > 0 ? o.LoraTargets : null, SeedMix.Mix((ulong)o.Seed, 0x6C6F7261)) : null;
+        if (lora != null) observer.OnMessage($"LoRA rank {lora.Rank}, alpha {lora.Alpha}: {lora.AdaptedWeights.Count()} adapted weights, {lora.Parameters.Sum(p => p.Value.numel())} trainable parameters");
         var samplerGguf = resume?.SamplerGguf ?? o.Model!;
         var samplerIsSource = resume?.SamplerGguf == null;
+        if (lora != null && !samplerIsSource) throw new BupoException($"--resume: {resume!.Directory} is a full fine-tuning checkpoint; it cannot continue as a LoRA run");
+        var samplerLora = resume?.SamplerLora;
+        if (lora == null && samplerLora != null) throw new BupoException($"--resume: {resume!.Directory} is a LoRA checkpoint; give the same --lora-rank to continue it");
         var factory = services.SamplerFactory ?? ((path, opt) => new LlamaRolloutSampler(path, opt.Parallel, opt.ContextSize, opt.Threads, opt.GpuLayers, opt.LlamaLibDir));
         using var sampler = factory(samplerGguf, o);
+        if (samplerLora != null) sampler.SetLora(samplerLora);
         if (sampler.Tokenizer.VocabSize != config.VocabSize)
             throw new BupoException($"the sampler's vocabulary ({sampler.Tokenizer.VocabSize}) differs from the model's ({config.VocabSize})");
 
@@ -193,10 +201,10 @@ public static class TrainingRun
             throw new BupoException($"--bupo-layer {lk} is outside the model's blocks 0..{config.LayerCount - 1}");
         var bupoSteps = layer is null ? 0 : o.EffectiveBupoSteps;
 
-        using var trainer = new GrpoTrainer(model, o, reference);
+        using var trainer = new GrpoTrainer(model, o, reference, lora);
         if (resume != null)
         {
-            resume.Restore(model, trainer.Optimizer);
+            resume.Restore(model, trainer.Optimizer, lora);
             observer.OnMessage($"resumed from {resume.Directory} (step {resume.Step})");
         }
         using var metrics = new MetricsWriter(outputDir, resume?.Step);
@@ -212,7 +220,7 @@ public static class TrainingRun
         string SaveCheckpoint(int step)
         {
             var sw = Stopwatch.StartNew();
-            var dir = TrainingCheckpoint.Save(checkpointsDir, step, o, layer, model, trainer.Optimizer, samplerGguf, samplerIsSource);
+            var dir = TrainingCheckpoint.Save(checkpointsDir, step, o, layer, model, trainer.Optimizer, samplerGguf, samplerIsSource, lora, samplerLora);
             TrainingCheckpoint.Prune(checkpointsDir, o.KeepCheckpoints);
             observer.OnMessage($"checkpoint {dir} ({sw.Elapsed.TotalSeconds:0.00} s)");
             return dir;
@@ -253,10 +261,23 @@ public static class TrainingRun
             var lr = LrSchedule.At(o, step);
             var stats = trainer.Update(step, seqs, layer, ipa, lr);
 
-            // Weight sync: export, quantize, reload.
+            // Weight sync: export, quantize, reload (LoRA: write the adapter and hot-swap it).
             var synced = false;
             double syncSeconds = 0;
-            if (step % o.SyncEvery == 0 || step == o.Steps)
+            if (lora != null && (step % o.SyncEvery == 0 || step == o.Steps))
+            {
+                var swSync = Stopwatch.StartNew();
+                var path = Path.Combine(samplerDir, $"step-{step:D6}.lora.gguf");
+                lora.WriteGguf(path);
+                sampler.SetLora(path);
+                var previous = samplerLora;
+                samplerLora = path;
+                if (previous != null && !string.Equals(previous, path, StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetFullPath(previous)) == samplerDir)
+                    TryDelete(previous);
+                syncSeconds = swSync.Elapsed.TotalSeconds;
+                synced = true;
+            }
+            else if (step % o.SyncEvery == 0 || step == o.Steps)
             {
                 var swSync = Stopwatch.StartNew();
                 var path = Path.Combine(samplerDir, $"step-{step:D6}.{o.RolloutQuant}.gguf");
@@ -337,6 +358,7 @@ public static class TrainingRun
             BupoLayer = layer,
             LayerAnalysis = analysis,
             SamplerGguf = samplerGguf,
+            LoraAdapter = samplerLora,
             LastCheckpoint = lastCheckpoint,
             Cancelled = cancelled,
         };
