@@ -31,13 +31,16 @@ public static class AnalysisReportWriter
         return sb.ToString();
     }
 
-    /// <summary>Writes JSON, CSV and plots into <paramref name="dir"/>; returns the files written.</summary>
-    public static IReadOnlyList<string> WriteAll(AnalysisResult result, string dir, string baseName = "analysis")
+    /// <summary>
+    /// Writes JSON, CSV and plots into <paramref name="dir"/>; returns the files written. The heatmap needs
+    /// <see cref="AnalysisResult.PerToken"/>; with <paramref name="perTokenInJson"/> false it is drawn but left out of the JSON.
+    /// </summary>
+    public static IReadOnlyList<string> WriteAll(AnalysisResult result, string dir, string baseName = "analysis", bool perTokenInJson = true)
     {
         Directory.CreateDirectory(dir);
         var files = new List<string>();
         var json = Path.Combine(dir, baseName + ".json");
-        WriteJson(result, json); files.Add(json);
+        WriteJson(perTokenInJson ? result : result with { PerToken = null }, json); files.Add(json);
         var csv = Path.Combine(dir, baseName + ".csv");
         AtomicFile.WriteAllText(csv, ToCsv(result)); files.Add(csv);
         foreach (var (name, plot) in Plots(result))
@@ -103,7 +106,8 @@ public static class AnalysisReportWriter
                 var hm = p4.Add.Heatmap(data);
                 hm.FlipVertically = true;
                 p4.Add.ColorBar(hm).Label = "entropy (nats)";
-                Finish(p4, "Layer policy entropy, positions x blocks\n" + title, "block (0-based)", "position");
+                Finish(p4, "Layer policy entropy, positions x blocks\n" + title,
+                    r.Layers.Count == r.NLayer ? "block (0-based)" : "analyzed block (i-th of the layers list)", "analyzed position (sequences one after another)");
                 yield return ("heatmap", p4);
             }
         }
@@ -120,6 +124,7 @@ public static class AnalysisReportWriter
     {
         p.Title(title, 12);
         p.XLabel(x); p.YLabel(y);
+        p.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         p.ShowLegend(Alignment.UpperRight);
     }
 }
