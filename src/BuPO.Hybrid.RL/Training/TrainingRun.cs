@@ -192,7 +192,7 @@ public static class TrainingRun
                 var resp = sampler.Generate(pick.Select(i => promptTokens[i]).ToArray(), 1,
                     SamplerSettings.From(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
                     SeedMix.Mix((ulong)o.Seed, 0x616E616C), ct);
-                analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.Tokens)).ToArray(), o.AutoLayerTau, ct: ct);
+                analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.Tokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
                 layer = analysis.Layer;
                 observer.OnLayerChosen(analysis);
             }
