@@ -60,6 +60,7 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(0.002, r.GetProperty("lr").GetDouble());
         Assert.Equal(12, r.GetProperty("steps").GetInt32());
         Assert.Equal("5", r.GetProperty("bupo-layer").GetString());
+        Assert.Equal(30, r.GetProperty("bupo-steps").GetInt32()); // resolved: 30 once a layer is set
         Assert.False(r.GetProperty("tis").GetBoolean());
         Assert.Equal(0.01, r.GetProperty("weight-decay").GetDouble());
         // A bare flag means true.

@@ -90,8 +90,10 @@ public sealed class TrainingRunTests : IDisposable
             Assert.True(s.RolloutSeconds > 0 && s.TrainSeconds > 0 && s.StepSeconds >= s.RolloutSeconds + s.TrainSeconds);
         }
         Assert.Equal(9, File.ReadAllLines(result.MetricsCsv).Length);
-        // The final checkpoint.
+        // The final checkpoint; a new run into the same folder is refused.
         Assert.True(File.Exists(Path.Combine(result.LastCheckpoint!, "state.json")));
+        var again = Assert.Throws<BupoException>(() => TrainingRun.Run(o, MentionsBoy, Prompts));
+        Assert.Contains("--resume latest", again.Message);
     }
 
     [Theory]

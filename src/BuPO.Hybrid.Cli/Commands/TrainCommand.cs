@@ -48,7 +48,7 @@ public static class TrainCommand
             if (parse.GetValue(printConfig))
             {
                 resolved.Validate(needDataset: false);
-                stdout.WriteLine(TrainConfig.ToJson(resolved));
+                stdout.WriteLine(TrainConfig.ToJson(resolved.Resolved()));
                 return 0;
             }
             return Run(resolved, stdout);

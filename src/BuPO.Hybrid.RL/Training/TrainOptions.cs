@@ -246,6 +246,9 @@ public sealed record TrainOptions
     /// <summary>The effective number of IPA steps.</summary>
     public int EffectiveBupoSteps => BupoSteps ?? (BupoLayer != null ? 30 : 0);
 
+    /// <summary>These settings with defaults that depend on others filled in (bupo-steps).</summary>
+    public TrainOptions Resolved() => this with { BupoSteps = EffectiveBupoSteps };
+
     /// <summary>The fixed BuPO block when <see cref="BupoLayer"/> is a number; null for GRPO or 'auto'.</summary>
     public int? FixedBupoLayer => BupoLayer != null && !IsAutoLayer ? int.Parse(BupoLayer, CultureInfo.InvariantCulture) : null;
 

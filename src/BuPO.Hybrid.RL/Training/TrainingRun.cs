@@ -109,10 +109,9 @@ public static class TrainingRun
         ArgumentNullException.ThrowIfNull(reward);
         observer ??= new NullObserver();
         services ??= new TrainingServices();
-        var o = options;
-
         // ---- everything checked before anything is written
-        o.Validate(needDataset: prompts == null);
+        options.Validate(needDataset: prompts == null);
+        var o = options.Resolved();
         if (!File.Exists(o.Model)) throw new BupoException($"--model: file not found: {o.Model}");
         LlamaModel.ValidateGgufFile(o.Model!);
         TransformerConfig config;
@@ -136,6 +135,8 @@ public static class TrainingRun
             resume = TrainingCheckpoint.Load(dir);
             if (resume.Step >= o.Steps) throw new BupoException($"--resume: the checkpoint is at step {resume.Step}, and --steps is {o.Steps}: nothing left to run");
         }
+        else if (TrainingCheckpoint.Latest(checkpointsDir) is { } existing)
+            throw new BupoException($"--output {o.Output} already holds a run's checkpoints ({Path.GetFileName(existing)}): continue it with --resume latest, or choose another --output");
 
         Directory.CreateDirectory(outputDir);
         AtomicFile.WriteAllText(Path.Combine(outputDir, "config.json"), TrainConfig.ToJson(o));
