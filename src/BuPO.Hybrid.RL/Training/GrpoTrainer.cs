@@ -138,7 +138,7 @@ public sealed class GrpoTrainer : IDisposable
                     var r = seqs.Max(s => s.ResponseTokens.Length);
                     var lp = ToPadded(lpFlat, scatter, b, r);
                     var oldLp = Padded(micro.Select(i => ipa ? old.Layer![i] : old.Full[i]).ToArray(), r);
-                    var adv = tensor(micro.Select(i => (float)sequences[i].Advantage).ToArray());
+                    var adv = tensor(micro.Select(i => (float)sequences[i].Advantage).ToArray(), ScalarType.Float32, Model.Device);
                     var weights = _o.Tis ? Padded(micro.Select(i => old.TisWeights[i]).ToArray(), r) : null;
                     var pl = PolicyLoss.Compute(lp, oldLp, adv, respMask, clip, weights);
                     var loss = pl.Loss;
