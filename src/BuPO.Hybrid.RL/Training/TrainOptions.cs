@@ -186,7 +186,7 @@ public sealed record TrainOptions
     [Description("Trainer device: cpu, cuda, cuda:N")]
     public string Device { get; init; } = "cpu";
 
-    [Description("Trainer parameter type: float32 or bfloat16")]
+    [Description("Trainer parameter type: float32, or bfloat16 (pure bf16 weights and AdamW state, no fp32 master copy: less memory, less precise)")]
     public string Dtype { get; init; } = "float32";
 
     [Description("CPU threads of the trainer (TorchSharp intra-op threads; 0 = its default). On a busy machine 1 can be much faster")]
