@@ -24,9 +24,9 @@ public static class AnalysisReportWriter
     /// <summary>One row per block with every per-block metric.</summary>
     public static string ToCsv(AnalysisResult result)
     {
-        var sb = new StringBuilder("index,entropy,entropy_std,attention_entropy,ffn_entropy,attention_input_entropy,ffn_input_entropy,delta_layer,delta_attention,delta_ffn\n");
+        var sb = new StringBuilder("index,entropy,entropy_std,attention_entropy,ffn_entropy,attention_input_entropy,ffn_input_entropy,delta_layer,delta_attention,delta_ffn,attention_entropy_std,ffn_entropy_std\n");
         foreach (var l in result.Layers)
-            sb.AppendLine(string.Join(',', new[] { l.Index, l.Entropy, l.EntropyStd, l.AttentionEntropy, l.FfnEntropy, l.AttentionInputEntropy, l.FfnInputEntropy, l.DeltaLayer, l.DeltaAttention, l.DeltaFfn }
+            sb.AppendLine(string.Join(',', new[] { l.Index, l.Entropy, l.EntropyStd, l.AttentionEntropy, l.FfnEntropy, l.AttentionInputEntropy, l.FfnInputEntropy, l.DeltaLayer, l.DeltaAttention, l.DeltaFfn, l.AttentionEntropyStd, l.FfnEntropyStd }
                 .Select(v => Convert.ToString(v, CultureInfo.InvariantCulture))));
         return sb.ToString();
     }
@@ -65,7 +65,7 @@ public static class AnalysisReportWriter
     public static IEnumerable<(string Name, Plot Plot)> Plots(AnalysisResult r)
     {
         double[] xs = r.Layers.Select(l => (double)l.Index).ToArray();
-        var title = $"{Path.GetFileName(r.Model)} ({r.Architecture}, norm={r.Norm}, engine={r.Engine})";
+        var title = $"{Path.GetFileName(r.Model)} ({r.Architecture}, norm={r.Norm}, engine={r.Engine}, positions={r.Positions}, {r.PositionCount} averaged)";
 
         var p1 = new Plot();
         AddLine(p1, xs, r.Layers.Select(l => l.Entropy), "layer policy H(H^k)");

@@ -27,6 +27,10 @@ public sealed record LayerEntropy
     [JsonPropertyName("entropy_std")] public double EntropyStd { get; init; }
     [JsonPropertyName("attention_entropy")] public double AttentionEntropy { get; init; }
     [JsonPropertyName("ffn_entropy")] public double FfnEntropy { get; init; }
+    /// <summary>Standard deviation over positions of the attention policy entropy.</summary>
+    [JsonPropertyName("attention_entropy_std")] public double AttentionEntropyStd { get; init; }
+    /// <summary>Standard deviation over positions of the FFN policy entropy.</summary>
+    [JsonPropertyName("ffn_entropy_std")] public double FfnEntropyStd { get; init; }
     [JsonPropertyName("attention_input_entropy")] public double AttentionInputEntropy { get; init; }
     [JsonPropertyName("ffn_input_entropy")] public double FfnInputEntropy { get; init; }
     /// <summary>ΔH_Layer = H(H^k) - H(H^{k-1}); for block 0, H^{-1} is the token embedding.</summary>

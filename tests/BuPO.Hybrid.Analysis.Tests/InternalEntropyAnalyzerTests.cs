@@ -27,7 +27,7 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
             Assert.Equal(x.Index, y.Index);
             foreach (var (u, v) in new[]
                      {
-                         (x.Entropy, y.Entropy), (x.EntropyStd, y.EntropyStd), (x.AttentionEntropy, y.AttentionEntropy), (x.FfnEntropy, y.FfnEntropy),
+                         (x.Entropy, y.Entropy), (x.EntropyStd, y.EntropyStd), (x.AttentionEntropyStd, y.AttentionEntropyStd), (x.FfnEntropyStd, y.FfnEntropyStd), (x.AttentionEntropy, y.AttentionEntropy), (x.FfnEntropy, y.FfnEntropy),
                          (x.AttentionInputEntropy, y.AttentionInputEntropy), (x.FfnInputEntropy, y.FfnInputEntropy),
                          (x.DeltaLayer, y.DeltaLayer), (x.DeltaAttention, y.DeltaAttention), (x.DeltaFfn, y.DeltaFfn),
                      })
@@ -75,30 +75,30 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
         var config = TransformerConfig.FromGguf(path);
         int L = config.LayerCount, d = config.EmbeddingLength;
         using var scope = NewDisposeScope();
-        Tensor u; // E_u [vocab, d] in float64
+        Tensor u; // E_u [vocab, d]
         using (var file = GgufFile.Open(path))
         {
             var info = file.FindTensor("output.weight") ?? file.GetTensor("token_embd.weight");
-            u = torch.tensor(file.ReadTensorFloat(info), [info.Shape[1], info.Shape[0]]).to_type(ScalarType.Float64);
+            u = torch.tensor(file.ReadTensorFloat(info), [info.Shape[1], info.Shape[0]]);
         }
-        // H = log Σ e^(z - max) - Σ e^(z - max) (z - max) / Σ e^(z - max), z = h · E_uᵀ in float64.
-        double PlainEntropy(ReadOnlySpan<float> h)
+        // Σ over rows of H = log Σ e^(z - max) - Σ e^(z - max) (z - max) / Σ e^(z - max), z = h · E_uᵀ (then in float64).
+        double SumEntropy(float[] rows, int n)
         {
             using var s = NewDisposeScope();
-            var z = torch.tensor(h.ToArray(), ScalarType.Float32).to_type(ScalarType.Float64).matmul(u.t());
-            var e = (z - z.max()).exp();
-            var sum = e.sum().item<double>();
-            return Math.Log(sum) - (e * (z - z.max())).sum().item<double>() / sum;
+            var z = torch.tensor(rows, [n, d]).matmul(u.t()).to_type(ScalarType.Float64);
+            var c = z - z.max(1, keepdim: true).values;
+            var e = c.exp();
+            var sum = e.sum(1);
+            return (sum.log() - (e * c).sum(1) / sum).sum().item<double>();
         }
 
-        foreach (var engine in new[] { AnalysisEngine.Llama, AnalysisEngine.Torch })
+        // Sums over all positions of all sequences, per site: [k+1] with [0] = embd.
+        var layer = new double[L + 1]; var attn = new double[L]; var ffn = new double[L]; var x = new double[L]; var y = new double[L];
+        double final = 0; long n = 0;
+        var ids = InternalEntropyAnalyzer.Run(Options(path, AnalysisEngine.Torch) with { Layers = [0] }, AnalyzerModels.Prompts).TokenIds;
+        using (var llm = LlamaModel.Load(path))
         {
-            var result = InternalEntropyAnalyzer.Run(Options(path, engine), AnalyzerModels.Prompts);
-            // Sums over all positions of all sequences, per site: [k+1] with [0] = embd.
-            var layer = new double[L + 1]; var attn = new double[L]; var ffn = new double[L]; var x = new double[L]; var y = new double[L];
-            double final = 0; long n = 0;
-            using var llm = LlamaModel.Load(path);
-            foreach (var tokens in result.TokenIds)
+            foreach (var tokens in ids)
             {
                 var names = new List<string> { "embd" };
                 for (var k = 0; k < L; k++) names.AddRange([$"l_out-{k}", $"attn_norm-{k}", $"ffn_norm-{k}", $"ffn_out-{k}", $"ffn_inp-{k}"]);
@@ -110,25 +110,35 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
                 using var batch = new LlamaBatch(tokens.Length);
                 for (var i = 0; i < tokens.Length; i++) batch.Add(tokens[i], i, 0, wantLogits: true);
                 ctx.Decode(batch);
-                for (var p = 0; p < tokens.Length; p++, n++)
+                var t = tokens.Length;
+                float[] Node(string name)
                 {
-                    layer[0] += PlainEntropy(probe.Get("embd").Row(p));
-                    for (var k = 0; k < L; k++)
-                    {
-                        layer[k + 1] += PlainEntropy(probe.Get($"l_out-{k}").Row(p));
-                        x[k] += PlainEntropy(probe.Get($"attn_norm-{k}").Row(p));
-                        y[k] += PlainEntropy(probe.Get($"ffn_norm-{k}").Row(p));
-                        ffn[k] += PlainEntropy(probe.Get($"ffn_out-{k}").Row(p));
-                        // A^k = M^k - H^{k-1} (the same node difference for every architecture here).
-                        var m = probe.Get($"ffn_inp-{k}").Row(p);
-                        var prev = (k == 0 ? probe.Get("embd") : probe.Get($"l_out-{k - 1}")).Row(p);
-                        var a = new float[d];
-                        System.Numerics.Tensors.TensorPrimitives.Subtract(m, prev, a);
-                        attn[k] += PlainEntropy(a);
-                    }
-                    final += LogitEntropy(ctx.GetLogits(p).ToArray().Select(v => (double)v).ToArray());
+                    var c = probe.Get(name);
+                    Assert.Equal((t, d), (c.Rows, c.Cols));
+                    return c.Data;
                 }
+                layer[0] += SumEntropy(Node("embd"), t);
+                for (var k = 0; k < L; k++)
+                {
+                    layer[k + 1] += SumEntropy(Node($"l_out-{k}"), t);
+                    x[k] += SumEntropy(Node($"attn_norm-{k}"), t);
+                    y[k] += SumEntropy(Node($"ffn_norm-{k}"), t);
+                    ffn[k] += SumEntropy(Node($"ffn_out-{k}"), t);
+                    // A^k = M^k - H^{k-1} (this node difference for every architecture here; the analyzer reads attn_out-k for llama).
+                    var a = new float[t * d];
+                    System.Numerics.Tensors.TensorPrimitives.Subtract(Node($"ffn_inp-{k}"), Node(k == 0 ? "embd" : $"l_out-{k - 1}"), a);
+                    attn[k] += SumEntropy(a, t);
+                }
+                for (var p = 0; p < t; p++) final += LogitEntropy(ctx.GetLogits(p).ToArray().Select(v => (double)v).ToArray());
+                n += t;
             }
+        }
+
+        foreach (var engine in new[] { AnalysisEngine.Llama, AnalysisEngine.Torch })
+        {
+            var result = InternalEntropyAnalyzer.Run(Options(path, engine), AnalyzerModels.Prompts);
+            Assert.Equal(ids, result.TokenIds);
+            Assert.Equal(n, result.PositionCount);
             double worst = Math.Abs(final / n - result.FinalEntropy);
             worst = Math.Max(worst, Math.Abs(layer[0] / n - result.EmbeddingEntropy));
             for (var k = 0; k < L; k++)
@@ -231,6 +241,29 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
                 Layers = [full.Layers[1], full.Layers[2]], FinalEntropy = full.FinalEntropy, EmbeddingEntropy = full.EmbeddingEntropy,
             }) <= 1e-4);
         }
+    }
+
+    /// <summary>The trainer's entry: a loaded model and token ids (as <c>train --bupo-layer auto</c> calls it).</summary>
+    [Fact]
+    public void LoadedTrainerModelAndTokenIds()
+    {
+        var path = models.Path("stories");
+        var byPath = InternalEntropyAnalyzer.Run(Options(path, AnalysisEngine.Torch), AnalyzerModels.Prompts);
+        using var model = TransformerModel.FromGguf(path);
+        var progress = new List<AnalyzeProgress>();
+        var loaded = InternalEntropyAnalyzer.Run(new AnalyzeOptions { Model = model, Engine = AnalysisEngine.Torch }, byPath.TokenIds,
+            new SyncProgress(progress.Add));
+        Assert.Equal(byPath.TokenIds, loaded.TokenIds);
+        Assert.True(MaxDiff(byPath, loaded) <= 1e-6);
+        Assert.Equal(byPath.BoundaryLayer, loaded.BoundaryLayer);
+        Assert.Equal(new AnalyzeProgress("analyze", 2, 2, byPath.TokenIds.Sum(t => t.Length)), progress[^1]);
+        Assert.False(model.TokenEmbedding.grad is { } g && g.numel() > 0); // no autograd graph was built
+        Assert.Throws<BupoException>(() => InternalEntropyAnalyzer.Run(new AnalyzeOptions { Model = model }, byPath.TokenIds)); // llama engine needs no model
+    }
+
+    private sealed class SyncProgress(Action<AnalyzeProgress> report) : IProgress<AnalyzeProgress>
+    {
+        public void Report(AnalyzeProgress value) => report(value);
     }
 
     [Fact]

@@ -32,21 +32,22 @@ public static class AnalyzeCommand
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature for --generate (top-p 1, no top-k)", DefaultValueFactory = _ => 1f };
         var seed = new Option<uint>("--seed") { Description = "Sampling seed (prompt i uses seed + i)", DefaultValueFactory = _ => 42u };
         var positions = new Option<string>("--positions") { Description = "Positions averaged: all, prompt, or response (the positions that produced the response tokens)", DefaultValueFactory = _ => "all" };
-        positions.AcceptOnlyFromAmong("all", "prompt", "response");
+        OneOf(positions, "all", "prompt", "response");
         var norm = new Option<string>("--norm") { Description = "none: softmax(h E_u^T), BuPO's internal policy; final: final RMSNorm first (logit lens)", DefaultValueFactory = _ => "none" };
-        norm.AcceptOnlyFromAmong("none", "final");
+        OneOf(norm, "none", "final");
         var layers = new Option<string?>("--layers") { Description = "Blocks to analyze, 0-based, e.g. 0,3,5-8 (default: all)" };
         var engine = new Option<string>("--engine") { Description = "llama: llama.cpp graph captures; torch: the TorchSharp trainer model", DefaultValueFactory = _ => "llama" };
-        engine.AcceptOnlyFromAmong("llama", "torch");
+        OneOf(engine, "llama", "torch");
         var device = new Option<string>("--device") { Description = "Torch device of the unembedding and the torch engine: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
         var protocol = new Option<string?>("--protocol") { Description = "paper: chat template, responses sampled at T = 1.0 (--generate, default 512) to --dataset problems, response positions only, norm none" };
-        protocol.AcceptOnlyFromAmong("paper");
+        OneOf(protocol, "paper");
         var tau = new Option<double>("--tau") { Description = "Boundary layer rule threshold on ΔH_FFN (nats)", DefaultValueFactory = _ => BoundaryLayerRule.DefaultTau };
         var perToken = new Option<bool>("--per-token") { Description = "Also write per-position layer entropies (JSON per_token)" };
         var outDir = new Option<DirectoryInfo?>("--out") { Description = "Write analysis.json, analysis.csv and PNG/SVG plots into this folder" };
+        var name = new Option<string>("--name") { Description = "Base name of the files written by --out (NAME.json, NAME_entropy.png, ...)", DefaultValueFactory = _ => "analysis" };
         var json = new Option<FileInfo?>("--json") { Description = "Write the JSON result to this file" };
         var kvType = new Option<string>("--kv-type") { Description = "llama.cpp KV cache type: default (F16), f32 (also turns flash attention off: float32 attention), f16, bf16, q8_0", DefaultValueFactory = _ => "default" };
-        kvType.AcceptOnlyFromAmong("default", "f32", "f16", "bf16", "q8_0");
+        OneOf(kvType, "default", "f32", "f16", "bf16", "q8_0");
         var ctx = new Option<int?>("--ctx") { Description = "Longest sequence (prompt + response) in tokens (default: the model's training context)" };
         var chunk = new Option<int>("--chunk-size") { Description = "Positions per unembedding chunk", DefaultValueFactory = _ => 1024 };
         var llamaBatch = new Option<int>("--llama-batch") { Description = "Positions per llama.cpp decode in the llama engine", DefaultValueFactory = _ => 512 };
@@ -57,7 +58,7 @@ public static class AnalyzeCommand
         var cmd = new Command("analyze", "Entropy of a model's internal policies per block (layer, attention, FFN), their changes and the boundary layer")
         {
             model, prompt, prompts, field, dataset, split, dataDir, limit, chat, system, generate, temperature, seed, positions, norm, layers,
-            engine, device, protocol, tau, perToken, outDir, json, kvType, ctx, chunk, llamaBatch, threads, gpuLayers, libDir,
+            engine, device, protocol, tau, perToken, outDir, name, json, kvType, ctx, chunk, llamaBatch, threads, gpuLayers, libDir,
         };
         cmd.SetAction(parse =>
         {
@@ -70,13 +71,25 @@ public static class AnalyzeCommand
                 Temperature = parse.GetValue(temperature), TemperatureGiven = Given(temperature), Seed = parse.GetValue(seed),
                 Positions = parse.GetValue(positions)!, PositionsGiven = Given(positions), Norm = parse.GetValue(norm)!, NormGiven = Given(norm),
                 Layers = parse.GetValue(layers), Engine = parse.GetValue(engine)!, Device = parse.GetValue(device)!, Protocol = parse.GetValue(protocol),
-                Tau = parse.GetValue(tau), PerToken = parse.GetValue(perToken), OutDir = parse.GetValue(outDir), Json = parse.GetValue(json),
+                Tau = parse.GetValue(tau), PerToken = parse.GetValue(perToken), OutDir = parse.GetValue(outDir), Name = parse.GetValue(name)!, Json = parse.GetValue(json),
                 KvType = parse.GetValue(kvType)!, Ctx = parse.GetValue(ctx), ChunkSize = parse.GetValue(chunk), LlamaBatch = parse.GetValue(llamaBatch),
                 Threads = parse.GetValue(threads), GpuLayers = parse.GetValue(gpuLayers), LibDir = parse.GetValue(libDir),
             };
             return Run(a, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
         });
         return cmd;
+    }
+
+    /// <summary>Restricts an option to fixed values with a one-line parse error (AcceptOnlyFromAmong's spans several lines).</summary>
+    private static void OneOf(Option option, params string[] values)
+    {
+        option.Validators.Add(r =>
+        {
+            foreach (var token in r.Tokens)
+                if (!values.Contains(token.Value))
+                    r.AddError($"{option.Name} {token.Value}: expected one of {string.Join(", ", values)}");
+        });
+        option.CompletionSources.Add(values);
     }
 
     private sealed record Args
@@ -107,6 +120,7 @@ public static class AnalyzeCommand
         public double Tau { get; init; }
         public bool PerToken { get; init; }
         public DirectoryInfo? OutDir { get; init; }
+        public required string Name { get; init; }
         public FileInfo? Json { get; init; }
         public required string KvType { get; init; }
         public int? Ctx { get; init; }
@@ -127,7 +141,10 @@ public static class AnalyzeCommand
         if (a.Limit is <= 0) throw new BupoException($"--limit must be a positive number of prompts, got {a.Limit}");
         if (a.Limit != null && a.Prompts.Length > 0) throw new BupoException("--limit applies to --prompts and --dataset, not to --prompt");
         if (a.Field != null && a.Prompts.Length > 0) throw new BupoException("--field applies to --prompts and --dataset, not to --prompt");
+        if (a.Name.Length == 0 || a.Name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || a.Name is "." or "..")
+            throw new BupoException($"--name '{a.Name}': not a plain file name");
         var layers = a.Layers is null ? null : AnalyzeOptions.ParseLayers(a.Layers, config.LayerCount);
+        ModelDevice.Parse(a.Device); // an unknown or unavailable device fails before any model is loaded
 
         var options = new AnalyzeOptions
         {
@@ -180,7 +197,7 @@ public static class AnalyzeCommand
         }
         else items = PromptDataset.Load(a.Dataset!, a.Split, a.Limit, new PromptDatasetOptions { DataDir = a.DataDir, ProblemField = a.Field });
 
-        LlamaBackend.Initialize(a.LibDir);
+        LlamaBackend.Initialize(a.LibDir, minLevel: LlamaLogLevel.Error); // load-time warnings of llama.cpp are noise here
         if (a.Threads > 0) TorchSharp.torch.set_num_threads(a.Threads);
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
@@ -189,7 +206,7 @@ public static class AnalyzeCommand
             ColorSystem = ReferenceEquals(stdout, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
             Interactive = ReferenceEquals(stdout, Console.Out) ? InteractionSupport.Detect : InteractionSupport.No,
         });
-        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 140);
+        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 160);
         var keepPerToken = a.PerToken || a.OutDir != null; // the heatmap needs them
         options = options with { PerToken = keepPerToken };
 
@@ -224,7 +241,7 @@ public static class AnalyzeCommand
 
         if (a.OutDir != null)
         {
-            var files = AnalysisReportWriter.WriteAll(result, a.OutDir.FullName, perTokenInJson: a.PerToken);
+            var files = AnalysisReportWriter.WriteAll(result, a.OutDir.FullName, a.Name, perTokenInJson: a.PerToken);
             console.WriteLine($"wrote {files.Count} files to {a.OutDir.FullName}");
         }
         if (a.Json != null)
@@ -241,8 +258,8 @@ public static class AnalyzeCommand
     {
         static string F(double v) => double.IsFinite(v) ? v.ToString("F4", CultureInfo.InvariantCulture) : "-";
         static string D(double v) => double.IsFinite(v) ? v.ToString("+0.0000;-0.0000;0.0000", CultureInfo.InvariantCulture) : "-";
-        var table = new Table { Title = new TableTitle($"{Path.GetFileName(r.Model)} ({r.Architecture}, {nLayer} blocks): internal policy entropy in nats, " +
-                                                      $"norm {r.Norm}, engine {r.Engine}, positions {r.Positions}") };
+        var table = new Table { Title = new TableTitle(Markup.Escape($"{Path.GetFileName(r.Model)} ({r.Architecture}, {nLayer} blocks): internal policy entropy in nats, " +
+                                                      $"norm {r.Norm}, engine {r.Engine}, positions {r.Positions}")) };
         table.AddColumns("block", "H layer", "std", "H attn", "H ffn", "H(X)", "H(Y)", "ΔH layer", "ΔH attn", "ΔH ffn");
         foreach (var c in table.Columns.Skip(1)) c.RightAligned();
         foreach (var l in r.Layers)
