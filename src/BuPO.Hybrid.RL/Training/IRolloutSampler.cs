@@ -1,4 +1,3 @@
-using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Tokenizers;
 
 namespace BuPO.Hybrid.RL.Training;
@@ -19,7 +18,7 @@ public sealed record SampledResponse(int PromptIndex, int[] Tokens, float[] LogP
 
 /// <summary>
 /// What the trainer needs from the rollout side: a tokenizer, batched sampling with log-probs, and reloading new
-/// weights. <see cref="LlamaRolloutSampler"/> implements it on llama.cpp; tests use synthetic samplers.
+/// weights. <see cref="RolloutEngineSampler"/> implements it on llama.cpp; tests use synthetic samplers.
 /// </summary>
 public interface IRolloutSampler : IDisposable
 {
@@ -29,8 +28,8 @@ public interface IRolloutSampler : IDisposable
     /// <summary>The GGUF currently loaded.</summary>
     string ModelPath { get; }
 
-    /// <summary>Formats a chat as the model's chat template does (with the assistant turn opened), or null when it has none.</summary>
-    string? ApplyChatTemplate(IReadOnlyList<ChatMessage> messages);
+    /// <summary>The prompt text for <paramref name="problem"/> under a <see cref="PromptTemplates"/> name ("auto" resolved for this model).</summary>
+    string FormatPrompt(string template, string problem);
 
     /// <summary>
     /// Samples <paramref name="samplesPerPrompt"/> responses to each prompt, returned prompt-major (prompt i's sample j

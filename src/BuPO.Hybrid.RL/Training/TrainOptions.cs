@@ -36,11 +36,8 @@ public sealed record TrainOptions
     [Description("JSONL field holding the reference answer (default: detected)")]
     public string? AnswerField { get; init; }
 
-    [Description("How a problem becomes the prompt: auto (chat when the model has a chat template, else raw), raw, chat, boxed (raw + the boxed-answer instruction)")]
+    [Description("How a problem becomes the prompt (as eval): auto (qwen3_no_thinking for qwen3, chat with a chat template, else boxed), raw, boxed, chat, qwen3_no_thinking")]
     public string PromptTemplate { get; init; } = "auto";
-
-    [Description("System prompt for the chat template (default: the dataset's own system message, if any)")]
-    public string? SystemPrompt { get; init; }
 
     [Description("Prompts longer than this many tokens are left-truncated")]
     public int MaxPromptTokens { get; init; } = 1024;
@@ -274,8 +271,8 @@ public sealed record TrainOptions
         if (string.IsNullOrWhiteSpace(Model)) throw new BupoException("--model: no model given");
         if (needDataset && string.IsNullOrWhiteSpace(Dataset)) throw new BupoException("--dataset: no training prompts given");
         if (Limit is <= 0) throw new BupoException($"--limit must be positive, got {Limit}");
-        if (PromptTemplate.ToLowerInvariant() is not ("auto" or "raw" or "chat" or "boxed"))
-            throw new BupoException($"--prompt-template: '{PromptTemplate}' is not auto, raw, chat or boxed");
+        if (!PromptTemplate.Equals("auto", StringComparison.OrdinalIgnoreCase) && !PromptTemplates.Names.Contains(PromptTemplate.Trim().ToLowerInvariant().Replace('-', '_')))
+            throw new BupoException($"--prompt-template: '{PromptTemplate}' is not auto, {string.Join(", ", PromptTemplates.Names)}");
         Positive(MaxPromptTokens, "max-prompt-tokens");
         if (Reward.ToLowerInvariant() is not ("math" or "command")) throw new BupoException($"--reward: '{Reward}' is not math or command");
         if (Reward.Equals("command", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(RewardCommand))

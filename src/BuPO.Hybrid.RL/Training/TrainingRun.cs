@@ -21,9 +21,9 @@ public interface ITrainingObserver
 /// <summary>Replaceable parts of a run (tests, the demo).</summary>
 public sealed record TrainingServices
 {
-    /// <summary>Makes the sampler for a GGUF (default: <see cref="LlamaRolloutSampler"/> with the options' engine settings).</summary>
+    /// <summary>Makes the sampler for a GGUF (default: <see cref="RolloutEngineSampler.Create"/> with the options' engine settings).</summary>
     public Func<string, TrainOptions, IRolloutSampler>? SamplerFactory { get; init; }
-    /// <summary>Turns a prompt into the text the model continues (default: <see cref="PromptFormatter"/> with --prompt-template).</summary>
+    /// <summary>Turns a prompt into the text the model continues (default: <see cref="IRolloutSampler.FormatPrompt"/> with --prompt-template).</summary>
     public Func<PromptItem, IRolloutSampler, string>? FormatPrompt { get; init; }
 }
 
@@ -48,34 +48,6 @@ public sealed record TrainingResult
     public bool Cancelled { get; init; }
     public string MetricsJsonl => Path.Combine(OutputDir, "metrics.jsonl");
     public string MetricsCsv => Path.Combine(OutputDir, "metrics.csv");
-}
-
-/// <summary>Prompt text from a dataset item (--prompt-template).</summary>
-public static class PromptFormatter
-{
-    public const string BoxedInstruction = "Please reason step by step, and put your final answer within \\boxed{}.";
-
-    public static string Format(PromptItem item, string template, string? systemPrompt, IRolloutSampler sampler)
-    {
-        switch (template.ToLowerInvariant())
-        {
-            case "raw": return item.Problem;
-            case "boxed": return item.Problem + "\n" + BoxedInstruction;
-            case "chat":
-            case "auto":
-                var messages = new List<ChatMessage>();
-                var system = systemPrompt ?? item.SystemPrompt;
-                if (system != null) messages.Add(new ChatMessage("system", system));
-                if (item.Messages is { } m) messages.AddRange(m.Where(x => x.Role != "system"));
-                else messages.Add(new ChatMessage("user", item.Problem));
-                var text = sampler.ApplyChatTemplate(messages);
-                if (text != null) return text;
-                if (template.Equals("chat", StringComparison.OrdinalIgnoreCase))
-                    throw new BupoException($"--prompt-template chat: {sampler.ModelPath} has no chat template (use raw or boxed)");
-                return item.Problem;
-            default: throw new BupoException($"--prompt-template: '{template}' is not auto, raw, chat or boxed");
-        }
-    }
 }
 
 /// <summary>
@@ -160,20 +132,19 @@ public static class TrainingRun
         if (lora != null && !samplerIsSource) throw new BupoException($"--resume: {resume!.Directory} is a full fine-tuning checkpoint; it cannot continue as a LoRA run");
         var samplerLora = resume?.SamplerLora;
         if (lora == null && samplerLora != null) throw new BupoException($"--resume: {resume!.Directory} is a LoRA checkpoint; give the same --lora-rank to continue it");
-        var factory = services.SamplerFactory ?? ((path, opt) => new LlamaRolloutSampler(path, opt.Parallel, opt.ContextSize, opt.Threads, opt.GpuLayers, opt.LlamaLibDir));
+        var factory = services.SamplerFactory ?? RolloutEngineSampler.Create;
         using var sampler = factory(samplerGguf, o);
         if (samplerLora != null) sampler.SetLora(samplerLora);
         if (sampler.Tokenizer.VocabSize != config.VocabSize)
             throw new BupoException($"the sampler's vocabulary ({sampler.Tokenizer.VocabSize}) differs from the model's ({config.VocabSize})");
 
         // ---- prompt tokens (left-truncated)
-        var format = services.FormatPrompt ?? ((item, s) => PromptFormatter.Format(item, o.PromptTemplate, o.SystemPrompt, s));
+        var format = services.FormatPrompt ?? ((item, s) => s.FormatPrompt(o.PromptTemplate, item.Problem));
         var promptTokens = new int[prompts.Count][];
         for (var i = 0; i < prompts.Count; i++)
         {
             var text = format(prompts[i], sampler);
-            var ids = sampler.Tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
-            if (ids.Length >= 2 && ids[0] == sampler.Tokenizer.BosId && ids[1] == ids[0]) ids = ids[1..];
+            var ids = PromptTemplates.Encode(text, sampler.Tokenizer);
             if (ids.Length == 0) throw new BupoException($"prompt '{prompts[i].Id}' gives no tokens");
             if (ids.Length > o.MaxPromptTokens) ids = ids[^o.MaxPromptTokens..];
             promptTokens[i] = ids;
