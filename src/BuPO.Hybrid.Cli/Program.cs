@@ -6,4 +6,5 @@ var root = new RootCommand("bupo-hybrid: Bottom-up Policy Optimization (BuPO) an
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(AnalyzeCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
 return CliHost.Run(root, args);
