@@ -1,0 +1,182 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using BuPO.Hybrid.Llama.Native;
+
+namespace BuPO.Hybrid.Llama;
+
+/// <summary>Severity of a llama.cpp / ggml log line (ggml_log_level).</summary>
+public enum LlamaLogLevel
+{
+    Debug = 1,
+    Info = 2,
+    Warning = 3,
+    Error = 4,
+}
+
+/// <summary>A backend device ggml found (CPU, GPU, accelerator).</summary>
+public sealed record LlamaDevice(string Name, string Description, string Type);
+
+/// <summary>
+/// Process-wide llama.cpp setup: finds and loads the shared libraries, loads ggml's backends (the CPU
+/// variants and any GPU backend in the same folder) and calls <c>llama_backend_init</c>. Idempotent and
+/// thread-safe; every other type calls <see cref="EnsureInitialized"/> before its first native call.
+/// </summary>
+public static unsafe class LlamaBackend
+{
+    private static readonly object Gate = new();
+    private static volatile bool s_initialized;
+    private static volatile Action<LlamaLogLevel, string>? s_sink;
+    private static volatile int s_minLevel = (int)LlamaLogLevel.Warning;
+    private static IReadOnlyList<LlamaDevice> s_devices = [];
+
+    /// <summary>Environment variable naming the folder of the llama.cpp libraries.</summary>
+    public const string LibDirEnvironmentVariable = LlamaLibraryLoader.EnvVar;
+
+    /// <summary>True once the libraries are loaded and the backend initialized.</summary>
+    public static bool IsInitialized => s_initialized;
+
+    /// <summary>Folder the libraries were loaded from (null before initialization).</summary>
+    public static string? LibraryDirectory => LlamaLibraryLoader.Loaded?.Directory;
+
+    /// <summary>Devices ggml registered (CPU first; a GPU only with a GPU build of llama.cpp).</summary>
+    public static IReadOnlyList<LlamaDevice> Devices { get { EnsureInitialized(); return s_devices; } }
+
+    /// <summary>llama.cpp's system info line (SIMD features of the chosen CPU backend).</summary>
+    public static string SystemInfo { get { EnsureInitialized(); return LlamaNative.Str(LlamaNative.llama_print_system_info()) ?? ""; } }
+
+    /// <summary>
+    /// Loads llama.cpp and initializes its backend (once per process; later calls only update the log sink).
+    /// </summary>
+    /// <param name="libDir">Folder of libllama/libggml*; null = BUPO_LLAMA_LIB_DIR, &lt;app&gt;/llama-native/, the build's default.</param>
+    /// <param name="log">Receives llama.cpp's log lines at <paramref name="minLevel"/> and above; null = warnings and errors to stderr.</param>
+    /// <param name="minLevel">Lines below this level are dropped (quiet by default).</param>
+    /// <exception cref="BupoException">Libraries missing, unloadable, of another llama.cpp release, or no device found.</exception>
+    public static void Initialize(string? libDir = null, Action<LlamaLogLevel, string>? log = null, LlamaLogLevel minLevel = LlamaLogLevel.Warning)
+    {
+        s_sink = log;
+        s_minLevel = (int)minLevel;
+        lock (Gate)
+        {
+            if (s_initialized)
+            {
+                var current = LibraryDirectory!;
+                if (!string.IsNullOrWhiteSpace(libDir) && !SameDirectory(libDir, current))
+                    throw new BupoException($"llama.cpp is already loaded from {current}; cannot switch to {Path.GetFullPath(libDir)} in the same process");
+                return;
+            }
+            var dir = LlamaLibraryLoader.ResolveDirectory(libDir, Environment.GetEnvironmentVariable(LlamaLibraryLoader.EnvVar),
+                LlamaLibraryLoader.DefaultSearchDirectories());
+            var libs = LlamaLibraryLoader.Load(dir);
+
+            LlamaNative.llama_log_set(&OnLog, null);
+            CheckLayouts(libs.LlamaPath);
+            // The CPU backends (libggml-cpu-<arch>.so) and GPU backends are separate libraries: without this no device exists.
+            LlamaNative.ggml_backend_load_all_from_path(libs.Directory);
+            LlamaNative.llama_backend_init();
+
+            var devices = new List<LlamaDevice>();
+            var n = (int)LlamaNative.ggml_backend_dev_count();
+            for (int i = 0; i < n; i++)
+            {
+                var dev = LlamaNative.ggml_backend_dev_get((nuint)i);
+                devices.Add(new LlamaDevice(LlamaNative.Str(LlamaNative.ggml_backend_dev_name(dev)) ?? "?",
+                    LlamaNative.Str(LlamaNative.ggml_backend_dev_description(dev)) ?? "",
+                    LlamaNative.ggml_backend_dev_type(dev) switch { 0 => "CPU", 1 => "GPU", 2 => "IGPU", 3 => "ACCEL", var t => t.ToString() }));
+            }
+            if (devices.Count == 0)
+                throw new BupoException($"llama.cpp loaded from {libs.Directory} but no ggml device was found: the folder should hold the CPU backends (libggml-cpu-*.so){ErrorsSince(0)}");
+            s_devices = devices;
+            s_initialized = true;
+        }
+    }
+
+    /// <summary>Initializes with the default search order unless already initialized.</summary>
+    public static void EnsureInitialized()
+    {
+        if (!s_initialized) Initialize(log: s_sink, minLevel: (LlamaLogLevel)s_minLevel);
+    }
+
+    private static bool SameDirectory(string a, string b) =>
+        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)),
+            OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
+
+    /// <summary>Checks the struct mirrors against llama.cpp's defaults: a shifted field shows up as a wrong default.</summary>
+    private static void CheckLayouts(string llamaPath)
+    {
+        string? bad = null;
+        var cp = LlamaNative.llama_context_default_params();
+        if (cp.n_ctx != 512 || cp.n_batch != 2048 || cp.n_ubatch != 512 || cp.n_seq_max != 1 || cp.type_k != GgmlTypes.F16 ||
+            cp.type_v != GgmlTypes.F16 || cp.flash_attn_type != -1 || cp.cb_eval != null || cp.samplers != 0 || cp.n_samplers != 0 || cp.ctx_other != 0)
+            bad = "llama_context_params";
+        var mp = LlamaNative.llama_model_default_params();
+        if (mp.n_gpu_layers != -1 || mp.load_mode != -1 || mp.progress_callback != null || mp.kv_overrides != 0 || mp.vocab_only != 0 || mp.use_extra_bufts != 1)
+            bad ??= "llama_model_params";
+        var qp = LlamaNative.llama_model_quantize_default_params();
+        if (qp.ftype != (int)LlamaFType.Q8_0 || qp.output_tensor_type != GgmlTypes.Count || qp.quantize_output_tensor != 1 || qp.imatrix != 0 || qp.prune_layers != 0)
+            bad ??= "llama_model_quantize_params";
+        if (LlamaNative.ggml_tensor_overhead() != 32 + (nuint)sizeof(GgmlTensor))
+            bad ??= "ggml_tensor";
+        if (bad != null)
+            throw new BupoException($"{llamaPath} does not match the llama.cpp C API bupo-hybrid binds: the layout of {bad} differs " +
+                                    "(use scripts/fetch-llama.sh or a build of the same llama.cpp release)");
+    }
+
+    // ---- logging ----
+
+    [ThreadStatic] private static StringBuilder? t_pending;
+    [ThreadStatic] private static int t_pendingLevel;
+    private static long s_errorCount;
+    private static readonly Queue<(long Seq, string Line)> s_recentErrors = new();
+
+    /// <summary>Marker for <see cref="ErrorsSince"/>.</summary>
+    internal static long ErrorMark => Interlocked.Read(ref s_errorCount);
+
+    /// <summary>"; llama.cpp: LINE" for the error lines logged after <paramref name="mark"/> (the last 3), or "".</summary>
+    internal static string ErrorsSince(long mark)
+    {
+        lock (s_recentErrors)
+        {
+            var lines = s_recentErrors.Where(e => e.Seq > mark).Select(e => e.Line).TakeLast(3).ToList();
+            return lines.Count == 0 ? "" : "; llama.cpp: " + string.Join(" | ", lines);
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static void OnLog(int level, byte* text, void* userData)
+    {
+        try
+        {
+            var piece = LlamaNative.Str(text);
+            if (string.IsNullOrEmpty(piece)) return;
+            var sb = t_pending ??= new StringBuilder();
+            if (level is >= 1 and <= 4 && sb.Length == 0) t_pendingLevel = level;      // 5 = CONT: keeps the level
+            else if (sb.Length == 0) t_pendingLevel = t_pendingLevel == 0 ? (int)LlamaLogLevel.Info : t_pendingLevel;
+            sb.Append(piece);
+            if (!piece.EndsWith('\n')) return;
+            var line = sb.ToString().TrimEnd('\n', '\r');
+            sb.Clear();
+            Emit((LlamaLogLevel)t_pendingLevel, line);
+        }
+        catch
+        {
+            // never let an exception cross into native code
+        }
+    }
+
+    private static void Emit(LlamaLogLevel level, string line)
+    {
+        if (level == LlamaLogLevel.Error)
+        {
+            lock (s_recentErrors)
+            {
+                s_recentErrors.Enqueue((Interlocked.Increment(ref s_errorCount), line.Trim()));
+                while (s_recentErrors.Count > 16) s_recentErrors.Dequeue();
+            }
+        }
+        if ((int)level < s_minLevel) return;
+        var sink = s_sink;
+        if (sink != null) sink(level, line);
+        else Console.Error.WriteLine($"llama.cpp {(level == LlamaLogLevel.Error ? "error" : "warning")}: {line}");
+    }
+}

@@ -1,0 +1,295 @@
+using System.Runtime.InteropServices;
+using BuPO.Hybrid.Llama.Native;
+
+namespace BuPO.Hybrid.Llama;
+
+/// <summary>Options of <see cref="LlamaContext.Create"/>.</summary>
+public sealed record LlamaContextOptions
+{
+    /// <summary>KV cache size in tokens (n_ctx); with the unified cache it is shared by all sequences. 0 = the model's training context.</summary>
+    public int ContextSize { get; init; } = 2048;
+    /// <summary>Most tokens one <see cref="LlamaContext.Decode"/> call may carry (n_batch).</summary>
+    public int BatchSize { get; init; } = 512;
+    /// <summary>Micro-batch size (n_ubatch): llama.cpp computes a batch in chunks of this many tokens. Capped at <see cref="BatchSize"/>.</summary>
+    public int UBatchSize { get; init; } = 512;
+    /// <summary>Most distinct sequence ids (n_seq_max); ids run from 0 to MaxSequences - 1.</summary>
+    public int MaxSequences { get; init; } = 1;
+    /// <summary>CPU threads for decoding; 0 = all processors.</summary>
+    public int Threads { get; init; }
+    /// <summary>Base seed for samplers created with <see cref="LlamaContext.CreateSampler"/> when their options give none.</summary>
+    public uint Seed { get; init; } = 42;
+    /// <summary>
+    /// One KV buffer for all sequences (kv_unified; default true): cheap <see cref="LlamaContext.SequenceCopy"/> of shared
+    /// prefixes, batch order kept inside micro-batches. False gives each sequence its own n_ctx / MaxSequences cells.
+    /// </summary>
+    public bool UnifiedKvCache { get; init; } = true;
+    /// <summary>Flash attention: null = llama.cpp decides.</summary>
+    public bool? FlashAttention { get; init; }
+    /// <summary>
+    /// Element type of the K and V caches: null = llama.cpp's default (F16). F32 together with
+    /// <see cref="FlashAttention"/> = false keeps attention in float32 end to end (parity checks against the trainer:
+    /// with F16 caches ggml also rounds Q and the attention weights to F16, ~1e-2 on logits).
+    /// </summary>
+    public BuPO.Hybrid.Gguf.GgmlType? KvCacheType { get; init; }
+    /// <summary>Captures intermediate tensors on every decode; see <see cref="TensorProbe"/>. Null or empty = no callback.</summary>
+    public TensorProbe? Probe { get; init; }
+}
+
+/// <summary>Thrown when <c>llama_decode</c> fails; <see cref="Code"/> is its return value.</summary>
+public sealed class LlamaDecodeException(int code, string message) : BupoException(message)
+{
+    /// <summary>1 = no KV cache slot for the batch, 2 = aborted, -1 = invalid batch, &lt; -1 = compute error.</summary>
+    public int Code { get; } = code;
+}
+
+/// <summary>
+/// An inference context (<c>llama_context</c>): KV cache, decode, logits, sequence memory ops, LoRA adapters.
+/// Not thread-safe: use one context per thread.
+/// </summary>
+public sealed unsafe class LlamaContext : IDisposable
+{
+    internal SafeLlamaContextHandle Handle { get; }
+    private readonly List<(LlamaLoraAdapter Adapter, float Scale)> _loras = [];
+    private bool _disposed;
+
+    /// <summary>The model.</summary>
+    public LlamaModel Model { get; }
+    /// <summary>The options it was created with.</summary>
+    public LlamaContextOptions Options { get; }
+    /// <summary>The probe, if any.</summary>
+    public TensorProbe? Probe { get; }
+    /// <summary>Actual KV cache size (llama.cpp may round up).</summary>
+    public int ContextSize { get; }
+    /// <summary>Actual n_batch.</summary>
+    public int BatchSize { get; }
+    /// <summary>Actual n_ubatch.</summary>
+    public int UBatchSize { get; }
+    /// <summary>Actual n_seq_max.</summary>
+    public int MaxSequences { get; }
+    /// <summary>Vocabulary size (length of a logits row).</summary>
+    public int VocabSize { get; }
+
+    private LlamaContext(LlamaModel model, LlamaContextOptions options, SafeLlamaContextHandle handle)
+    {
+        Model = model;
+        Options = options;
+        Handle = handle;
+        Probe = handle.CallbackTarget.IsAllocated ? options.Probe : null;
+        ContextSize = (int)LlamaNative.llama_n_ctx(handle);
+        BatchSize = (int)LlamaNative.llama_n_batch(handle);
+        UBatchSize = (int)LlamaNative.llama_n_ubatch(handle);
+        MaxSequences = (int)LlamaNative.llama_n_seq_max(handle);
+        VocabSize = model.VocabSize;
+    }
+
+    /// <summary>Creates a context on <paramref name="model"/>.</summary>
+    /// <exception cref="BupoException">Invalid options or llama.cpp failed (e.g. out of memory).</exception>
+    public static LlamaContext Create(LlamaModel model, LlamaContextOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new LlamaContextOptions();
+        model.ThrowIfDisposed();
+        if (options.ContextSize < 0) throw new BupoException($"context size must be >= 0, got {options.ContextSize}");
+        if (options.BatchSize < 1) throw new BupoException($"batch size must be >= 1, got {options.BatchSize}");
+        if (options.UBatchSize < 1) throw new BupoException($"micro-batch size must be >= 1, got {options.UBatchSize}");
+        if (options.MaxSequences < 1) throw new BupoException($"max sequences must be >= 1, got {options.MaxSequences}");
+        if (options.Threads < 0) throw new BupoException($"threads must be >= 0, got {options.Threads}");
+
+        var p = LlamaNative.llama_context_default_params();
+        p.n_ctx = (uint)options.ContextSize;
+        p.n_batch = (uint)options.BatchSize;
+        p.n_ubatch = (uint)Math.Min(options.UBatchSize, options.BatchSize);
+        p.n_seq_max = (uint)options.MaxSequences;
+        int threads = options.Threads == 0 ? Environment.ProcessorCount : options.Threads;
+        p.n_threads = threads;
+        p.n_threads_batch = threads;
+        p.kv_unified = options.UnifiedKvCache ? (byte)1 : (byte)0;
+        p.flash_attn_type = options.FlashAttention switch { null => -1, true => 1, false => 0 };
+        p.no_perf = 1;
+        if (options.KvCacheType is { } kv)
+        {
+            if (kv is not (BuPO.Hybrid.Gguf.GgmlType.F32 or BuPO.Hybrid.Gguf.GgmlType.F16 or BuPO.Hybrid.Gguf.GgmlType.BF16 or BuPO.Hybrid.Gguf.GgmlType.Q8_0))
+                throw new BupoException($"KV cache type {kv} is not supported (use F32, F16, BF16 or Q8_0)");
+            p.type_k = (int)kv;
+            p.type_v = (int)kv;
+        }
+
+        var probeHandle = default(GCHandle);
+        if (options.Probe is { IsEmpty: false } probe)
+        {
+            probeHandle = GCHandle.Alloc(probe);
+            p.cb_eval = &TensorProbe.OnEval;
+            p.cb_eval_user_data = (void*)GCHandle.ToIntPtr(probeHandle);
+        }
+        var mark = LlamaBackend.ErrorMark;
+        nint ctx = LlamaNative.llama_init_from_model(model.Handle, p);
+        if (ctx == 0)
+        {
+            if (probeHandle.IsAllocated) probeHandle.Free();
+            throw new BupoException($"{model.Path}: llama.cpp could not create a context (n_ctx {options.ContextSize}, n_batch {options.BatchSize}, " +
+                                    $"n_seq_max {options.MaxSequences}){LlamaBackend.ErrorsSince(mark)}");
+        }
+        return new LlamaContext(model, options, new SafeLlamaContextHandle(ctx, model.Handle, probeHandle));
+    }
+
+    /// <summary>
+    /// Runs the model on <paramref name="batch"/>, appending its tokens to the KV cache. Logits of the entries that
+    /// asked for them are then available through <see cref="GetLogits"/> (by batch index) until the next decode.
+    /// </summary>
+    /// <exception cref="LlamaDecodeException">llama_decode returned non-zero (the code names the reason).</exception>
+    public void Decode(LlamaBatch batch)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(batch);
+        if (batch.Count == 0) throw new ArgumentException("the batch is empty", nameof(batch));
+        if (batch.Count > BatchSize)
+            throw new LlamaDecodeException(-1, $"llama_decode: the batch holds {batch.Count} tokens, more than the context's batch size {BatchSize}");
+        Probe?.BeginDecode();
+        var mark = LlamaBackend.ErrorMark;
+        int rc = LlamaNative.llama_decode(Handle, batch.Native);
+        if (Probe?.Error is { } probeError)
+            throw new BupoException($"tensor probe failed during llama_decode: {probeError.Message}", probeError);
+        if (rc == 0) return;
+        var what = rc switch
+        {
+            1 => "no KV cache slot for the batch (context full: use a larger context size or free sequences)",
+            2 => "aborted",
+            -1 => "invalid batch",
+            _ => "compute error",
+        };
+        throw new LlamaDecodeException(rc, $"llama_decode returned {rc}: {what}{LlamaBackend.ErrorsSince(mark)}");
+    }
+
+    /// <summary>
+    /// The logits of batch entry <paramref name="index"/> of the last decode (-1 = the last entry that asked for
+    /// logits). The span points into llama.cpp's buffer: valid until the next decode.
+    /// </summary>
+    public ReadOnlySpan<float> GetLogits(int index)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var mark = LlamaBackend.ErrorMark;
+        float* p = LlamaNative.llama_get_logits_ith(Handle, index);
+        if (p == null) throw new BupoException($"no logits for batch entry {index} (did it ask for logits?){LlamaBackend.ErrorsSince(mark)}");
+        return new ReadOnlySpan<float>(p, VocabSize);
+    }
+
+    private nint Memory
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return LlamaNative.llama_get_memory(Handle);
+        }
+    }
+
+    /// <summary>
+    /// Makes the KV cells of <paramref name="source"/> in positions [p0, p1) also belong to <paramref name="destination"/>
+    /// (p &lt; 0 = open end). With the unified cache this shares the cells (no copy): a prompt decoded once can fan out.
+    /// </summary>
+    public void SequenceCopy(int source, int destination, int p0 = -1, int p1 = -1)
+    {
+        CheckSeq(source);
+        CheckSeq(destination);
+        LlamaNative.llama_memory_seq_cp(Memory, source, destination, p0, p1);
+    }
+
+    /// <summary>Removes positions [p0, p1) of <paramref name="sequence"/> (-1 = all sequences; p &lt; 0 = open end). False if a partial removal is impossible (recurrent models).</summary>
+    public bool SequenceRemove(int sequence, int p0 = -1, int p1 = -1)
+    {
+        if (sequence != -1) CheckSeq(sequence);
+        return LlamaNative.llama_memory_seq_rm(Memory, sequence, p0, p1);
+    }
+
+    /// <summary>Removes every sequence except <paramref name="sequence"/>.</summary>
+    public void SequenceKeep(int sequence)
+    {
+        CheckSeq(sequence);
+        LlamaNative.llama_memory_seq_keep(Memory, sequence);
+    }
+
+    /// <summary>Largest position stored for <paramref name="sequence"/>, or -1 when it is empty.</summary>
+    public int SequencePositionMax(int sequence)
+    {
+        CheckSeq(sequence);
+        return LlamaNative.llama_memory_seq_pos_max(Memory, sequence);
+    }
+
+    /// <summary>Empties the KV cache (all sequences).</summary>
+    public void Clear() => LlamaNative.llama_memory_clear(Memory, true);
+
+    private void CheckSeq(int seq)
+    {
+        if ((uint)seq >= (uint)MaxSequences) throw new ArgumentOutOfRangeException(nameof(seq), seq, $"sequence id outside [0, {MaxSequences})");
+    }
+
+    /// <summary>A sampler whose seed defaults to the context's <see cref="LlamaContextOptions.Seed"/> + <paramref name="seedOffset"/>.</summary>
+    public LlamaSampler CreateSampler(LlamaSamplerOptions options, uint seedOffset = 0) =>
+        LlamaSampler.Create(options.Seed is null ? options with { Seed = unchecked(Options.Seed + seedOffset) } : options);
+
+    // ---- LoRA ----
+
+    /// <summary>The adapters applied to this context with their scales.</summary>
+    public IReadOnlyList<(LlamaLoraAdapter Adapter, float Scale)> LoraAdapters => _loras;
+
+    /// <summary>Applies <paramref name="adapter"/> with <paramref name="scale"/> (replacing its previous scale); others stay.</summary>
+    public void ApplyLora(LlamaLoraAdapter adapter, float scale = 1f)
+    {
+        ArgumentNullException.ThrowIfNull(adapter);
+        if (adapter.Model != Model) throw new BupoException($"LoRA adapter {adapter.Path} was loaded for another model");
+        var list = _loras.Where(l => l.Adapter != adapter).Append((adapter, scale)).ToList();
+        SetLoras(list);
+    }
+
+    /// <summary>Removes every adapter.</summary>
+    public void ClearLora() => SetLoras([]);
+
+    private void SetLoras(List<(LlamaLoraAdapter Adapter, float Scale)> list)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        // Keep every applied adapter alive while the native context may use it (released after llama_free).
+        var added = new List<LlamaLoraAdapter>();
+        try
+        {
+            foreach (var (a, _) in list)
+            {
+                if (_loras.Any(l => l.Adapter == a)) continue;
+                bool ok = false;
+                a.Handle.DangerousAddRef(ref ok);
+                added.Add(a);
+            }
+            var ptrs = list.Select(l => l.Adapter.Handle.DangerousGetHandle()).ToArray();
+            var scales = list.Select(l => l.Scale).ToArray();
+            int rc;
+            fixed (nint* pp = ptrs)
+            fixed (float* ps = scales)
+                rc = LlamaNative.llama_set_adapters_lora(Handle, list.Count == 0 ? null : pp, (nuint)list.Count, list.Count == 0 ? null : ps);
+            if (rc != 0) throw new BupoException($"llama_set_adapters_lora returned {rc}");
+        }
+        catch
+        {
+            foreach (var a in added) a.Handle.DangerousRelease();
+            throw;
+        }
+        lock (Handle.AdapterRefs)
+        {
+            Handle.AdapterRefs.AddRange(added.Select(a => a.Handle));
+            foreach (var (a, _) in _loras)
+                if (!list.Any(l => l.Adapter == a))
+                {
+                    Handle.AdapterRefs.Remove(a.Handle);
+                    a.Handle.DangerousRelease();
+                }
+        }
+        _loras.Clear();
+        _loras.AddRange(list);
+    }
+
+    /// <summary>Frees the context (and then lets go of the model, adapters and probe).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        Handle.Dispose(); // llama_free, then the probe's GCHandle and the adapter references
+        _loras.Clear();
+    }
+}

@@ -1,0 +1,285 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using BuPO.Hybrid.Llama.Native;
+
+namespace BuPO.Hybrid.Llama;
+
+/// <summary>Options of <see cref="LlamaModel.Load"/>.</summary>
+public sealed record LlamaModelOptions
+{
+    /// <summary>Layers offloaded to the GPU: -1 = all (llama.cpp's default), 0 = none. Ignored without a GPU backend.</summary>
+    public int GpuLayers { get; init; } = -1;
+
+    /// <summary>Memory-map the file: null = llama.cpp decides (auto), true = mmap, false = read into memory.</summary>
+    public bool? UseMmap { get; init; }
+
+    /// <summary>Load only the vocabulary (no weights): enough for tokenization.</summary>
+    public bool VocabOnly { get; init; }
+
+    /// <summary>Called with the load progress in [0, 1].</summary>
+    public Action<float>? Progress { get; init; }
+
+    /// <summary>Cancels loading (checked at each progress step).</summary>
+    public CancellationToken Cancellation { get; init; }
+}
+
+/// <summary>A chat message for <see cref="LlamaModel.ApplyChatTemplate"/>.</summary>
+public sealed record LlamaChatMessage(string Role, string Content);
+
+/// <summary>A GGUF model loaded by llama.cpp (<c>llama_model</c>). Dispose to free it; contexts keep it alive until they are disposed.</summary>
+public sealed unsafe class LlamaModel : IDisposable
+{
+    internal SafeLlamaModelHandle Handle { get; }
+    private LlamaVocab? _vocab;
+    private IReadOnlyDictionary<string, string>? _metadata;
+
+    /// <summary>Path the model was loaded from.</summary>
+    public string Path { get; }
+
+    private LlamaModel(SafeLlamaModelHandle handle, string path)
+    {
+        Handle = handle;
+        Path = path;
+        LayerCount = LlamaNative.llama_model_n_layer(handle);
+        EmbeddingSize = LlamaNative.llama_model_n_embd(handle);
+        HeadCount = LlamaNative.llama_model_n_head(handle);
+        HeadCountKv = LlamaNative.llama_model_n_head_kv(handle);
+        TrainContextSize = LlamaNative.llama_model_n_ctx_train(handle);
+        NativeVocab = LlamaNative.llama_model_get_vocab(handle);
+        VocabSize = LlamaNative.llama_vocab_n_tokens(NativeVocab);
+    }
+
+    internal nint NativeVocab { get; }
+
+    /// <summary>Number of transformer blocks (n_layer).</summary>
+    public int LayerCount { get; }
+    /// <summary>Width of the residual stream (n_embd).</summary>
+    public int EmbeddingSize { get; }
+    /// <summary>Attention heads.</summary>
+    public int HeadCount { get; }
+    /// <summary>Key/value heads.</summary>
+    public int HeadCountKv { get; }
+    /// <summary>Context length the model was trained with.</summary>
+    public int TrainContextSize { get; }
+    /// <summary>Vocabulary size (rows of the logits).</summary>
+    public int VocabSize { get; }
+
+    /// <summary><c>general.architecture</c> (e.g. "llama", "qwen3").</summary>
+    public string Architecture => GetMetadata("general.architecture") ?? "";
+
+    /// <summary>llama.cpp's one-line description (type, size, quantization).</summary>
+    public string Description
+    {
+        get
+        {
+            var buf = stackalloc byte[256];
+            int n = LlamaNative.llama_model_desc(Handle, buf, 256);
+            return n <= 0 ? "" : Encoding.UTF8.GetString(buf, Math.Min(n, 255));
+        }
+    }
+
+    /// <summary>Total bytes of the tensors.</summary>
+    public long SizeBytes => (long)LlamaNative.llama_model_size(Handle);
+    /// <summary>Number of parameters.</summary>
+    public long ParameterCount => (long)LlamaNative.llama_model_n_params(Handle);
+
+    /// <summary>The model's tokenizer.</summary>
+    public LlamaVocab Vocab => _vocab ??= new LlamaVocab(this);
+
+    /// <summary>
+    /// Checks that <paramref name="path"/> exists and starts with the GGUF magic, so llama.cpp is never handed
+    /// something else. Throws <see cref="BupoException"/> naming the file.
+    /// </summary>
+    public static void ValidateGgufFile(string path)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new BupoException($"{full}: is a folder, not a GGUF file");
+        if (!File.Exists(full)) throw new BupoException($"{full}: file not found");
+        Span<byte> magic = stackalloc byte[4];
+        int read;
+        try
+        {
+            using var fs = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            read = fs.ReadAtLeast(magic, 4, throwOnEndOfStream: false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new BupoException($"{full}: cannot read: {e.Message}", e);
+        }
+        if (read < 4 || magic[0] != 'G' || magic[1] != 'G' || magic[2] != 'U' || magic[3] != 'F')
+            throw new BupoException($"{full}: not a GGUF file (it does not start with the GGUF magic)");
+    }
+
+    /// <summary>Loads a GGUF model.</summary>
+    /// <exception cref="BupoException">Missing or non-GGUF file, or llama.cpp failed to load it (its error is quoted).</exception>
+    public static LlamaModel Load(string path, LlamaModelOptions? options = null)
+    {
+        options ??= new LlamaModelOptions();
+        ValidateGgufFile(path);
+        var full = System.IO.Path.GetFullPath(path);
+        LlamaBackend.EnsureInitialized();
+
+        var p = LlamaNative.llama_model_default_params();
+        p.n_gpu_layers = options.GpuLayers;
+        p.load_mode = options.UseMmap switch { null => -1, true => 1, false => 0 };
+        p.vocab_only = options.VocabOnly ? (byte)1 : (byte)0;
+        var progress = new ProgressState(options.Progress, options.Cancellation);
+        var gch = GCHandle.Alloc(progress);
+        nint ptr;
+        var mark = LlamaBackend.ErrorMark;
+        try
+        {
+            p.progress_callback = &OnProgress;
+            p.progress_callback_user_data = (void*)GCHandle.ToIntPtr(gch);
+            ptr = LlamaNative.llama_model_load_from_file(full, p);
+        }
+        finally
+        {
+            gch.Free();
+        }
+        progress.Error?.Throw();
+        if (ptr == 0)
+        {
+            options.Cancellation.ThrowIfCancellationRequested();
+            throw new BupoException($"{full}: llama.cpp could not load the model{LlamaBackend.ErrorsSince(mark)}");
+        }
+        return new LlamaModel(new SafeLlamaModelHandle(ptr), full);
+    }
+
+    private sealed class ProgressState(Action<float>? callback, CancellationToken cancellation)
+    {
+        public readonly Action<float>? Callback = callback;
+        public readonly CancellationToken Cancellation = cancellation;
+        public System.Runtime.ExceptionServices.ExceptionDispatchInfo? Error;
+    }
+
+    [UnmanagedCallersOnly]
+    private static byte OnProgress(float progress, void* userData)
+    {
+        var state = (ProgressState)GCHandle.FromIntPtr((nint)userData).Target!;
+        try
+        {
+            if (state.Cancellation.IsCancellationRequested) return 0;
+            state.Callback?.Invoke(progress);
+            return 1;
+        }
+        catch (Exception e)
+        {
+            state.Error = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
+            return 0;
+        }
+    }
+
+    /// <summary>A metadata value as llama.cpp renders it (scalars; arrays are not supported by llama.cpp), or null.</summary>
+    public string? GetMetadata(string key)
+    {
+        int size = 256;
+        while (true)
+        {
+            var buf = new byte[size];
+            int n;
+            fixed (byte* b = buf) n = LlamaNative.llama_model_meta_val_str(Handle, key, b, (nuint)size);
+            if (n < 0) return null;
+            if (n < size) return Encoding.UTF8.GetString(buf, 0, n);
+            size = n + 1;
+        }
+    }
+
+    /// <summary>All metadata keys with their values as llama.cpp renders them.</summary>
+    public IReadOnlyDictionary<string, string> Metadata => _metadata ??= ReadMetadata();
+
+    private Dictionary<string, string> ReadMetadata()
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        int count = LlamaNative.llama_model_meta_count(Handle);
+        for (int i = 0; i < count; i++)
+        {
+            var key = ReadString((b, n) => LlamaNative.llama_model_meta_key_by_index(Handle, i, b, n));
+            if (key == null) continue;
+            result[key] = ReadString((b, n) => LlamaNative.llama_model_meta_val_str_by_index(Handle, i, b, n)) ?? "";
+        }
+        return result;
+    }
+
+    private delegate int StringReader(byte* buf, nuint size);
+
+    private static string? ReadString(StringReader read)
+    {
+        int size = 256;
+        while (true)
+        {
+            var buf = new byte[size];
+            int n;
+            fixed (byte* b = buf) n = read(b, (nuint)size);
+            if (n < 0) return null;
+            if (n < size) return Encoding.UTF8.GetString(buf, 0, n);
+            size = n + 1;
+        }
+    }
+
+    /// <summary>The model's chat template (<c>tokenizer.chat_template</c>, or a named one), or null.</summary>
+    public string? GetChatTemplate(string? name = null)
+    {
+        if (name == null) return LlamaNative.Str(LlamaNative.llama_model_chat_template(Handle, null));
+        var bytes = Utf8Z(name);
+        fixed (byte* n = bytes) return LlamaNative.Str(LlamaNative.llama_model_chat_template(Handle, n));
+    }
+
+    /// <summary>The default chat template, or null when the GGUF has none.</summary>
+    public string? ChatTemplate => GetChatTemplate();
+
+    /// <summary>
+    /// Formats <paramref name="messages"/> with llama.cpp's built-in template matching <paramref name="template"/>
+    /// (default: the model's own; llama.cpp recognizes the common families by their Jinja text, it does not run Jinja).
+    /// </summary>
+    /// <param name="addAssistant">End with the opening of an assistant turn.</param>
+    /// <exception cref="BupoException">No template, or one llama.cpp does not recognize.</exception>
+    public string ApplyChatTemplate(IReadOnlyList<LlamaChatMessage> messages, bool addAssistant, string? template = null)
+    {
+        template ??= ChatTemplate ?? throw new BupoException($"{Path}: the model has no chat template (tokenizer.chat_template)");
+        var pins = new List<GCHandle>();
+        try
+        {
+            var native = new LlamaChatMessageNative[messages.Count];
+            for (int i = 0; i < messages.Count; i++)
+            {
+                var role = GCHandle.Alloc(Utf8Z(messages[i].Role), GCHandleType.Pinned);
+                var content = GCHandle.Alloc(Utf8Z(messages[i].Content), GCHandleType.Pinned);
+                pins.Add(role);
+                pins.Add(content);
+                native[i] = new LlamaChatMessageNative { role = (byte*)role.AddrOfPinnedObject(), content = (byte*)content.AddrOfPinnedObject() };
+            }
+            var tmpl = Utf8Z(template);
+            int size = Math.Max(256, messages.Sum(m => Encoding.UTF8.GetByteCount(m.Content) + Encoding.UTF8.GetByteCount(m.Role)) * 2 + 256);
+            while (true)
+            {
+                var buf = new byte[size];
+                int n;
+                fixed (byte* t = tmpl)
+                fixed (LlamaChatMessageNative* m = native)
+                fixed (byte* b = buf)
+                    n = LlamaNative.llama_chat_apply_template(t, m, (nuint)native.Length, addAssistant, b, size);
+                if (n < 0) throw new BupoException($"{Path}: llama.cpp does not support this chat template (it recognizes only built-in template families)");
+                if (n <= size) return Encoding.UTF8.GetString(buf, 0, n);
+                size = n;
+            }
+        }
+        finally
+        {
+            foreach (var h in pins) h.Free();
+        }
+    }
+
+    internal static byte[] Utf8Z(string s)
+    {
+        var bytes = new byte[Encoding.UTF8.GetByteCount(s) + 1];
+        Encoding.UTF8.GetBytes(s, bytes);
+        return bytes;
+    }
+
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Handle.IsClosed, this);
+
+    /// <summary>Frees the model once no context or adapter uses it any more.</summary>
+    public void Dispose() => Handle.Dispose();
+}

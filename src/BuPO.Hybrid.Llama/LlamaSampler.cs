@@ -1,0 +1,169 @@
+using System.Numerics.Tensors;
+using BuPO.Hybrid.Llama.Native;
+
+namespace BuPO.Hybrid.Llama;
+
+/// <summary>Settings of a <see cref="LlamaSampler"/>.</summary>
+public sealed record LlamaSamplerOptions
+{
+    /// <summary>Softmax temperature; 0 = greedy (argmax, the other settings are then ignored).</summary>
+    public float Temperature { get; init; } = 1f;
+    /// <summary>Keep the K most likely tokens; 0 = off.</summary>
+    public int TopK { get; init; }
+    /// <summary>Nucleus: keep the smallest set whose probability reaches P; 1 = off.</summary>
+    public float TopP { get; init; } = 1f;
+    /// <summary>Drop tokens whose probability is below MinP times the most likely one's; 0 = off.</summary>
+    public float MinP { get; init; }
+    /// <summary>Seed of the random draw; null = a random seed.</summary>
+    public uint? Seed { get; init; }
+
+    /// <summary>Greedy decoding.</summary>
+    public static LlamaSamplerOptions Greedy { get; } = new() { Temperature = 0f };
+
+    /// <summary>True when <see cref="Temperature"/> is 0.</summary>
+    public bool IsGreedy => Temperature <= 0f;
+}
+
+/// <summary>
+/// A sampled token with its log-probability under the model's distribution (softmax of the raw logits,
+/// temperature 1) and under the distribution the sampler actually drew from (after top-k / top-p / min-p /
+/// temperature as the chain applied them; 0 for greedy, which is a point mass).
+/// </summary>
+public readonly record struct SampledToken(int Token, float LogProb, float SamplingLogProb);
+
+/// <summary>
+/// A llama.cpp sampler chain (<c>llama_sampler_chain_init</c>): top-k, top-p, min-p, temperature, then a seeded
+/// draw (<c>dist</c>) — llama.cpp's usual order, so the truncations see the unscaled logits — or greedy. The chain
+/// is applied here to a candidate array built from the logits, so the surviving candidates can be read back for
+/// the sampling log-probability. Not thread-safe; use one per sequence for reproducible per-sequence streams.
+/// </summary>
+public sealed unsafe class LlamaSampler : IDisposable
+{
+    private readonly SafeLlamaSamplerHandle _chain;
+    private LlamaTokenData[] _candidates = [];
+    private float[] _scratch = [];
+
+    /// <summary>The options the chain was built from (with the seed actually used).</summary>
+    public LlamaSamplerOptions Options { get; }
+
+    private LlamaSampler(SafeLlamaSamplerHandle chain, LlamaSamplerOptions options)
+    {
+        _chain = chain;
+        Options = options;
+    }
+
+    /// <summary>Builds the chain.</summary>
+    /// <exception cref="BupoException">An option out of range.</exception>
+    public static LlamaSampler Create(LlamaSamplerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!float.IsFinite(options.Temperature) || options.Temperature < 0) throw new BupoException($"temperature must be >= 0, got {options.Temperature}");
+        if (options.TopK < 0) throw new BupoException($"top-k must be >= 0, got {options.TopK}");
+        if (!(options.TopP > 0 && options.TopP <= 1)) throw new BupoException($"top-p must be in (0, 1], got {options.TopP}");
+        if (!(options.MinP >= 0 && options.MinP < 1)) throw new BupoException($"min-p must be in [0, 1), got {options.MinP}");
+        LlamaBackend.EnsureInitialized();
+        options = options with { Seed = options.Seed ?? (uint)Random.Shared.NextInt64(0, uint.MaxValue) };
+
+        var cp = LlamaNative.llama_sampler_chain_default_params();
+        cp.no_perf = 1;
+        var chain = new SafeLlamaSamplerHandle(LlamaNative.llama_sampler_chain_init(cp));
+        if (chain.IsInvalid) throw new OutOfMemoryException("llama_sampler_chain_init failed");
+        try
+        {
+            if (options.IsGreedy)
+            {
+                Add(chain, LlamaNative.llama_sampler_init_greedy());
+            }
+            else
+            {
+                if (options.TopK > 0) Add(chain, LlamaNative.llama_sampler_init_top_k(options.TopK));
+                if (options.TopP < 1) Add(chain, LlamaNative.llama_sampler_init_top_p(options.TopP, 1));
+                if (options.MinP > 0) Add(chain, LlamaNative.llama_sampler_init_min_p(options.MinP, 1));
+                if (options.Temperature != 1f) Add(chain, LlamaNative.llama_sampler_init_temp(options.Temperature));
+                Add(chain, LlamaNative.llama_sampler_init_dist(options.Seed!.Value));
+            }
+        }
+        catch
+        {
+            chain.Dispose();
+            throw;
+        }
+        return new LlamaSampler(chain, options);
+
+        static void Add(SafeLlamaSamplerHandle chain, nint sampler)
+        {
+            if (sampler == 0) throw new OutOfMemoryException("llama_sampler_init_* failed");
+            LlamaNative.llama_sampler_chain_add(chain, sampler); // the chain owns it from here
+        }
+    }
+
+    /// <summary>Samples from the logits of batch entry <paramref name="index"/> of the context's last decode.</summary>
+    public SampledToken Sample(LlamaContext context, int index) => Sample(context.GetLogits(index));
+
+    /// <summary>Samples from <paramref name="logits"/> (one row, length n_vocab) and advances the chain's state.</summary>
+    public SampledToken Sample(ReadOnlySpan<float> logits)
+    {
+        ObjectDisposedException.ThrowIf(_chain.IsClosed, this);
+        int n = logits.Length;
+        if (n == 0) throw new ArgumentException("empty logits", nameof(logits));
+        if (_candidates.Length < n) { _candidates = new LlamaTokenData[n]; _scratch = new float[n]; }
+        for (int i = 0; i < n; i++) _candidates[i] = new LlamaTokenData { id = i, logit = logits[i], p = 0 };
+
+        int token;
+        float samplingLogProb;
+        fixed (LlamaTokenData* data = _candidates)
+        {
+            var arr = new LlamaTokenDataArray { data = data, size = (nuint)n, selected = -1, sorted = 0 };
+            LlamaNative.llama_sampler_apply(_chain, &arr);
+            if (arr.selected < 0 || (ulong)arr.selected >= arr.size)
+                throw new BupoException($"the sampler chain selected no token (selected {arr.selected} of {arr.size} candidates)");
+            token = arr.data[arr.selected].id;
+            if (Options.IsGreedy)
+            {
+                samplingLogProb = 0f;
+            }
+            else
+            {
+                int m = (int)arr.size;
+                var survivors = _scratch.AsSpan(0, m);
+                for (int i = 0; i < m; i++) survivors[i] = arr.data[i].logit;
+                samplingLogProb = arr.data[arr.selected].logit - LogSumExp(survivors, survivors);
+            }
+        }
+        if ((uint)token >= (uint)n) throw new BupoException($"the sampler chain returned token {token} outside the vocabulary");
+        float logProb = logits[token] - LogSumExp(logits, _scratch.AsSpan(0, n));
+        LlamaNative.llama_sampler_accept(_chain, token);
+        return new SampledToken(token, logProb, samplingLogProb);
+    }
+
+    /// <summary>log(sum(exp(x))) computed stably; <paramref name="scratch"/> (may alias x) is overwritten.</summary>
+    internal static float LogSumExp(ReadOnlySpan<float> x, Span<float> scratch)
+    {
+        float max = TensorPrimitives.Max(x);
+        if (float.IsNegativeInfinity(max)) return max;
+        TensorPrimitives.Subtract(x, max, scratch);
+        TensorPrimitives.Exp(scratch, scratch);
+        return max + MathF.Log(TensorPrimitives.Sum<float>(scratch));
+    }
+
+    /// <summary>
+    /// log-softmax of <paramref name="logits"/> / <paramref name="temperature"/> into <paramref name="destination"/>
+    /// (the model's log-probabilities at that temperature).
+    /// </summary>
+    public static void LogSoftmax(ReadOnlySpan<float> logits, Span<float> destination, float temperature = 1f)
+    {
+        if (destination.Length < logits.Length) throw new ArgumentException("destination too short", nameof(destination));
+        var dst = destination[..logits.Length];
+        if (temperature != 1f) TensorPrimitives.Divide(logits, temperature, dst);
+        else logits.CopyTo(dst);
+        var tmp = new float[logits.Length];
+        float lse = LogSumExp(dst, tmp);
+        TensorPrimitives.Subtract(dst, lse, dst);
+    }
+
+    /// <summary>Resets the chain's state (not the random generator's seed position for dist in every llama.cpp version).</summary>
+    public void Reset() => LlamaNative.llama_sampler_reset(_chain);
+
+    /// <summary>Frees the chain.</summary>
+    public void Dispose() => _chain.Dispose();
+}

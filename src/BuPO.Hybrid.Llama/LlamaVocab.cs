@@ -1,0 +1,127 @@
+using System.Text;
+using BuPO.Hybrid.Llama.Native;
+using BuPO.Hybrid.Tokenizers;
+
+namespace BuPO.Hybrid.Llama;
+
+/// <summary>
+/// The tokenizer of a loaded model, with llama.cpp's exact semantics (<c>llama_tokenize</c>,
+/// <c>llama_detokenize</c>, <c>llama_token_to_piece</c>). Valid while its <see cref="LlamaModel"/> is.
+/// </summary>
+public sealed unsafe class LlamaVocab : ITextTokenizer
+{
+    private readonly LlamaModel _model;
+    private nint V { get { _model.ThrowIfDisposed(); return _model.NativeVocab; } }
+
+    internal LlamaVocab(LlamaModel model)
+    {
+        _model = model;
+        var v = model.NativeVocab;
+        VocabSize = LlamaNative.llama_vocab_n_tokens(v);
+        BosId = LlamaNative.llama_vocab_bos(v);
+        EosId = LlamaNative.llama_vocab_eos(v);
+        EotId = LlamaNative.llama_vocab_eot(v);
+        NewlineId = LlamaNative.llama_vocab_nl(v);
+        PadId = LlamaNative.llama_vocab_pad(v);
+        AddsBos = LlamaNative.llama_vocab_get_add_bos(v);
+        AddsEos = LlamaNative.llama_vocab_get_add_eos(v);
+        Type = LlamaNative.llama_vocab_type(v) switch
+        {
+            0 => "none", 1 => "spm", 2 => "bpe", 3 => "wpm", 4 => "ugm", 5 => "rwkv", 6 => "plamo2", var t => t.ToString(),
+        };
+    }
+
+    /// <inheritdoc/>
+    public int VocabSize { get; }
+    /// <inheritdoc/>
+    public int BosId { get; }
+    /// <inheritdoc/>
+    public int EosId { get; }
+    /// <summary>End-of-turn token id, or -1.</summary>
+    public int EotId { get; }
+    /// <summary>Newline token id, or -1.</summary>
+    public int NewlineId { get; }
+    /// <summary>Padding token id, or -1.</summary>
+    public int PadId { get; }
+    /// <inheritdoc/>
+    public bool AddsBos { get; }
+    /// <summary>Whether <c>addSpecial</c> appends EOS.</summary>
+    public bool AddsEos { get; }
+    /// <summary>Tokenizer family: spm, bpe, wpm, ugm, rwkv, plamo2.</summary>
+    public string Type { get; }
+
+    /// <inheritdoc/>
+    public bool IsEndOfGeneration(int id) => LlamaNative.llama_vocab_is_eog(V, id);
+
+    /// <summary>True for control tokens.</summary>
+    public bool IsControl(int id) { CheckId(id); return LlamaNative.llama_vocab_is_control(V, id); }
+
+    /// <summary>The token's text as stored in the vocabulary (e.g. "▁the", "&lt;0x0A&gt;").</summary>
+    public string GetText(int id)
+    {
+        CheckId(id);
+        return LlamaNative.Str(LlamaNative.llama_vocab_get_text(V, id)) ?? "";
+    }
+
+    /// <inheritdoc/>
+    public int[] Encode(string text, bool addSpecial = true, bool parseSpecial = false)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var bytes = Encoding.UTF8.GetBytes(text);
+        int capacity = bytes.Length + 4;
+        while (true)
+        {
+            var tokens = new int[capacity];
+            int n;
+            fixed (byte* t = bytes)
+            fixed (int* o = tokens)
+                n = LlamaNative.llama_tokenize(V, t, bytes.Length, o, capacity, addSpecial, parseSpecial);
+            if (n == int.MinValue) throw new BupoException("llama_tokenize: the text gives more tokens than an int32 can count");
+            if (n < 0) { capacity = -n; continue; }
+            return n == capacity ? tokens : tokens.AsSpan(0, n).ToArray();
+        }
+    }
+
+    /// <inheritdoc/>
+    public string Decode(ReadOnlySpan<int> ids, bool removeSpecial = false, bool unparseSpecial = false)
+    {
+        if (ids.IsEmpty) return "";
+        foreach (var id in ids) CheckId(id); // llama.cpp indexes its tables with .at(): a bad id would abort the process
+        int capacity = ids.Length * 8 + 16;
+        while (true)
+        {
+            var buf = new byte[capacity];
+            int n;
+            fixed (int* t = ids)
+            fixed (byte* b = buf)
+                n = LlamaNative.llama_detokenize(V, t, ids.Length, b, capacity, removeSpecial, unparseSpecial);
+            if (n == int.MinValue) throw new BupoException("llama_detokenize: the text is too long");
+            if (n < 0) { capacity = -n; continue; }
+            return Encoding.UTF8.GetString(buf, 0, n);
+        }
+    }
+
+    /// <inheritdoc/>
+    public string TokenToPiece(int id) => Encoding.UTF8.GetString(TokenToPieceBytes(id));
+
+    /// <summary>
+    /// The raw bytes of one token's piece (<c>llama_token_to_piece</c>); a byte-fallback token may hold a partial
+    /// UTF-8 sequence, so streaming output should concatenate bytes before decoding.
+    /// </summary>
+    public byte[] TokenToPieceBytes(int id, bool special = true)
+    {
+        CheckId(id);
+        Span<byte> small = stackalloc byte[64];
+        int n;
+        fixed (byte* b = small) n = LlamaNative.llama_token_to_piece(V, id, b, small.Length, 0, special);
+        if (n >= 0) return small[..n].ToArray();
+        var buf = new byte[-n];
+        fixed (byte* b = buf) n = LlamaNative.llama_token_to_piece(V, id, b, buf.Length, 0, special);
+        return n < 0 ? throw new BupoException($"llama_token_to_piece failed for token {id}") : buf.AsSpan(0, n).ToArray();
+    }
+
+    private void CheckId(int id)
+    {
+        if ((uint)id >= (uint)VocabSize) throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside [0, {VocabSize})");
+    }
+}

@@ -1,0 +1,331 @@
+using BuPO.Hybrid.Gguf;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace BuPO.Hybrid.Model;
+
+/// <summary>
+/// A llama / qwen2 / qwen3 decoder holding full-precision weights as TorchSharp parameters, loaded from a GGUF file.
+/// The math follows llama.cpp's graphs (src/models/llama.cpp, qwen2.cpp, qwen3.cpp): pre-norm blocks with RMSNorm
+/// (norm, then multiply by the weight), RoPE (NORM pairs for llama, NEOX halves for qwen), GQA with consecutive query
+/// heads sharing a KV head, attention scale 1/sqrt(head_dim), SwiGLU FFN, final RMSNorm and the unembedding
+/// (output.weight, or token_embd.weight when tied). Every GGUF tensor is exactly one parameter
+/// (<see cref="GgufParameters"/>), so an export writes the same names, shapes and order back.
+/// </summary>
+public sealed class TransformerModel : nn.Module
+{
+    private readonly List<KeyValuePair<string, Parameter>> _ggufParameters = new();
+    private readonly BlockWeights[] _blocks;
+    private Tensor? _ropeFreqFactors;
+
+    public TransformerConfig Config { get; }
+    /// <summary>The GGUF the weights came from (metadata and tokenizer for export).</summary>
+    public string SourcePath { get; }
+    public Device Device { get; }
+    public ScalarType DType { get; }
+
+    public Parameter TokenEmbedding { get; private set; } = null!;
+    public Parameter OutputNorm { get; private set; } = null!;
+    /// <summary>output.weight, null when tied.</summary>
+    public Parameter? Output { get; private set; }
+    /// <summary>output.bias (some qwen2 files), null when absent.</summary>
+    public Parameter? OutputBias { get; private set; }
+    /// <summary>E_u: output.weight, or token_embd.weight when tied. [vocab, n_embd].</summary>
+    public Parameter Unembedding => Output ?? TokenEmbedding;
+    public IReadOnlyList<BlockWeights> Blocks => _blocks;
+    /// <summary>Every trainable parameter under its GGUF tensor name, in file order.</summary>
+    public IReadOnlyList<KeyValuePair<string, Parameter>> GgufParameters => _ggufParameters;
+
+    private TransformerModel(TransformerConfig config, string sourcePath, Device device, ScalarType dtype) : base(nameof(TransformerModel))
+    {
+        Config = config; SourcePath = sourcePath; Device = device; DType = dtype;
+        _blocks = new BlockWeights[config.LayerCount];
+        for (var i = 0; i < _blocks.Length; i++) _blocks[i] = new BlockWeights { Index = i };
+    }
+
+    /// <summary>
+    /// Loads a model from a GGUF file, dequantizing every weight to <paramref name="dtype"/> (float32 by default; bfloat16
+    /// for CUDA training, float64 for gradient checks) on <paramref name="device"/> (CPU by default).
+    /// </summary>
+    /// <exception cref="BupoException">Unsupported architecture, a missing or misshapen tensor, an unreadable type.</exception>
+    public static TransformerModel FromGguf(string path, Device? device = null, ScalarType dtype = ScalarType.Float32)
+    {
+        TorchRuntime.EnsureInitialized();
+        if (dtype is not (ScalarType.Float32 or ScalarType.Float64 or ScalarType.BFloat16 or ScalarType.Float16))
+            throw new BupoException($"{path}: parameter type {dtype} is not supported (use float32, bfloat16 or float64)");
+        using var file = GgufFile.Open(path);
+        var config = TransformerConfig.FromGguf(file);
+        var model = new TransformerModel(config, file.Path, device ?? CPU, dtype);
+        try
+        {
+            model.Load(file);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private void Load(GgufFile file)
+    {
+        var c = Config;
+        long d = c.EmbeddingLength, hd = c.HeadDim, nq = c.HeadCount * c.HeadDim, nkv = c.HeadCountKv * c.HeadDim, ff = c.FeedForwardLength;
+        foreach (var info in file.Tensors)
+        {
+            var name = info.Name;
+            long[] expected;
+            Action<Parameter> assign;
+            if (name == "rope_freqs.weight")
+            {
+                CheckShape(file, info, [hd / 2]);
+                _ropeFreqFactors = ReadTensor(file, info, ScalarType.Float64).DetachFromDisposeScope();
+                continue;
+            }
+            if (name.StartsWith("blk.", StringComparison.Ordinal))
+            {
+                var dot = name.IndexOf('.', 4);
+                if (dot < 0 || !int.TryParse(name.AsSpan(4, dot - 4), out var k) || k < 0 || k >= c.LayerCount)
+                    throw new BupoException($"{file.Path}: tensor '{name}' names a block outside 0..{c.LayerCount - 1}");
+                var suffix = name[(dot + 1)..];
+                expected = suffix switch
+                {
+                    "attn_norm.weight" or "ffn_norm.weight" => [d],
+                    "attn_q.weight" => [d, nq],
+                    "attn_k.weight" or "attn_v.weight" => [d, nkv],
+                    "attn_qkv.weight" => [d, nq + 2 * nkv],
+                    "attn_q.bias" => [nq],
+                    "attn_k.bias" or "attn_v.bias" => [nkv],
+                    "attn_qkv.bias" => [nq + 2 * nkv],
+                    "attn_output.weight" => [nq, d],
+                    "attn_output.bias" => [d],
+                    "attn_q_norm.weight" or "attn_k_norm.weight" => [hd],
+                    "ffn_gate.weight" or "ffn_up.weight" => [d, ff],
+                    "ffn_down.weight" => [ff, d],
+                    "ffn_gate.bias" or "ffn_up.bias" => [ff],
+                    "ffn_down.bias" => [d],
+                    _ => throw new BupoException($"{file.Path}: tensor '{name}' is not part of a {c.Architecture} block the trainer implements"),
+                };
+                var block = _blocks[k];
+                assign = p => block.Assign(suffix, p);
+            }
+            else
+            {
+                expected = name switch
+                {
+                    "token_embd.weight" => [d, c.VocabSize],
+                    "output.weight" => [d, c.VocabSize],
+                    "output_norm.weight" => [d],
+                    "output.bias" => [c.VocabSize],
+                    _ => throw new BupoException($"{file.Path}: tensor '{name}' is not part of a {c.Architecture} model the trainer implements"),
+                };
+                assign = name switch
+                {
+                    "token_embd.weight" => p => TokenEmbedding = p,
+                    "output.weight" => p => Output = p,
+                    "output_norm.weight" => p => OutputNorm = p,
+                    _ => p => OutputBias = p,
+                };
+            }
+            CheckShape(file, info, expected);
+            using var t = ReadTensor(file, info, DType);
+            var param = new Parameter(t, requires_grad: true);
+            param.DetachFromDisposeScope();
+            register_parameter(name.Replace('.', '_'), param);
+            _ggufParameters.Add(new(name, param));
+            assign(param);
+        }
+        if (TokenEmbedding is null) throw new BupoException($"{file.Path}: tensor 'token_embd.weight' is missing");
+        if (OutputNorm is null) throw new BupoException($"{file.Path}: tensor 'output_norm.weight' is missing");
+        foreach (var b in _blocks)
+        {
+            var missing = b.Missing().ToList();
+            if (c.QkNorm && (b.QNorm is null || b.KNorm is null)) missing.Add("attn_q_norm.weight/attn_k_norm.weight");
+            if (missing.Count > 0) throw new BupoException($"{file.Path}: block {b.Index} lacks tensor(s) {string.Join(", ", missing.Select(m => $"blk.{b.Index}.{m}"))}");
+        }
+        if (c.Architecture == "qwen3" && !c.QkNorm) throw new BupoException($"{file.Path}: qwen3 model without attn_q_norm/attn_k_norm tensors");
+    }
+
+    private static void CheckShape(GgufFile file, GgufTensorInfo info, long[] expected)
+    {
+        if (!info.Shape.SequenceEqual(expected))
+            throw new BupoException($"{file.Path}: tensor '{info.Name}' has shape [{string.Join(", ", info.Shape)}], expected [{string.Join(", ", expected)}]");
+    }
+
+    private Tensor ReadTensor(GgufFile file, GgufTensorInfo info, ScalarType dtype)
+    {
+        float[] data;
+        try { data = file.ReadTensorFloat(info); }
+        catch (NotSupportedException e) { throw new BupoException($"{file.Path}: tensor '{info.Name}' of type {info.Type} cannot be read by the trainer: {e.Message}"); }
+        // GGUF ne[0] is the fastest dimension: torch shape is the reverse.
+        var shape = info.Shape.Reverse().ToArray();
+        using var cpu = torch.tensor(data, shape, ScalarType.Float32);
+        return cpu.to(dtype, Device);
+    }
+
+    /// <summary>The trainable parameters of blocks 0..k, the embedding and the unembedding: what BuPO's IPA phase updates.</summary>
+    public IEnumerable<Parameter> ParametersUpToBlock(int k)
+    {
+        yield return TokenEmbedding;
+        if (Output is not null) yield return Output;
+        for (var i = 0; i <= k && i < _blocks.Length; i++)
+            foreach (var p in _blocks[i].Parameters()) yield return p;
+    }
+
+    /// <summary>All trainable parameters (same set as parameters()), in GGUF order.</summary>
+    public IEnumerable<Parameter> TrainableParameters() => _ggufParameters.Select(kv => kv.Value);
+
+    /// <summary>Forward pass over a padded batch.</summary>
+    public ForwardResult Forward(TokenBatch batch, ForwardOptions? options = null)
+        => Forward(batch.Tokens, batch.Mask, batch.Positions, options);
+
+    /// <summary>
+    /// Forward pass. <paramref name="tokens"/> [B, T] token ids; <paramref name="mask"/> [B, T] true on real tokens (null:
+    /// all real); <paramref name="positions"/> [B, T] RoPE positions (null: running count of real tokens). Attention is
+    /// causal over the row and never reads padded keys, so each sequence gives the logits it gives alone.
+    /// </summary>
+    public ForwardResult Forward(Tensor tokens, Tensor? mask, Tensor? positions, ForwardOptions? options = null)
+    {
+        options ??= ForwardOptions.Default;
+        var c = Config;
+        var last = options.StopAfterBlock ?? c.LayerCount - 1;
+        if (last < 0 || last >= c.LayerCount) throw new ArgumentOutOfRangeException(nameof(options), $"StopAfterBlock {last} is outside 0..{c.LayerCount - 1}");
+        if (tokens.dim() != 2) throw new ArgumentException($"tokens must be [B, T], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
+        var result = new ForwardResult { LastBlock = last };
+        using (NewDisposeScope())
+        {
+            var b = tokens.shape[0];
+            var t = tokens.shape[1];
+            var tok = OnDevice(tokens, ScalarType.Int64);
+            var m = mask is null ? ones(b, t, ScalarType.Bool, Device) : OnDevice(mask, ScalarType.Bool);
+            var pos = positions is null ? (m.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0) : OnDevice(positions, ScalarType.Int64);
+            var attn = AttentionContext.Create(this, m, pos);
+
+            var h = TokenEmbedding.index_select(0, tok.flatten()).view(b, t, c.EmbeddingLength);
+            if (options.CaptureEmbeddings) result.Embeddings = h;
+            var checkpoint = options.GradientCheckpointing && is_grad_enabled();
+            for (var k = 0; k <= last; k++)
+            {
+                if (checkpoint && h.requires_grad && !options.HasInnerCapture(k))
+                    h = BlockCheckpoint.Run(this, k, h, attn);
+                else
+                    h = RunBlock(k, h, attn, result, options);
+                if (options.Residuals.Contains(k)) result.Residuals[k] = h;
+            }
+            result.LastHidden = h;
+            if (last == c.LayerCount - 1 && (options.ComputeLogits || options.CaptureFinalNormed))
+            {
+                var n = RmsNorm(h, OutputNorm, c.RmsEps);
+                if (options.CaptureFinalNormed) result.FinalNormed = n;
+                if (options.ComputeLogits) result.Logits = F.linear(n, Unembedding, OutputBias);
+            }
+            result.MoveToOuterDisposeScope();
+        }
+        return result;
+    }
+
+    /// <summary>Runs block k on the residual <paramref name="h"/>, storing the captures <paramref name="options"/> asks for.</summary>
+    internal Tensor RunBlock(int k, Tensor h, AttentionContext a, ForwardResult? result, ForwardOptions? options)
+    {
+        var w = _blocks[k];
+        var eps = Config.RmsEps;
+        var x = RmsNorm(h, w.AttnNorm, eps);
+        var attnOut = Attention(w, x, a);
+        var mres = h + attnOut;
+        var y = RmsNorm(mres, w.FfnNorm, eps);
+        var f = FeedForward(w, y);
+        var outp = mres + f;
+        if (result is not null && options is not null)
+        {
+            if (options.AttnNormInputs.Contains(k)) result.AttnNormInputs[k] = x;
+            if (options.AttnOutputs.Contains(k)) result.AttnOutputs[k] = attnOut;
+            if (options.FfnInputs.Contains(k)) result.FfnInputs[k] = mres;
+            if (options.FfnNormInputs.Contains(k)) result.FfnNormInputs[k] = y;
+            if (options.FfnOutputs.Contains(k)) result.FfnOutputs[k] = f;
+        }
+        return outp;
+    }
+
+    private Tensor Attention(BlockWeights w, Tensor x, AttentionContext a)
+    {
+        var c = Config;
+        long b = x.shape[0], t = x.shape[1], hd = c.HeadDim, nq = c.HeadCount * hd, nkv = c.HeadCountKv * hd;
+        Tensor q, k, v;
+        if (w.Wqkv is not null)
+        {
+            var qkv = F.linear(x, w.Wqkv, w.Bqkv);
+            q = qkv.narrow(-1, 0, nq);
+            k = qkv.narrow(-1, nq, nkv);
+            v = qkv.narrow(-1, nq + nkv, nkv);
+            if (w.Bqkv is null)
+            {
+                if (w.Bq is not null) q = q + w.Bq;
+                if (w.Bk is not null) k = k + w.Bk;
+                if (w.Bv is not null) v = v + w.Bv;
+            }
+        }
+        else
+        {
+            q = F.linear(x, w.Wq!, w.Bq);
+            k = F.linear(x, w.Wk!, w.Bk);
+            v = F.linear(x, w.Wv!, w.Bv);
+        }
+        q = q.view(b, t, c.HeadCount, hd);
+        k = k.view(b, t, c.HeadCountKv, hd);
+        v = v.view(b, t, c.HeadCountKv, hd);
+        if (w.QNorm is not null) q = RmsNorm(q, w.QNorm, c.RmsEps);
+        if (w.KNorm is not null) k = RmsNorm(k, w.KNorm, c.RmsEps);
+        q = a.ApplyRope(q.transpose(1, 2));
+        k = a.ApplyRope(k.transpose(1, 2));
+        v = v.transpose(1, 2);
+        if (c.GqaGroup > 1)
+        {
+            k = k.repeat_interleave(c.GqaGroup, 1);
+            v = v.repeat_interleave(c.GqaGroup, 1);
+        }
+        var o = a.Mask is null
+            ? F.scaled_dot_product_attention(q, k, v, is_casual: true)
+            : F.scaled_dot_product_attention(q, k, v, a.Mask);
+        o = o.transpose(1, 2).reshape(b, t, nq);
+        return F.linear(o, w.Wo, w.Bo);
+    }
+
+    private static Tensor FeedForward(BlockWeights w, Tensor y)
+    {
+        var gate = F.linear(y, w.Gate, w.GateB);
+        var up = F.linear(y, w.Up, w.UpB);
+        return F.linear(F.silu(gate) * up, w.Down, w.DownB);
+    }
+
+    /// <summary>ggml_rms_norm followed by the weight: x / sqrt(mean(x²) + eps) · w (statistics in float32 for 16-bit x).</summary>
+    public static Tensor RmsNorm(Tensor x, Tensor weight, double eps)
+    {
+        var wide = x.dtype is ScalarType.BFloat16 or ScalarType.Float16;
+        var xf = wide ? x.to_type(ScalarType.Float32) : x;
+        var n = xf * (xf.square().mean([-1L], keepdim: true) + eps).rsqrt();
+        if (wide) n = n.to_type(x.dtype);
+        return n * weight;
+    }
+
+    /// <summary>RoPE frequency divisors (rope_freqs.weight), or null.</summary>
+    internal Tensor? RopeFreqFactors => _ropeFreqFactors;
+
+    private Tensor OnDevice(Tensor t, ScalarType dtype)
+    {
+        if (t.device_type == Device.type && t.device_index == Device.index && t.dtype == dtype) return t;
+        return t.to(dtype, Device);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _ropeFreqFactors?.Dispose();
+            _ropeFreqFactors = null;
+        }
+        base.Dispose(disposing);
+    }
+}
