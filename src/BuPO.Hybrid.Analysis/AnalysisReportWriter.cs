@@ -24,20 +24,23 @@ public static class AnalysisReportWriter
     /// <summary>One row per block with every per-block metric.</summary>
     public static string ToCsv(AnalysisResult result)
     {
-        var sb = new StringBuilder("index,entropy,entropy_std,attention_entropy,ffn_entropy,attention_input_entropy,ffn_input_entropy,delta_layer,delta_attention,delta_ffn\n");
+        var sb = new StringBuilder("index,entropy,entropy_std,attention_entropy,ffn_entropy,attention_input_entropy,ffn_input_entropy,delta_layer,delta_attention,delta_ffn,attention_entropy_std,ffn_entropy_std\n");
         foreach (var l in result.Layers)
-            sb.AppendLine(string.Join(',', new[] { l.Index, l.Entropy, l.EntropyStd, l.AttentionEntropy, l.FfnEntropy, l.AttentionInputEntropy, l.FfnInputEntropy, l.DeltaLayer, l.DeltaAttention, l.DeltaFfn }
+            sb.AppendLine(string.Join(',', new[] { l.Index, l.Entropy, l.EntropyStd, l.AttentionEntropy, l.FfnEntropy, l.AttentionInputEntropy, l.FfnInputEntropy, l.DeltaLayer, l.DeltaAttention, l.DeltaFfn, l.AttentionEntropyStd, l.FfnEntropyStd }
                 .Select(v => Convert.ToString(v, CultureInfo.InvariantCulture))));
         return sb.ToString();
     }
 
-    /// <summary>Writes JSON, CSV and plots into <paramref name="dir"/>; returns the files written.</summary>
-    public static IReadOnlyList<string> WriteAll(AnalysisResult result, string dir, string baseName = "analysis")
+    /// <summary>
+    /// Writes JSON, CSV and plots into <paramref name="dir"/>; returns the files written. The heatmap needs
+    /// <see cref="AnalysisResult.PerToken"/>; with <paramref name="perTokenInJson"/> false it is drawn but left out of the JSON.
+    /// </summary>
+    public static IReadOnlyList<string> WriteAll(AnalysisResult result, string dir, string baseName = "analysis", bool perTokenInJson = true)
     {
         Directory.CreateDirectory(dir);
         var files = new List<string>();
         var json = Path.Combine(dir, baseName + ".json");
-        WriteJson(result, json); files.Add(json);
+        WriteJson(perTokenInJson ? result : result with { PerToken = null }, json); files.Add(json);
         var csv = Path.Combine(dir, baseName + ".csv");
         AtomicFile.WriteAllText(csv, ToCsv(result)); files.Add(csv);
         foreach (var (name, plot) in Plots(result))
@@ -62,7 +65,7 @@ public static class AnalysisReportWriter
     public static IEnumerable<(string Name, Plot Plot)> Plots(AnalysisResult r)
     {
         double[] xs = r.Layers.Select(l => (double)l.Index).ToArray();
-        var title = $"{Path.GetFileName(r.Model)} ({r.Architecture}, norm={r.Norm}, engine={r.Engine})";
+        var title = $"{Path.GetFileName(r.Model)} ({r.Architecture}, norm={r.Norm}, engine={r.Engine}, positions={r.Positions}, {r.PositionCount} averaged)";
 
         var p1 = new Plot();
         AddLine(p1, xs, r.Layers.Select(l => l.Entropy), "layer policy H(H^k)");
@@ -103,7 +106,8 @@ public static class AnalysisReportWriter
                 var hm = p4.Add.Heatmap(data);
                 hm.FlipVertically = true;
                 p4.Add.ColorBar(hm).Label = "entropy (nats)";
-                Finish(p4, "Layer policy entropy, positions x blocks\n" + title, "block (0-based)", "position");
+                Finish(p4, "Layer policy entropy, positions x blocks\n" + title,
+                    r.Layers.Count == r.NLayer ? "block (0-based)" : "analyzed block (i-th of the layers list)", "analyzed position (sequences one after another)");
                 yield return ("heatmap", p4);
             }
         }
@@ -120,6 +124,7 @@ public static class AnalysisReportWriter
     {
         p.Title(title, 12);
         p.XLabel(x); p.YLabel(y);
+        p.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         p.ShowLegend(Alignment.UpperRight);
     }
 }

@@ -74,6 +74,8 @@ public sealed class EntropyAccumulator
                 EntropyStd = h.Std,
                 AttentionEntropy = Mean(LensSite.Attention, k),
                 FfnEntropy = Mean(LensSite.Ffn, k),
+                AttentionEntropyStd = _sites[k, (int)LensSite.Attention].Std,
+                FfnEntropyStd = _sites[k, (int)LensSite.Ffn].Std,
                 AttentionInputEntropy = Mean(LensSite.AttentionInput, k),
                 FfnInputEntropy = Mean(LensSite.FfnInput, k),
                 DeltaLayer = h.Mean - prev,

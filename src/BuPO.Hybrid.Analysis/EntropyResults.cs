@@ -27,6 +27,10 @@ public sealed record LayerEntropy
     [JsonPropertyName("entropy_std")] public double EntropyStd { get; init; }
     [JsonPropertyName("attention_entropy")] public double AttentionEntropy { get; init; }
     [JsonPropertyName("ffn_entropy")] public double FfnEntropy { get; init; }
+    /// <summary>Standard deviation over positions of the attention policy entropy.</summary>
+    [JsonPropertyName("attention_entropy_std")] public double AttentionEntropyStd { get; init; }
+    /// <summary>Standard deviation over positions of the FFN policy entropy.</summary>
+    [JsonPropertyName("ffn_entropy_std")] public double FfnEntropyStd { get; init; }
     [JsonPropertyName("attention_input_entropy")] public double AttentionInputEntropy { get; init; }
     [JsonPropertyName("ffn_input_entropy")] public double FfnInputEntropy { get; init; }
     /// <summary>ΔH_Layer = H(H^k) - H(H^{k-1}); for block 0, H^{-1} is the token embedding.</summary>
@@ -49,6 +53,9 @@ public sealed record AnalysisResult
     [JsonPropertyName("engine")] public required string Engine { get; init; }
     /// <summary>Exactly the token ids analyzed, one list per sequence, BOS included when the model adds it.</summary>
     [JsonPropertyName("token_ids")] public required IReadOnlyList<int[]> TokenIds { get; init; }
+    /// <summary>Prompt length of each sequence in <see cref="TokenIds"/> (the rest is the generated response).</summary>
+    [JsonPropertyName("prompt_lengths")] [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? PromptLengths { get; init; }
     [JsonPropertyName("layers")] public required IReadOnlyList<LayerEntropy> Layers { get; init; }
     /// <summary>Mean entropy of the final policy (final norm and unembedding, temperature 1).</summary>
     [JsonPropertyName("final_entropy")] public double FinalEntropy { get; init; }
@@ -62,7 +69,10 @@ public sealed record AnalysisResult
     [JsonPropertyName("positions")] public string Positions { get; init; } = "all";
     /// <summary>Number of positions averaged over.</summary>
     [JsonPropertyName("position_count")] public long PositionCount { get; init; }
-    /// <summary>Per-position layer entropies [sequence][position][block] when --per-token was given.</summary>
+    /// <summary>
+    /// Per-position layer-policy entropies [sequence][analyzed position][i] when --per-token was given: value i belongs to
+    /// block <c>layers[i].index</c>; positions are the selected ones, in order.
+    /// </summary>
     [JsonPropertyName("per_token")] [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<float[][]>? PerToken { get; init; }
 }

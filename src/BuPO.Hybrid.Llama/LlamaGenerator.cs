@@ -25,7 +25,7 @@ public enum GenerationStopReason
 /// <param name="Tokens">Generated token ids (with the final end-of-generation token when it stopped on one).</param>
 /// <param name="LogProbs">Per generated token: log-probability under the model (raw logits, temperature 1).</param>
 /// <param name="SamplingLogProbs">Per generated token: log-probability under the distribution the sampler drew from.</param>
-/// <param name="Text">Detokenized <paramref name="Tokens"/> without a final end-of-generation token.</param>
+/// <param name="Text">The pieces of <paramref name="Tokens"/> (without a final end-of-generation token) as UTF-8 text: the continuation of the prompt.</param>
 /// <param name="StopReason">Why it stopped.</param>
 public sealed record GeneratedSequence(int[] PromptTokens, int[] Tokens, float[] LogProbs, float[] SamplingLogProbs, string Text,
     GenerationStopReason StopReason);
@@ -136,7 +136,7 @@ public sealed class LlamaGenerator(LlamaContext context)
                 var ids = tokens[i].ToArray();
                 int textLen = stop[i] == GenerationStopReason.EndOfGeneration ? ids.Length - 1 : ids.Length;
                 result[i] = new GeneratedSequence(prompts[i].ToArray(), ids, logProbs[i].ToArray(), samplingLogProbs[i].ToArray(),
-                    vocab.Decode(ids.AsSpan(0, textLen)), stop[i]!.Value);
+                    vocab.DecodePieces(ids.AsSpan(0, textLen)), stop[i]!.Value);
             }
             return result;
         }

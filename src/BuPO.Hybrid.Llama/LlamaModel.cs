@@ -43,8 +43,10 @@ public sealed unsafe class LlamaModel : IDisposable
         Path = path;
         LayerCount = LlamaNative.llama_model_n_layer(handle);
         EmbeddingSize = LlamaNative.llama_model_n_embd(handle);
-        HeadCount = LlamaNative.llama_model_n_head(handle);
-        HeadCountKv = LlamaNative.llama_model_n_head_kv(handle);
+        // llama_model_n_head reads layer 0's entry and aborts the process (GGML_ABORT) when there is no layer,
+        // as in a vocab-only load: only ask when layers exist.
+        HeadCount = LayerCount > 0 ? LlamaNative.llama_model_n_head(handle) : 0;
+        HeadCountKv = LayerCount > 0 ? LlamaNative.llama_model_n_head_kv(handle) : 0;
         TrainContextSize = LlamaNative.llama_model_n_ctx_train(handle);
         NativeVocab = LlamaNative.llama_model_get_vocab(handle);
         VocabSize = LlamaNative.llama_vocab_n_tokens(NativeVocab);
@@ -56,9 +58,9 @@ public sealed unsafe class LlamaModel : IDisposable
     public int LayerCount { get; }
     /// <summary>Width of the residual stream (n_embd).</summary>
     public int EmbeddingSize { get; }
-    /// <summary>Attention heads.</summary>
+    /// <summary>Attention heads (of layer 0; 0 for a vocab-only load).</summary>
     public int HeadCount { get; }
-    /// <summary>Key/value heads.</summary>
+    /// <summary>Key/value heads (of layer 0; 0 for a vocab-only load).</summary>
     public int HeadCountKv { get; }
     /// <summary>Context length the model was trained with.</summary>
     public int TrainContextSize { get; }
@@ -233,7 +235,9 @@ public sealed unsafe class LlamaModel : IDisposable
     /// Formats <paramref name="messages"/> with llama.cpp's built-in template matching <paramref name="template"/>
     /// (default: the model's own; llama.cpp recognizes the common families by their Jinja text, it does not run Jinja).
     /// </summary>
+    /// <param name="messages">The conversation, in order.</param>
     /// <param name="addAssistant">End with the opening of an assistant turn.</param>
+    /// <param name="template">A template text or a built-in name (e.g. "chatml", "llama3"); null = the model's.</param>
     /// <exception cref="BupoException">No template, or one llama.cpp does not recognize.</exception>
     public string ApplyChatTemplate(IReadOnlyList<LlamaChatMessage> messages, bool addAssistant, string? template = null)
     {

@@ -24,6 +24,9 @@ public static unsafe class LlamaQuantizer
     /// Writes <paramref name="outputPath"/> as <paramref name="typeName"/> (e.g. "Q8_0", "Q4_K_M", "F16"). The file is
     /// written under a temporary name in the same folder and renamed when complete, so a failed run leaves no partial file.
     /// </summary>
+    /// <param name="inputPath">The GGUF to convert.</param>
+    /// <param name="outputPath">Where to write the result (replaced if it exists).</param>
+    /// <param name="typeName">One of <see cref="TypeNames"/>.</param>
     /// <param name="threads">0 = all processors.</param>
     /// <exception cref="BupoException">Unknown type, missing/non-GGUF input, or llama.cpp failed (its error is quoted).</exception>
     public static void Quantize(string inputPath, string outputPath, string typeName, int threads = 0)

@@ -101,6 +101,18 @@ public sealed unsafe class LlamaVocab : ITextTokenizer
         }
     }
 
+    /// <summary>
+    /// The concatenated pieces of <paramref name="ids"/> decoded as UTF-8: the text of a continuation. Unlike
+    /// <see cref="Decode"/> (llama_detokenize, which drops an SPM vocabulary's leading space unless the ids start with
+    /// BOS and <c>removeSpecial</c> is set), nothing is stripped; control tokens render as "" unless <paramref name="special"/>.
+    /// </summary>
+    public string DecodePieces(ReadOnlySpan<int> ids, bool special = false)
+    {
+        var bytes = new List<byte>(ids.Length * 4);
+        foreach (var id in ids) bytes.AddRange(TokenToPieceBytes(id, special));
+        return Encoding.UTF8.GetString(bytes.ToArray());
+    }
+
     /// <inheritdoc/>
     public string TokenToPiece(int id) => Encoding.UTF8.GetString(TokenToPieceBytes(id));
 

@@ -12,7 +12,11 @@ public sealed record ForwardOptions
 {
     /// <summary>Run only blocks 0..k (BuPO's internal-policy pass): no later block, no final norm, no logits.</summary>
     public int? StopAfterBlock { get; init; }
-    /// <summary>Compute the final logits [B, T, vocab] (only when every block runs). Default true.</summary>
+    /// <summary>
+    /// Compute the final logits [B, T, vocab] (only when every block runs). Default true. Training on a large vocabulary
+    /// should turn it off and take log-probs from <see cref="InternalPolicyHead.FullPolicy"/> on <see cref="ForwardResult.LastHidden"/>
+    /// (chunked, never [tokens x vocab] at once).
+    /// </summary>
     public bool ComputeLogits { get; init; } = true;
     /// <summary>Keep the final-normed state RMSNorm_final(H^L) [B, T, d] (llama.cpp result_norm).</summary>
     public bool CaptureFinalNormed { get; init; }

@@ -193,6 +193,10 @@ public sealed class TransformerModel : nn.Module
         var c = Config;
         var last = options.StopAfterBlock ?? c.LayerCount - 1;
         if (last < 0 || last >= c.LayerCount) throw new ArgumentOutOfRangeException(nameof(options), $"StopAfterBlock {last} is outside 0..{c.LayerCount - 1}");
+        foreach (var (what, set) in new[] { ("Residuals", options.Residuals), ("AttnNormInputs", options.AttnNormInputs), ("AttnOutputs", options.AttnOutputs),
+                     ("FfnInputs", options.FfnInputs), ("FfnNormInputs", options.FfnNormInputs), ("FfnOutputs", options.FfnOutputs) })
+            if (set.Any(k => k < 0 || k > last))
+                throw new ArgumentOutOfRangeException(nameof(options), $"{what} asks for block(s) {string.Join(", ", set.Where(k => k < 0 || k > last))}, outside the blocks that run (0..{last})");
         if (tokens.dim() != 2) throw new ArgumentException($"tokens must be [B, T], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
         var result = new ForwardResult { LastBlock = last };
         using (NewDisposeScope())

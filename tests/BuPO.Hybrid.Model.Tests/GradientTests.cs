@@ -86,15 +86,16 @@ public class GradientTests
     }
 
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void GradientsReachOnlyTheLowerBlocksEmbeddingAndUnembedding(bool stopEarly)
+    [InlineData(true, false)]
+    [InlineData(false, false)]
+    [InlineData(true, true)]
+    public void GradientsReachOnlyTheLowerBlocksEmbeddingAndUnembedding(bool stopEarly, bool checkpoint)
     {
         using var model = TestModels.Stories(ScalarType.Float64);
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(model.Config.VocabSize, 22, 5, 8));
         ClearGrads(model);
-        LayerLoss(model, batch, stopEarly).backward();
+        LayerLoss(model, batch, stopEarly, checkpoint).backward();
         static bool HasGrad(Parameter p) => p.grad is { } g && g.abs().max().item<double>() > 0;
         Assert.True(HasGrad(model.TokenEmbedding));
         Assert.True(HasGrad(model.Unembedding));
@@ -104,7 +105,7 @@ public class GradientTests
         Assert.False(HasGrad(model.OutputNorm));
         var reached = model.parameters().Count(HasGrad);
         Assert.Equal(model.ParametersUpToBlock(K).Count(), reached);
-        _out.WriteLine($"stopEarly={stopEarly}: {reached} of {model.parameters().Count()} parameters have gradients");
+        _out.WriteLine($"stopEarly={stopEarly} checkpoint={checkpoint}: {reached} of {model.parameters().Count()} parameters have gradients");
     }
 
     [Fact]

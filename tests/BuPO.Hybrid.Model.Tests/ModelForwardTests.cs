@@ -73,6 +73,7 @@ public class ModelForwardTests
         Assert.Null(part.Logits);
         Assert.Equal(1, part.LastBlock);
         Assert.Equal(0.0, TestModels.MaxAbsDiff(full.Residuals[1], part.LastHidden));
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.Forward(batch, new ForwardOptions { StopAfterBlock = 1, Residuals = ForwardOptions.Blocks(3) }));
     }
 
     [Theory]

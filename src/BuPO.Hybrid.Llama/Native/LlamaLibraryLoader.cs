@@ -23,7 +23,9 @@ internal static class LlamaLibraryLoader
     private static int s_resolverSet;
 
     /// <summary>Set once per process, before any P/Invoke of this assembly can run.</summary>
+#pragma warning disable CA2255 // a library needs its resolver in place before its first P/Invoke
     [System.Runtime.CompilerServices.ModuleInitializer]
+#pragma warning restore CA2255
     internal static void RegisterResolver()
     {
         if (Interlocked.Exchange(ref s_resolverSet, 1) == 1) return;
@@ -138,11 +140,7 @@ internal static class LlamaLibraryLoader
                 LlamaNative.Ggml => (hGgml, ggmlPath ?? llamaPath),
                 _ => (hBase, basePath ?? ggmlPath ?? llamaPath),
             };
-            foreach (var symbol in symbols)
-                if (!NativeLibrary.TryGetExport(handle, symbol, out _))
-                    throw new BupoException(
-                        $"{path} does not match the llama.cpp C API bupo-hybrid binds (llama.cpp of node-llama-cpp 3.22.1, " +
-                        $"binaries v0.5.0): export '{symbol}' is missing; use scripts/fetch-llama.sh or a build of that release");
+            CheckExports(handle, path, symbols);
         }
 
         loaded = new LoadedLibraries(dir, llamaPath, hLlama, hGgml, hBase);
@@ -150,7 +148,18 @@ internal static class LlamaLibraryLoader
         return loaded;
     }
 
-    private static nint LoadOne(string path)
+    /// <summary>Throws a <see cref="BupoException"/> naming the first of <paramref name="symbols"/> the library does not export.</summary>
+    internal static void CheckExports(nint handle, string path, IEnumerable<string> symbols)
+    {
+        foreach (var symbol in symbols)
+            if (!NativeLibrary.TryGetExport(handle, symbol, out _))
+                throw new BupoException(
+                    $"{path} does not match the llama.cpp C API bupo-hybrid binds (llama.cpp of node-llama-cpp 3.22.1, " +
+                    $"binaries v0.5.0): export '{symbol}' is missing; use scripts/fetch-llama.sh or a build of that release");
+    }
+
+    /// <summary>dlopen by full path; failures become a <see cref="BupoException"/> quoting the loader's message.</summary>
+    internal static nint LoadOne(string path)
     {
         try
         {

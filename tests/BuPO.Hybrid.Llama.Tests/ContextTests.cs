@@ -1,0 +1,129 @@
+using BuPO.Hybrid.Tests.Support;
+
+namespace BuPO.Hybrid.Llama.Tests;
+
+[Collection(LlamaCollection.Name)]
+public class ContextTests(LlamaFixture fx)
+{
+    [Fact]
+    public void ModelMetadata()
+    {
+        var m = fx.Stories;
+        Assert.Equal("llama", m.Architecture);
+        Assert.Equal(5, m.LayerCount);
+        Assert.Equal(64, m.EmbeddingSize);
+        Assert.Equal(512, m.VocabSize);
+        Assert.Equal("5", m.GetMetadata("llama.block_count"));
+        Assert.Null(m.GetMetadata("no.such.key"));
+        Assert.Contains("general.architecture", m.Metadata.Keys);
+        Assert.Equal("llama", m.Metadata["general.architecture"]);
+        Assert.True(m.ParameterCount > 200_000);
+        Assert.Null(m.ChatTemplate); // stories260K has none
+        Assert.Throws<BupoException>(() => m.ApplyChatTemplate([new LlamaChatMessage("user", "hi")], true));
+        // A built-in template by name (ChatML).
+        var text = m.ApplyChatTemplate([new LlamaChatMessage("system", "Be brief."), new LlamaChatMessage("user", "hi")], true, "chatml");
+        Assert.Equal("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", text);
+    }
+
+    [Fact]
+    public void LoadRejectsMissingAndNonGgufFiles()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), $"bupo-missing-{Guid.NewGuid():N}.gguf");
+        var e = Assert.Throws<BupoException>(() => LlamaModel.Load(missing));
+        Assert.Contains(missing, e.Message);
+        var text = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(text, "not a model");
+            e = Assert.Throws<BupoException>(() => LlamaModel.Load(text));
+            Assert.Contains("not a GGUF file", e.Message);
+            // A truncated GGUF reaches llama.cpp, which fails cleanly: its error is quoted.
+            File.WriteAllBytes(text, File.ReadAllBytes(SharedAssets.RequireFile(SharedAssets.StoriesModel)).AsSpan(0, 2000).ToArray());
+            e = Assert.Throws<BupoException>(() => LlamaModel.Load(text));
+            Assert.Contains("could not load the model", e.Message);
+        }
+        finally { File.Delete(text); }
+    }
+
+    [Fact]
+    public void SequenceCopySharesThePrefix()
+    {
+        var model = fx.Stories;
+        using var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 512, MaxSequences = 3 });
+        var prompt = model.Vocab.Encode("Once upon a time, there was");
+        using var batch = new LlamaBatch(64, 3);
+        for (int i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, 0, i == prompt.Length - 1);
+        ctx.Decode(batch);
+        Assert.Equal(prompt.Length - 1, ctx.SequencePositionMax(0));
+        Assert.Equal(-1, ctx.SequencePositionMax(1));
+
+        ctx.SequenceCopy(0, 1);
+        ctx.SequenceCopy(0, 2);
+        Assert.Equal(prompt.Length - 1, ctx.SequencePositionMax(2));
+
+        // The same next token on the three sequences gives the same logits; a different one does not.
+        batch.Clear();
+        int p = prompt.Length;
+        batch.Add(261, p, 0, true);
+        batch.Add(261, p, 1, true);
+        batch.Add(300, p, 2, true);
+        ctx.Decode(batch);
+        var l0 = ctx.GetLogits(0).ToArray();
+        var l1 = ctx.GetLogits(1).ToArray();
+        var l2 = ctx.GetLogits(2).ToArray();
+        for (int v = 0; v < l0.Length; v++) Assert.Equal(l0[v], l1[v], 1e-4f);
+        Assert.Contains(Enumerable.Range(0, l0.Length), v => Math.Abs(l0[v] - l2[v]) > 1e-3);
+
+        Assert.True(ctx.SequenceRemove(1));
+        Assert.Equal(-1, ctx.SequencePositionMax(1));
+        Assert.Equal(p, ctx.SequencePositionMax(0));
+        Assert.True(ctx.SequenceRemove(2, p)); // drop the last token only
+        Assert.Equal(p - 1, ctx.SequencePositionMax(2));
+        ctx.Clear();
+        Assert.Equal(-1, ctx.SequencePositionMax(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ctx.SequenceCopy(0, 3));
+    }
+
+    [Fact]
+    public void DecodeErrorsAreExceptionsWithTheCode()
+    {
+        var model = fx.Stories;
+        using var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 256, BatchSize = 256 });
+        Assert.Equal(256, ctx.ContextSize);
+        using var batch = new LlamaBatch(256);
+        for (int i = 0; i < 200; i++) batch.Add(1 + i % 400, i, 0, false);
+        ctx.Decode(batch);
+        batch.Clear();
+        for (int i = 0; i < 100; i++) batch.Add(5, 200 + i, 0, i == 99); // 300 > 256 cells
+        var e = Assert.Throws<LlamaDecodeException>(() => ctx.Decode(batch));
+        Assert.Equal(1, e.Code);
+        Assert.Contains("returned 1", e.Message);
+
+        // A token outside the vocabulary is rejected by llama.cpp's batch validation (-1), not a crash.
+        ctx.Clear();
+        batch.Clear();
+        batch.Add(100000, 0, 0, true);
+        e = Assert.Throws<LlamaDecodeException>(() => ctx.Decode(batch));
+        Assert.True(e.Code < 0);
+
+        // More tokens than the batch size.
+        using var big = new LlamaBatch(300);
+        for (int i = 0; i < 300; i++) big.Add(5, i, 0, false);
+        Assert.Throws<LlamaDecodeException>(() => ctx.Decode(big));
+        Assert.Throws<BupoException>(() => ctx.GetLogits(5)); // no logits requested there
+    }
+
+    [Fact]
+    public void ContextKeepsTheModelAlive()
+    {
+        using var model = LlamaModel.Load(SharedAssets.RequireFile(SharedAssets.StoriesModel));
+        var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 256 });
+        model.Dispose(); // freed only after the context
+        using var batch = new LlamaBatch(8);
+        batch.Add(1, 0, 0, true);
+        ctx.Decode(batch);
+        Assert.Equal(512, ctx.GetLogits(0).Length);
+        ctx.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => ctx.Decode(batch));
+    }
+}
