@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 
 namespace BuPO.Hybrid.Cli;
 
@@ -22,6 +23,11 @@ public static class CliHost
             stderr.WriteLine($"error: {parse.Errors[0].Message} (see --help)");
             return UsageError;
         }
+        if (UnknownOption(parse) is { } unknown)
+        {
+            stderr.WriteLine($"error: unknown option '{unknown}' (see --help; put '--' before an argument that starts with '-')");
+            return UsageError;
+        }
         try
         {
             var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
@@ -42,6 +48,35 @@ public static class CliHost
             if (Environment.GetEnvironmentVariable("BUPO_DEBUG") == "1") stderr.WriteLine(e);
             return Failure;
         }
+    }
+
+    /// <summary>
+    /// A token that looks like an option ('-x', '--xyz') but was bound to a command's positional argument: System.CommandLine
+    /// accepts it as the argument's value, which would turn a misspelt option into a file name. Tokens after '--' and
+    /// negative numbers are arguments.
+    /// </summary>
+    private static string? UnknownOption(ParseResult parse)
+    {
+        var afterDoubleDash = new HashSet<Token>(ReferenceEqualityComparer.Instance);
+        var seen = false;
+        foreach (var t in parse.Tokens)
+        {
+            if (seen) afterDoubleDash.Add(t);
+            else if (t.Type == TokenType.DoubleDash) seen = true;
+        }
+        for (SymbolResult? r = parse.CommandResult; r != null; r = r.Parent)
+        {
+            if (r is not CommandResult command) continue;
+            foreach (var child in command.Children)
+            {
+                if (child is not ArgumentResult arg) continue;
+                foreach (var t in arg.Tokens)
+                    if (t.Value.Length > 1 && t.Value[0] == '-' && !afterDoubleDash.Contains(t)
+                        && !double.TryParse(t.Value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _))
+                        return t.Value;
+            }
+        }
+        return null;
     }
 
     private static Exception Unwrap(Exception e)

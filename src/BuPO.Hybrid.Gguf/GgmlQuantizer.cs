@@ -95,9 +95,33 @@ public static class GgmlQuantizer
             var d = amax / 127f;
             var id = d != 0 ? 1f / d : 0f;
             BinaryPrimitives.WriteUInt16LittleEndian(dst.Slice(b, 2), FloatToF16(d));
+            var qs = dst.Slice(b + 2, 32);
+            if (Vector128.IsHardwareAccelerated)
+            {
+                var vid = Vector128.Create(id);
+                var r0 = RoundAway(Vector128.Create(x[..4]) * vid, Vector128.Create(x[4..8]) * vid);
+                var r1 = RoundAway(Vector128.Create(x[8..12]) * vid, Vector128.Create(x[12..16]) * vid);
+                var r2 = RoundAway(Vector128.Create(x[16..20]) * vid, Vector128.Create(x[20..24]) * vid);
+                var r3 = RoundAway(Vector128.Create(x[24..28]) * vid, Vector128.Create(x[28..32]) * vid);
+                Vector128.Narrow(r0, r1).AsByte().CopyTo(qs);
+                Vector128.Narrow(r2, r3).AsByte().CopyTo(qs[16..]);
+                continue;
+            }
             TensorPrimitives.Multiply(x, id, scaled);
-            var qs = MemoryMarshal.Cast<byte, sbyte>(dst.Slice(b + 2, 32));
-            for (var j = 0; j < 32; j++) qs[j] = (sbyte)(int)MathF.Round(scaled[j], MidpointRounding.AwayFromZero);
+            for (var j = 0; j < 32; j++) qs[j] = (byte)(sbyte)(int)MathF.Round(scaled[j], MidpointRounding.AwayFromZero);
         }
+    }
+
+    /// <summary>roundf of 8 values (halfway cases away from zero), as int16: t = trunc(v), plus sign(v) when |v - t| >= 0.5 (exact).</summary>
+    private static Vector128<short> RoundAway(Vector128<float> a, Vector128<float> b)
+    {
+        static Vector128<int> One(Vector128<float> v)
+        {
+            var t = Vector128.Truncate(v);
+            var up = Vector128.GreaterThanOrEqual(Vector128.Abs(v - t), Vector128.Create(0.5f));
+            var r = t + (Vector128.CopySign(Vector128<float>.One, v) & up);
+            return Vector128.ConvertToInt32(r);
+        }
+        return Vector128.Narrow(One(a), One(b));
     }
 }

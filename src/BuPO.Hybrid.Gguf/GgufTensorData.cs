@@ -29,10 +29,10 @@ public abstract class GgufTensorData
     public static GgufTensorData FromStream(Action<Stream> write) => new StreamData(write ?? throw new ArgumentNullException(nameof(write)));
 
     /// <summary>Float values (row-major, Shape[0] contiguous), encoded to the tensor's type.</summary>
-    public static GgufTensorData FromFloats(ReadOnlyMemory<float> values) => new FloatData(() => values);
+    public static GgufTensorData FromFloats(ReadOnlyMemory<float> values) => new FloatData(() => values, values.Length);
 
     /// <summary>Float values produced when the writer reaches the tensor (so only one tensor's floats exist at a time).</summary>
-    public static GgufTensorData FromFloats(Func<ReadOnlyMemory<float>> values) => new FloatData(values ?? throw new ArgumentNullException(nameof(values)));
+    public static GgufTensorData FromFloats(Func<ReadOnlyMemory<float>> values) => new FloatData(values ?? throw new ArgumentNullException(nameof(values)), -1);
 
     /// <summary>Float rows produced chunk by chunk (about <c>2^20</c> floats at a time), encoded to the tensor's type.</summary>
     public static GgufTensorData FromRows(GgufRowSource rows) => new RowData(rows ?? throw new ArgumentNullException(nameof(rows)));
@@ -44,8 +44,11 @@ public abstract class GgufTensorData
     /// </summary>
     public static GgufTensorData FromFile(GgufFile file, GgufTensorInfo tensor) => new FileData(file, tensor);
 
-    /// <summary>True when this source can be written as <paramref name="type"/> for a tensor of that shape.</summary>
+    /// <summary>Throws <see cref="ArgumentException"/> unless this source can be written as <paramref name="type"/> for a tensor of that shape.</summary>
     internal abstract void Check(string name, long[] shape, GgmlType type);
+
+    /// <summary>False for raw (already encoded) bytes, which cannot be re-encoded to another type.</summary>
+    internal virtual bool CanConvert => true;
 
     /// <summary>Writes exactly <paramref name="byteSize"/> bytes of the tensor to <paramref name="output"/>.</summary>
     internal abstract void Write(Stream output, string name, long[] shape, GgmlType type, long byteSize);
@@ -89,6 +92,8 @@ public abstract class GgufTensorData
 
     private sealed class BytesData(ReadOnlyMemory<byte> bytes) : GgufTensorData
     {
+        internal override bool CanConvert => false;
+
         internal override void Check(string name, long[] shape, GgmlType type)
         {
             var expected = GgmlTypeInfo.RowBytes(type, Elements(shape));
@@ -100,6 +105,8 @@ public abstract class GgufTensorData
 
     private sealed class StreamData(Action<Stream> write) : GgufTensorData
     {
+        internal override bool CanConvert => false;
+
         internal override void Check(string name, long[] shape, GgmlType type) { }
 
         internal override void Write(Stream output, string name, long[] shape, GgmlType type, long byteSize)
@@ -110,9 +117,14 @@ public abstract class GgufTensorData
         }
     }
 
-    private sealed class FloatData(Func<ReadOnlyMemory<float>> values) : GgufTensorData
+    private sealed class FloatData(Func<ReadOnlyMemory<float>> values, long knownLength) : GgufTensorData
     {
-        internal override void Check(string name, long[] shape, GgmlType type) => RequireEncodable(name, type);
+        internal override void Check(string name, long[] shape, GgmlType type)
+        {
+            RequireEncodable(name, type);
+            if (knownLength >= 0 && knownLength != Elements(shape))
+                throw new ArgumentException($"tensor '{name}': {string.Join('x', shape)} needs {Elements(shape)} floats, got {knownLength}");
+        }
 
         internal override void Write(Stream output, string name, long[] shape, GgmlType type, long byteSize)
         {

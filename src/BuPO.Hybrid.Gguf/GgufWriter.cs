@@ -145,6 +145,8 @@ public sealed class GgufWriter
     {
         var i = RequireTensor(name);
         var t = _tensors[i];
+        if (type == t.Type) return this;
+        if (!t.Data.CanConvert) throw new ArgumentException($"tensor '{name}': its data is raw {t.Type} bytes and cannot be re-encoded as {type}");
         _tensors[i] = MakeTensor(name, t.Shape, type, t.Data);
         return this;
     }

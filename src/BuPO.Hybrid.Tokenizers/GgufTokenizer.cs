@@ -48,6 +48,7 @@ public sealed class GgufTokenizer : ITextTokenizer
     private readonly int[] _asciiTokens = new int[128];
     private readonly ConcurrentDictionary<string, int[]> _wordCache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _wordCacheLookup;
+    private int _wordCacheCount; // ConcurrentDictionary.Count takes every lock: count additions ourselves
 
     // SPM
     private readonly int[] _byteTokens = new int[256];
@@ -230,32 +231,29 @@ public sealed class GgufTokenizer : ITextTokenizer
         addBos = Try("tokenizer.ggml.add_bos_token", () => f.GetBool("tokenizer.ggml.add_bos_token")) ?? addBos;
         addEos = Try("tokenizer.ggml.add_eos_token", () => f.GetBool("tokenizer.ggml.add_eos_token")) ?? addEos;
 
-        // auto-detect special tokens by text (llama.cpp iterates a hash map here; with several candidates for
-        // one role, which one it picks is unspecified: we take the lowest id)
-        void MarkControl(int id) => _attrs[id] |= LlamaTokenAttributes.Control;
-        for (var id = 0; id < n; id++)
+        // auto-detect special tokens by text. llama.cpp walks its token_to_id hash map here, so with several
+        // candidates for one role the pick follows the STL's hash order; we take the first candidate in llama.cpp's
+        // list that the vocabulary has (this gives <|im_end|> over <|endoftext|> for EOT, as llama.cpp does on qwen2)
+        int Detect(int current, params string[] candidates)
         {
-            var t = _texts[id];
-            if (_tokenToId[t] != id) continue; // llama.cpp walks token_to_id: one id per text, the last
-            if (eot == Null && t is "<|eot_id|>" or "<|im_end|>" or "<|end|>" or "<end_of_turn>" or "<|endoftext|>" or "<|end_of_text|>"
-                    or "<EOT>" or "_<EOT>" or "[EOT]" or "<｜end▁of▁sentence｜>" or "<end_of_utterance>")
-            { eot = id; MarkControl(id); }
-            if (eom == Null && t is "<|eom_id|>") { eom = id; MarkControl(id); }
-            if (fimPre == Null && t is "<|fim_prefix|>" or "<fim-prefix>" or "<fim_prefix>" or "<｜fim▁begin｜>" or "<PRE>" or "▁<PRE>"
-                    or "<|code_prefix|>" or "<|prefix|>")
-            { fimPre = id; MarkControl(id); }
-            if (fimSuf == Null && t is "<|fim_suffix|>" or "<fim-suffix>" or "<fim_suffix>" or "<｜fim▁hole｜>" or "<SUF>" or "▁<SUF>"
-                    or "<|code_suffix|>" or "<|suffix|>")
-            { fimSuf = id; MarkControl(id); }
-            if (fimMid == Null && t is "<|fim_middle|>" or "<fim-middle>" or "<fim_middle>" or "<｜fim▁end｜>" or "<MID>" or "▁<MID>"
-                    or "<|code_middle|>" or "<|middle|>")
-            { fimMid = id; MarkControl(id); }
-            if (fimPad == Null && t is "<|fim_pad|>" or "<fim-pad>" or "<fim_pad>" or "<PAD>" or "[PAD]")
-            { fimPad = id; MarkControl(id); }
-            if (fimRep == Null && t is "<|fim_repo|>" or "<|repo_name|>" or "<fim-repo>" or "<REPO>" or "<reponame>")
-            { fimRep = id; MarkControl(id); }
-            if (fimSep == Null && t is "<|file_sep|>") { fimSep = id; MarkControl(id); }
+            if (current != Null) return current;
+            foreach (var c in candidates)
+            {
+                if (!_tokenToId.TryGetValue(c, out var id)) continue;
+                _attrs[id] |= LlamaTokenAttributes.Control;
+                return id;
+            }
+            return Null;
         }
+        eot = Detect(eot, "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
+            "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>");
+        eom = Detect(eom, "<|eom_id|>");
+        fimPre = Detect(fimPre, "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>");
+        fimSuf = Detect(fimSuf, "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>");
+        fimMid = Detect(fimMid, "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>", "<|middle|>");
+        fimPad = Detect(fimPad, "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]");
+        fimRep = Detect(fimRep, "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>");
+        fimSep = Detect(fimSep, "<|file_sep|>");
         // unused control tokens
         for (var id = 0; id < n; id++)
             if ((_attrs[id] & LlamaTokenAttributes.Control) != 0 && _tokenToId[_texts[id]] == id && _texts[id].Contains("unused", StringComparison.Ordinal))
@@ -275,7 +273,7 @@ public sealed class GgufTokenizer : ITextTokenizer
                 or "<end_of_utterance>" or "<eos>" or "<turn|>" or "<|tool_response>" or "<｜end▁of▁sentence｜>" or "[e~[")
             {
                 eog.Add(id);
-                MarkControl(id);
+                _attrs[id] |= LlamaTokenAttributes.Control;
             }
         }
         // gpt-oss: always render these
@@ -358,28 +356,34 @@ public sealed class GgufTokenizer : ITextTokenizer
         if (arr?.Items is not string[] merges)
             throw new BupoException($"{path}: tokenizer.ggml.merges is missing or not a string array (needed by tokenizer model 'gpt2')");
         var symbolIds = new Dictionary<string, int>(_tokenToId, StringComparer.Ordinal);
-        int Intern(string s)
+        var symbolLookup = symbolIds.GetAlternateLookup<ReadOnlySpan<char>>();
+        int Intern(ReadOnlySpan<char> s)
         {
-            if (symbolIds.TryGetValue(s, out var id)) return id;
+            if (symbolLookup.TryGetValue(s, out var id)) return id;
             id = _texts.Length + _extraSymbols.Count;
-            _extraSymbols.Add(s);
-            symbolIds.Add(s, id);
+            var str = s.ToString();
+            _extraSymbols.Add(str);
+            symbolIds.Add(str, id);
             return id;
         }
-        for (var b = 0; b < 256; b++) _byteSymbols[b] = Intern(LlamaUnicode.ByteToChar[b].ToString());
+        for (var b = 0; b < 256; b++) _byteSymbols[b] = Intern([LlamaUnicode.ByteToChar[b]]);
         for (var c = 0; c < 128; c++) _asciiTokens[c] = _tokenToId.TryGetValue(((char)c).ToString(), out var id) ? id : Null;
         _merges.EnsureCapacity(merges.Length);
+        var joined = new char[256];
         for (var rank = 0; rank < merges.Length; rank++)
         {
-            var m = merges[rank];
-            var space = m.Length > 1 ? m.IndexOf(' ', 1) : -1;
-            if (space < 0) continue; // llama.cpp records ("", ""), which never matches
+            var m = merges[rank].AsSpan();
+            var space = m.Length > 1 ? m[1..].IndexOf(' ') + 1 : 0;
+            if (space <= 0) continue; // llama.cpp records ("", ""), which never matches
             var first = m[..space];
             var second = m[(space + 1)..];
             if (first.Length == 0 || second.Length == 0) continue;
             var key = PairKey(Intern(first), Intern(second));
             if (_merges.ContainsKey(key)) continue; // emplace: the first rank of a pair wins
-            _merges.Add(key, ((long)rank << 32) | (uint)Intern(first + second));
+            if (joined.Length < m.Length) joined = new char[m.Length * 2];
+            first.CopyTo(joined);
+            second.CopyTo(joined.AsSpan(first.Length));
+            _merges.Add(key, ((long)rank << 32) | (uint)Intern(joined.AsSpan(0, first.Length + second.Length)));
         }
     }
 
@@ -422,6 +426,15 @@ public sealed class GgufTokenizer : ITextTokenizer
     // llama_decode_text: byte-level chars back to bytes; unknown chars as "[UNK_BYTE_0x..<text>]"
     private static byte[] DecodeByteLevel(string text)
     {
+        var fast = new byte[text.Length];
+        var i0 = 0;
+        for (; i0 < text.Length; i0++)
+        {
+            var c = text[i0];
+            if (c >= LlamaUnicode.CharToByte.Length || LlamaUnicode.CharToByte[c] < 0) break;
+            fast[i0] = (byte)LlamaUnicode.CharToByte[c];
+        }
+        if (i0 == text.Length) return fast;
         var bytes = new List<byte>(text.Length);
         for (var i = 0; i < text.Length; i++)
         {
@@ -643,8 +656,12 @@ public sealed class GgufTokenizer : ITextTokenizer
         EncodeWordUncached(word, output);
         if (cacheable)
         {
-            if (_wordCache.Count >= MaxCacheEntries) _wordCache.Clear();
-            _wordCache.TryAdd(word.ToString(), CollectionsMarshal.AsSpan(output)[start..].ToArray());
+            if (Volatile.Read(ref _wordCacheCount) >= MaxCacheEntries)
+            {
+                _wordCache.Clear(); // bounded: start over rather than track recency
+                Volatile.Write(ref _wordCacheCount, 0);
+            }
+            if (_wordCache.TryAdd(word.ToString(), CollectionsMarshal.AsSpan(output)[start..].ToArray())) Interlocked.Increment(ref _wordCacheCount);
         }
     }
 

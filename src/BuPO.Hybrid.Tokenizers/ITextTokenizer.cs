@@ -2,7 +2,7 @@ namespace BuPO.Hybrid.Tokenizers;
 
 /// <summary>
 /// The one tokenizer interface used across bupo-hybrid. Two implementations: a managed one built from the
-/// GGUF vocabulary (Microsoft.ML.Tokenizers) and one backed by a loaded llama.cpp model; both must give
+/// GGUF vocabulary (<see cref="GgufTokenizer"/>) and one backed by a loaded llama.cpp model; both must give
 /// llama.cpp's ids exactly.
 /// </summary>
 public interface ITextTokenizer
@@ -23,11 +23,13 @@ public interface ITextTokenizer
     bool IsEndOfGeneration(int id);
 
     /// <summary>Tokenizes <paramref name="text"/> as <c>llama_tokenize</c> does.</summary>
+    /// <param name="text">The text (converted to UTF-8 as llama.cpp receives it; a lone surrogate becomes U+FFFD).</param>
     /// <param name="addSpecial">Add BOS/EOS as the model's metadata asks.</param>
     /// <param name="parseSpecial">Recognize special/control tokens written in the text (e.g. chat markers).</param>
     int[] Encode(string text, bool addSpecial = true, bool parseSpecial = false);
 
     /// <summary>Detokenizes as <c>llama_detokenize</c> does.</summary>
+    /// <param name="ids">Token ids, each inside the vocabulary (else <see cref="ArgumentOutOfRangeException"/>).</param>
     /// <param name="removeSpecial">Drop BOS/EOS at the ends when the model adds them.</param>
     /// <param name="unparseSpecial">Render special tokens as their text.</param>
     string Decode(ReadOnlySpan<int> ids, bool removeSpecial = false, bool unparseSpecial = false);

@@ -186,8 +186,13 @@ public class GgufWriterTests
         Assert.Throws<ArgumentException>(() => w.AddTensor("q", [256], GgmlType.Q4_K, GgufTensorData.FromFloats(new float[256])));
         Assert.Throws<ArgumentException>(() => w.AddTensor("b", [32], GgmlType.F16, GgufTensorData.FromBytes(new byte[63])));
         Assert.Throws<ArgumentException>(() => w.AddTensor("d", [1, 1, 1, 1, 1], GgmlType.F32, GgufTensorData.FromFloats(new float[1])));
+        Assert.Throws<ArgumentException>(() => w.AddTensor("n", [32, 2], GgmlType.F32, GgufTensorData.FromFloats(new float[32])));
         w.AddTensor("t", [32], GgmlType.F32, GgufTensorData.FromFloats(new float[32]));
         Assert.Throws<ArgumentException>(() => w.AddTensor("t", [32], GgmlType.F32, GgufTensorData.FromFloats(new float[32])));
+        w.AddTensor("raw", [32], GgmlType.F16, GgufTensorData.FromBytes(new byte[64]));
+        Assert.Throws<ArgumentException>(() => w.ConvertTensor("raw", GgmlType.BF16)); // same size, different meaning
+        w.ConvertTensor("t", GgmlType.Q8_0);
+        Assert.Equal(GgmlType.Q8_0, w.Tensors.Single(x => x.Name == "t").Type);
     }
 
     [Fact]

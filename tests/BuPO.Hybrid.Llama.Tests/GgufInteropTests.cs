@@ -1,0 +1,108 @@
+using BuPO.Hybrid.Gguf;
+using BuPO.Hybrid.Tests.Support;
+
+namespace BuPO.Hybrid.Llama.Tests;
+
+/// <summary>Files written by the managed GGUF library, read by llama.cpp, and llama.cpp's output read back.</summary>
+[Collection(LlamaCollection.Name)]
+public class GgufInteropTests(LlamaFixture fx)
+{
+    private static string TempDir() => Directory.CreateTempSubdirectory("bupo-gguf-llama-").FullName;
+
+    [Theory]
+    [InlineData("qwen2-tiny", GgmlType.F32, false)]
+    [InlineData("qwen3-tiny", GgmlType.F16, false)]
+    [InlineData("llama-tiny", GgmlType.F32, false)]
+    [InlineData("llama-tiny", GgmlType.Q8_0, false)]
+    [InlineData("qwen3-tiny", GgmlType.BF16, false)]
+    [InlineData("qwen2-tiny", GgmlType.F16, true)]
+    public void RandomModelsLoadAndDecodeInLlamaCpp(string shape, GgmlType type, bool qwenVocab)
+    {
+        _ = fx;
+        var vocabPath = SharedAssets.RequireFile(qwenVocab ? SharedAssets.Qwen2Vocab : SharedAssets.StoriesModel);
+        var dir = TempDir();
+        try
+        {
+            var path = Path.Combine(dir, "m.gguf");
+            var spec = RandomModelSpec.Named(shape) with { TensorType = type, Seed = 11 };
+            RandomGgufModel.Write(path, spec, vocabPath);
+            int vocabSize;
+            using (var g = GgufFile.Open(vocabPath)) vocabSize = g.GetArray("tokenizer.ggml.tokens")!.Count;
+
+            using var model = LlamaModel.Load(path);
+            Assert.Equal(spec.Architecture, model.Architecture);
+            Assert.Equal(spec.Layers, model.LayerCount);
+            Assert.Equal(spec.Embedding, model.EmbeddingSize);
+            Assert.Equal(spec.Heads, model.HeadCount);
+            Assert.Equal(spec.KvHeads, model.HeadCountKv);
+            Assert.Equal(vocabSize, model.VocabSize);
+            Assert.Equal(spec.ContextLength, model.TrainContextSize);
+
+            using var ctx = LlamaContext.Create(model, new LlamaContextOptions { ContextSize = 128, BatchSize = 64, UBatchSize = 64 });
+            using var batch = new LlamaBatch(8);
+            int[] prompt = [1, 5, 9, 13, 17, 21];
+            for (var i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, 0, wantLogits: i == prompt.Length - 1);
+            ctx.Decode(batch);
+            var logits = ctx.GetLogits(-1).ToArray();
+            Assert.Equal(vocabSize, logits.Length);
+            Assert.All(logits, v => Assert.True(float.IsFinite(v)));
+            var mean = logits.Average(v => (double)v);
+            var std = Math.Sqrt(logits.Average(v => (v - mean) * (v - mean)));
+            TestContext.Current.TestOutputHelper?.WriteLine($"{shape} {type}: {model.Description}; logits mean {mean:F3} std {std:F3} max {logits.Max():F3}");
+            Assert.InRange(std, 0.1, 10); // neither flat nor exploding
+
+            var gen = new LlamaGenerator(ctx);
+            ctx.Clear();
+            var r = gen.Generate([prompt], new GenerationOptions { MaxTokens = 8, Sampling = LlamaSamplerOptions.Greedy, StopAtEndOfGeneration = false });
+            Assert.Equal(8, r[0].Tokens.Length);
+            Assert.All(r[0].LogProbs, lp => Assert.True(float.IsFinite(lp) && lp <= 0));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void OurQ8_0F16AndCopiesMatchLlamaModelQuantize()
+    {
+        _ = fx;
+        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var dir = TempDir();
+        try
+        {
+            using var f32 = GgufFile.Open(src);
+            var compared = new Dictionary<GgmlType, int>();
+            foreach (var target in new[] { "Q8_0", "F16", "BF16" })
+            {
+                var q = Path.Combine(dir, $"stories-{target}.gguf");
+                LlamaQuantizer.Quantize(src, q, target, threads: 1);
+                using var lq = GgufFile.Open(q);
+                Assert.Equal(f32.Tensors.Select(t => t.Name).Order(), lq.Tensors.Select(t => t.Name).Order()); // llama.cpp reorders them
+                foreach (var t in lq.Tensors)
+                {
+                    var original = f32.GetTensor(t.Name);
+                    Assert.Equal(original.Shape, t.Shape);
+                    var values = f32.ReadTensorFloat(original);
+                    var ours = new byte[t.ByteSize];
+                    Assert.True(GgmlQuantizer.Supports(t.Type), $"{t.Name}: llama.cpp wrote {t.Type}");
+                    GgmlQuantizer.Quantize(t.Type, values, ours);
+                    Assert.True(ours.AsSpan().SequenceEqual(lq.GetTensorBytes(t)), $"{target}: {t.Name} as {t.Type} differs from llama_model_quantize");
+                    compared[t.Type] = compared.GetValueOrDefault(t.Type) + 1;
+                }
+
+                // our copy-with-conversion of the F32 file reproduces llama.cpp's tensor data byte for byte
+                var ourPath = Path.Combine(dir, $"ours-{target}.gguf");
+                GgufWriter.Copy(f32, ourPath, w => { foreach (var t in lq.Tensors) if (t.Type != GgmlType.F32) w.ConvertTensor(t.Name, t.Type); });
+                using var ourFile = GgufFile.Open(ourPath);
+                foreach (var t in lq.Tensors)
+                    Assert.True(lq.GetTensorBytes(t).SequenceEqual(ourFile.GetTensorBytes(ourFile.GetTensor(t.Name))), $"{target} copy: {t.Name}");
+                using var reloaded = LlamaModel.Load(ourPath);
+                Assert.Equal(5, reloaded.LayerCount);
+            }
+            TestContext.Current.TestOutputHelper?.WriteLine(string.Join(", ", compared.Select(kv => $"{kv.Key}: {kv.Value} tensors")));
+            Assert.True(compared.GetValueOrDefault(GgmlType.Q8_0) >= 20, "llama.cpp quantized too few tensors to Q8_0");
+            Assert.True(compared.GetValueOrDefault(GgmlType.F16) >= 20);
+            Assert.True(compared.GetValueOrDefault(GgmlType.BF16) >= 20);
+            Assert.True(compared.GetValueOrDefault(GgmlType.F32) >= 11); // norms stay F32
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
