@@ -39,12 +39,12 @@ public sealed record DemoProfile
     public static DemoProfile Default => new()
     {
         Name = "default",
-        Model = new DemoModelSpec { Layers = 6, Embedding = 96, HeadDim = 24, FeedForward = 288, ContextLength = 256 },
-        Tasks = new ArithmeticTaskOptions { MaxSteps = 2 },
-        SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
-        AnalysisPrompts = 16,
-        RlSteps = 16, RlPromptsPerStep = 8, RlSamplesPerPrompt = 8, RlLr = 1e-4, BupoSteps = 6, RlTrainPrompts = 512,
-        EvalProblems = 100, EvalK = 4, MaxResponseTokens = 48,
+        Model = new DemoModelSpec { Layers = 6, Embedding = 64, HeadDim = 16, FeedForward = 192, ContextLength = 256 },
+        Tasks = new ArithmeticTaskOptions { MaxSteps = 1 },
+        SftSteps = 600, SftBatch = 32, SftLr = 3e-3,
+        AnalysisPrompts = 32,
+        RlSteps = 30, RlPromptsPerStep = 16, RlSamplesPerPrompt = 8, RlLr = 1e-4, BupoSteps = 10, RlTrainPrompts = 1024,
+        EvalProblems = 200, EvalK = 8, MaxResponseTokens = 24,
     };
 
     public static DemoProfile Quick => new()
@@ -80,7 +80,7 @@ public static class DemoCommand
         var seed = new Option<long>("--seed") { Description = "Seed of the model init, data, SFT and both RL runs", DefaultValueFactory = _ => 1L };
         var layer = new Option<string>("--bupo-layer") { Description = "BuPO's block k: 'analysis' (the boundary layer of the SFT analysis) or a 0-based block", DefaultValueFactory = _ => "analysis" };
         var threads = new Option<int>("--threads") { Description = "llama.cpp threads (sampling, evaluation, analysis)", DefaultValueFactory = _ => 1 };
-        var trainThreads = new Option<int>("--train-threads") { Description = "Torch CPU threads (0 = default)", DefaultValueFactory = _ => 0 };
+        var trainThreads = new Option<int>("--train-threads") { Description = "Torch CPU threads (0 = torch's default; 1 is fastest for this tiny model on a busy machine)", DefaultValueFactory = _ => 1 };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
             outDir, workDir, quick, force, device, seed, layer, threads, trainThreads,
@@ -104,7 +104,7 @@ public static class DemoCommand
         public long Seed { get; init; } = 1;
         public string BupoLayer { get; init; } = "analysis";
         public int Threads { get; init; } = 1;
-        public int TrainThreads { get; init; }
+        public int TrainThreads { get; init; } = 1;
     }
 
     /// <summary>One row of the results table (results.json).</summary>
