@@ -40,11 +40,11 @@ public sealed record DemoProfile
     {
         Name = "default",
         Model = new DemoModelSpec { Layers = 6, Embedding = 64, HeadDim = 16, FeedForward = 192, ContextLength = 256 },
-        Tasks = new ArithmeticTaskOptions { MaxSteps = 1 },
-        SftSteps = 600, SftBatch = 32, SftLr = 3e-3,
+        Tasks = new ArithmeticTaskOptions { MaxSteps = 2 },
+        SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
         AnalysisPrompts = 32,
-        RlSteps = 30, RlPromptsPerStep = 16, RlSamplesPerPrompt = 8, RlLr = 1e-4, BupoSteps = 10, RlTrainPrompts = 1024,
-        EvalProblems = 200, EvalK = 8, MaxResponseTokens = 24,
+        RlSteps = 20, RlPromptsPerStep = 8, RlSamplesPerPrompt = 8, RlLr = 1e-4, BupoSteps = 8, RlTrainPrompts = 1024,
+        EvalProblems = 200, EvalK = 8, MaxResponseTokens = 40,
     };
 
     public static DemoProfile Quick => new()
@@ -287,7 +287,7 @@ public static class DemoCommand
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# bupo-hybrid demo ({p.Name})").AppendLine();
-        sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {p.Tasks.MinSteps}-{p.Tasks.MaxSteps} operations, ");
+        sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each, ");
         sb.AppendLine($"then trained from that same checkpoint with GRPO and with BuPO (IPA on block k = {k} for the first {p.BupoSteps} of {p.RlSteps} steps, then GRPO), ");
         sb.AppendLine($"with the same seed ({a.Seed}), prompts, group size ({p.RlSamplesPerPrompt}), learning rate ({p.RlLr.ToString(CultureInfo.InvariantCulture)}) and step budget. Device: {a.Device}.").AppendLine();
         sb.AppendLine("## Results (held-out split)").AppendLine();
@@ -323,6 +323,7 @@ public static class DemoCommand
             s.LegendText = name;
         }
         plot.Title(title); plot.XLabel("step"); plot.YLabel(y);
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.ShowLegend(Alignment.LowerRight);
         plot.SavePng(path, 800, 500);
     }
@@ -337,6 +338,7 @@ public static class DemoCommand
         }
         var v = plot.Add.VerticalLine(k); v.LegendText = $"BuPO block k = {k}"; v.LinePattern = LinePattern.Dotted;
         plot.Title("Internal layer-policy entropy per block, before vs after RL"); plot.XLabel("block"); plot.YLabel("entropy (nats)");
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.ShowLegend(Alignment.UpperRight);
         plot.SavePng(path, 800, 500);
     }
