@@ -92,13 +92,16 @@ public class BenchCommandTests(BenchCacheFixture cache) : IClassFixture<BenchCac
     }
 
     [Fact]
-    public void TrainBf16SingleMode()
+    public void TrainBf16SequentialModeSubset()
     {
-        var root = RunJson(["train", .. Tiny, "--batch", "1", "--seq", "8", "--steps", "1", "--warmup", "0", "--modes", "bupo", "--dtype", "bf16", "--checkpointing"]);
+        var root = RunJson(["train", .. Tiny, "--batch", "1", "--seq", "8", "--steps", "1", "--warmup", "0", "--modes", "bupo,reference", "--dtype", "bf16",
+            "--checkpointing", "--sequential"]);
         Assert.Equal("bf16", root.GetProperty("settings").GetProperty("dtype").GetString());
-        var row = Assert.Single(root.GetProperty("results").EnumerateArray());
-        Assert.Equal("bupo", row.GetProperty("mode").GetString());
-        Assert.Equal(JsonValueKind.Null, row.GetProperty("speedup_vs_full").ValueKind); // no full step ran
+        Assert.True(root.GetProperty("settings").GetProperty("sequential").GetBoolean());
+        var rows = root.GetProperty("results");
+        Assert.Equal(["reference", "bupo"], rows.EnumerateArray().Select(r => r.GetProperty("mode").GetString()!).ToArray()); // table order
+        Assert.Equal(JsonValueKind.Null, rows[1].GetProperty("speedup_vs_full").ValueKind); // no full step ran
+        Assert.True(rows[1].GetProperty("speedup_vs_reference").GetDouble() > 0);
     }
 
     [Fact]

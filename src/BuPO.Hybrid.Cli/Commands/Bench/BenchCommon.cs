@@ -154,6 +154,22 @@ internal static class BenchCommon
         if (device.type == TorchSharp.DeviceType.CUDA) TorchSharp.torch.cuda.synchronize(device);
     }
 
+    /// <summary>Current resident memory of this process in GiB (Linux /proc/self/status VmRSS), or null.</summary>
+    public static double? RssGiB()
+    {
+        try
+        {
+            if (!File.Exists("/proc/self/status")) return null;
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal)
+                    && long.TryParse(line[6..].Trim().Split(' ')[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var kb))
+                    return kb / (1024.0 * 1024);
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+
     /// <summary>Peak resident memory of this process in GiB (Linux VmHWM), or null.</summary>
     public static double? PeakRssGiB()
     {

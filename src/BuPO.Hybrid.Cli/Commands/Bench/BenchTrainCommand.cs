@@ -41,6 +41,7 @@ public static class BenchTrainCommand
         var device = new Option<string>("--device") { Description = "Torch device: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
         var dtype = new Option<string>("--dtype") { Description = "Parameter type: f32 (float32 weights and AdamW state) or bf16 (pure bfloat16, as train --dtype bf16)", DefaultValueFactory = _ => "f32" };
         BenchCommon.OneOf(dtype, "f32", "fp32", "float32", "bf16", "bfloat16");
+        var sequential = new Option<bool>("--sequential") { Description = "Run the modes one after the other (one optimizer state in memory at a time) instead of interleaved" };
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Gradient checkpointing in the full and bupo steps (recompute each block in backward)" };
         var chunk = new Option<int>("--chunk-size") { Description = "Positions per chunk of the chunked policy head (full and bupo steps)", DefaultValueFactory = _ => 1024 };
         var lr = new Option<double>("--lr") { Description = "AdamW learning rate (weight decay 0.01, betas 0.9/0.999, grad-norm clip 1.0)", DefaultValueFactory = _ => 1e-6 };
@@ -50,7 +51,7 @@ public static class BenchTrainCommand
 
         var cmd = new Command("train", "Trainer tokens/s of forward + backward + AdamW: full policy (GRPO) vs a BuPO layer-k step, reference style vs only blocks 0..k");
         source.AddTo(cmd);
-        foreach (var o in new Option[] { batch, seq, layer, steps, warmup, modes, device, dtype, checkpointing, chunk, lr, seed, threads, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { batch, seq, layer, steps, warmup, modes, sequential, device, dtype, checkpointing, chunk, lr, seed, threads, json }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             var stdout = parse.InvocationConfiguration.Output;
@@ -82,8 +83,10 @@ public static class BenchTrainCommand
 
             BenchCommon.Log(stderr, $"loading {model.Label} into the trainer ({TypeName(type)}, {dev})");
             using var net = TransformerModel.FromGguf(model.Path, dev, type);
+            GC.Collect(); // the load's managed float[] copies of the weights
+            GC.WaitForPendingFinalizers();
             var results = Run(net, modeList, b, t, k, warm, timed, chunkSize, learningRate, parse.GetValue(checkpointing), parse.GetValue(seed),
-                m => BenchCommon.Log(stderr, m));
+                parse.GetValue(sequential), m => BenchCommon.Log(stderr, m));
 
             var tokens = (long)b * t;
             var table = new Table
@@ -121,7 +124,7 @@ public static class BenchTrainCommand
                 });
             }
             console.Write(table);
-            console.WriteLine("ms/step: mean of the timed steps (forward + backward + grad-norm clip + AdamW step; modes interleaved); vs full / vs reference: speed ratio (higher = faster).");
+            console.WriteLine($"ms/step: mean of the timed steps (forward + backward + grad-norm clip + AdamW step; modes {(parse.GetValue(sequential) ? "one after the other" : "interleaved")}); vs full / vs reference: speed ratio (higher = faster).");
             console.WriteLine("reference: whole model, all hidden states and the final logits kept, block k's lens logits materialized; bupo: blocks 0..k only, chunked lens log-probs.");
             console.WriteLine("H100 anchor: PLATFORM_NOTES' PyTorch 2.11 numbers (Qwen3-0.6B shape, bf16 autocast, SDPA, fused AdamW, 8 x 1024 tokens, k = 5): 34,757 / 62,562 / 97,360 tokens/s.");
             if (type == ScalarType.BFloat16)
@@ -134,7 +137,7 @@ public static class BenchTrainCommand
                 var settings = new JsonObject
                 {
                     ["batch"] = b, ["seq"] = t, ["layer"] = k, ["n_layer"] = config.LayerCount, ["steps"] = timed, ["warmup"] = warm,
-                    ["device"] = dev.ToString(), ["dtype"] = TypeName(type), ["checkpointing"] = parse.GetValue(checkpointing), ["chunk_size"] = chunkSize,
+                    ["device"] = dev.ToString(), ["dtype"] = TypeName(type), ["checkpointing"] = parse.GetValue(checkpointing), ["sequential"] = parse.GetValue(sequential), ["chunk_size"] = chunkSize,
                     ["lr"] = learningRate, ["threads"] = nThreads == 0 ? torch.get_num_threads() : nThreads,
                     ["peak_rss_gib"] = BenchCommon.PeakRssGiB() is { } p ? BenchCommon.Num(p, 3) : null,
                 };
@@ -160,9 +163,13 @@ public static class BenchTrainCommand
         public double MinMs => StepMs.Min();
     }
 
-    /// <summary>Runs <paramref name="warmup"/> then <paramref name="steps"/> steps of every mode, one step of each mode in turn.</summary>
+    /// <summary>
+    /// Runs <paramref name="warmup"/> then <paramref name="steps"/> steps of every mode: one step of each mode in turn (every
+    /// mode's optimizer state alive at once), or with <paramref name="sequential"/> one mode after the other (one optimizer
+    /// state at a time: less memory, but load changes on a shared machine are no longer spread over the modes).
+    /// </summary>
     internal static IReadOnlyList<ModeResult> Run(TransformerModel model, IReadOnlyList<Mode> modes, int batch, int seq, int k, int warmup, int steps,
-        int chunkSize, double lr, bool checkpointing, int seed, Action<string> log)
+        int chunkSize, double lr, bool checkpointing, int seed, bool sequential, Action<string> log)
     {
         var vocab = model.Config.VocabSize;
         var gen = new Random(seed);
@@ -170,19 +177,37 @@ public static class BenchTrainCommand
         using var targets = torch.tensor(Enumerable.Range(0, batch * seq).Select(_ => (long)gen.Next(vocab)).ToArray(), [batch, seq], ScalarType.Int64, model.Device);
         using var advantages = torch.tensor(Enumerable.Range(0, batch).Select(i => i % 2 == 0 ? 1f : -1f).ToArray(), [batch], ScalarType.Float32, model.Device);
         using var mask = torch.ones([batch, seq], ScalarType.Float32, model.Device);
-        var runners = modes.Select(m => new StepRunner(model, m, k, chunkSize, lr, checkpointing, tokens, targets, advantages, mask)).ToArray();
+        StepRunner Make(Mode m) => new(model, m, k, chunkSize, lr, checkpointing, tokens, targets, advantages, mask);
+        void Time(StepRunner r, int i, List<double> times)
+        {
+            var ms = r.Step();
+            if (i >= warmup) times.Add(ms);
+            log(FormattableString.Invariant($"{(i < warmup ? "warm-up" : "step")} {(i < warmup ? i + 1 : i - warmup + 1)}/{(i < warmup ? warmup : steps)} {ModeNames[(int)r.Mode]}: {ms:F1} ms (RSS {BenchCommon.RssGiB() ?? double.NaN:F2} GiB)"));
+        }
+
+        if (sequential)
+        {
+            var results = new List<ModeResult>();
+            foreach (var m in modes)
+            {
+                var times = new List<double>();
+                using (var r = Make(m))
+                {
+                    for (var i = 0; i < warmup + steps; i++) Time(r, i, times);
+                    results.Add(new ModeResult(m, times.ToArray(), r.TrainedParameters, r.LastLoss));
+                }
+                model.zero_grad(set_to_none: true);
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+            return results;
+        }
+        var runners = modes.Select(Make).ToArray();
         try
         {
             var times = runners.Select(_ => new List<double>()).ToArray();
             for (var i = 0; i < warmup + steps; i++)
-            {
-                for (var j = 0; j < runners.Length; j++)
-                {
-                    var ms = runners[j].Step();
-                    if (i >= warmup) times[j].Add(ms);
-                    log(FormattableString.Invariant($"{(i < warmup ? "warm-up" : "step")} {(i < warmup ? i + 1 : i - warmup + 1)}/{(i < warmup ? warmup : steps)} {ModeNames[(int)runners[j].Mode]}: {ms:F1} ms"));
-                }
-            }
+                for (var j = 0; j < runners.Length; j++) Time(runners[j], i, times[j]);
             return runners.Select((r, j) => new ModeResult(r.Mode, times[j].ToArray(), r.TrainedParameters, r.LastLoss)).ToArray();
         }
         finally
