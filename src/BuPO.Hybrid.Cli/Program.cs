@@ -1,11 +1,11 @@
 using System.CommandLine;
 using BuPO.Hybrid.Cli;
 using BuPO.Hybrid.Cli.Commands;
-using BuPO.Hybrid.Cli.Commands.Bench;
 
 var root = new RootCommand("bupo-hybrid: Bottom-up Policy Optimization (BuPO) and internal-policy probes for GGUF models");
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(AnalyzeCommand.Create());
-root.Subcommands.Add(BenchSubcommands.CreateParent());
+root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 return CliHost.Run(root, args);

@@ -9,10 +9,14 @@ using Spectre.Console;
 
 namespace BuPO.Hybrid.Cli.Commands.Bench;
 
-/// <summary>What the <c>bench</c> subcommands share: console, JSON output, number formats, option checks, asset lookup.</summary>
-internal static class BenchCommon
+/// <summary>
+/// What the <c>bench</c> subcommands of this folder (train, sync, analyze, tokenize; registered in
+/// <see cref="Commands.BenchCommand.Subcommands"/>) share: console, JSON output, number formats, option checks, asset lookup.
+/// </summary>
+public static class BenchCommon
 {
-    public const int JsonSchemaVersion = BenchSubcommands.JsonSchemaVersion;
+    /// <summary>Version of the <c>--json</c> layout of bench train, sync, analyze and tokenize (bumped on incompatible changes).</summary>
+    public const int JsonSchemaVersion = 1;
 
     public static Option<FileInfo?> JsonOption() => new("--json") { Description = "Also write the results as JSON to this file" };
 
@@ -72,7 +76,7 @@ internal static class BenchCommon
     public static JsonNode? Num(double v, int decimals = 4) => double.IsFinite(v) ? JsonValue.Create(Math.Round(v, decimals)) : null;
 
     /// <summary>The JSON document every subcommand writes: benchmark name, schema, machine, model, settings, results.</summary>
-    public static JsonObject Document(string benchmark, BenchModel? model, JsonObject settings, JsonArray results)
+    internal static JsonObject Document(string benchmark, BenchModel? model, JsonObject settings, JsonArray results)
     {
         var doc = new JsonObject
         {

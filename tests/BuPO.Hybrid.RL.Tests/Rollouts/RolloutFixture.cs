@@ -1,0 +1,58 @@
+using BuPO.Hybrid.Llama;
+using BuPO.Hybrid.Tests.Support;
+
+namespace BuPO.Hybrid.RL.Tests.Rollouts;
+
+/// <summary>Every test that runs llama.cpp is in this collection: one at a time (2-core machines), one backend init.</summary>
+[CollectionDefinition(Name)]
+public sealed class RolloutCollection : ICollectionFixture<RolloutFixture>
+{
+    public const string Name = "rollout (llama.cpp)";
+}
+
+public sealed class RolloutFixture : IDisposable
+{
+    private readonly object _gate = new();
+    private string? _tinyLlama;
+    private string? _qwenTiny;
+
+    public RolloutFixture()
+    {
+        LlamaBackend.Initialize(log: (level, line) => Log.Add($"{level}: {line}"), minLevel: LlamaLogLevel.Warning);
+        Dir = Path.Combine(Path.GetTempPath(), $"bupo-rollout-tests-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(Dir);
+    }
+
+    public System.Collections.Concurrent.ConcurrentBag<string> Log { get; } = [];
+
+    /// <summary>Scratch folder, deleted at the end.</summary>
+    public string Dir { get; }
+
+    /// <summary>stories260K (skipped when ../shared is absent).</summary>
+    public string Stories => SharedAssets.RequireFile(SharedAssets.StoriesModel);
+
+    /// <summary>A random llama-tiny with the generated 512-token vocabulary: always available.</summary>
+    public string TinyLlama
+    {
+        get
+        {
+            lock (_gate)
+                return _tinyLlama ??= BenchModels.RandomModel("llama-tiny", Dir, BenchModels.WriteTinyVocab(Path.Combine(Dir, "tiny-vocab.gguf")));
+        }
+    }
+
+    /// <summary>A random qwen3-tiny with the real Qwen2 vocabulary (151k tokens; skipped when ../shared is absent).</summary>
+    public string QwenTiny
+    {
+        get
+        {
+            var vocab = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);
+            lock (_gate) return _qwenTiny ??= BenchModels.RandomModel("qwen3-tiny", Dir, vocab);
+        }
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
