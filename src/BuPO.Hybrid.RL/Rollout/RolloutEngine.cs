@@ -95,29 +95,20 @@ public sealed unsafe class RolloutEngine : IDisposable
     }
 
     /// <summary>
-    /// Weight sync: loads <paramref name="ggufPath"/> and makes it the sampler's model (the context is rebuilt for the
-    /// next request; a LoRA adapter set with <see cref="SetLora"/> is loaded again for the new model). On failure the
-    /// current model stays.
+    /// Weight sync: loads <paramref name="ggufPath"/> and makes it the sampler's model; the context is rebuilt for the
+    /// next request and any LoRA adapter is dropped (it belonged to the old model: call <see cref="SetLora"/> again if
+    /// wanted). On failure the current model (and adapter) stay.
     /// </summary>
     public void ReloadModel(string ggufPath)
     {
         ThrowIfDisposed();
         var model = LoadModel(ggufPath);
-        LlamaLoraAdapter? lora = null;
-        try
-        {
-            if (_loraPath != null) lora = LlamaLoraAdapter.Load(model, _loraPath);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
         DisposeContext();
         _lora?.Dispose();
+        _lora = null;
+        _loraPath = null;
         _model.Dispose();
         _model = model;
-        _lora = lora;
         OnModelChanged();
     }
 
@@ -284,19 +275,29 @@ public sealed unsafe class RolloutEngine : IDisposable
                     break;
                 }
 
-                // ---- one batch: a token per live sequence, then prefill tokens of admitted prompts
+                // ---- one batch. Unified cache: a token per live sequence, then prefill tokens of admitted prompts (one
+                // micro-batch). Streams: llama.cpp splits a batch into equal-length per-sequence rounds, so mixing 1-token
+                // and 128-token sequences costs extra micro-batches: prefill goes alone first (whole prompts where they
+                // fit), the generation step after.
                 batch.Clear();
                 _step.Clear();
-                for (int s = 0; s < _slots.Length; s++)
+                bool prefillOnly = !_unified && _prefilling.Count > 0;
+                if (!prefillOnly)
                 {
-                    var slot = _slots[s];
-                    if (slot.State != SlotState.Live) continue;
-                    slot.BatchIndex = batch.Add(slot.Tokens[slot.Count - 1], slot.Group!.Tokens.Length + slot.Count - 1, s, true);
-                    _step.Add(s);
+                    for (int s = 0; s < _slots.Length; s++)
+                    {
+                        var slot = _slots[s];
+                        if (slot.State != SlotState.Live) continue;
+                        slot.BatchIndex = batch.Add(slot.Tokens[slot.Count - 1], slot.Group!.Tokens.Length + slot.Count - 1, s, true);
+                        _step.Add(s);
+                    }
                 }
                 for (int i = 0; i < _prefilling.Count && batch.Count < batch.Capacity; i++)
                 {
                     var grp = _prefilling[i];
+                    int left = grp.Tokens.Length - grp.Cursor;
+                    // streams: do not split a prompt across decodes unless it alone exceeds the batch
+                    if (prefillOnly && batch.Count > 0 && left > batch.Capacity - batch.Count) break;
                     while (grp.Cursor < grp.Tokens.Length && batch.Count < batch.Capacity)
                     {
                         bool last = grp.Cursor == grp.Tokens.Length - 1;

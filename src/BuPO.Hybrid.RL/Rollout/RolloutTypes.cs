@@ -22,7 +22,8 @@ public sealed record RolloutSampling
     /// <summary>True when no truncation is active (the full distribution at <see cref="Temperature"/> is sampled).</summary>
     public bool IsUntruncated => TopK == 0 && TopP >= 1.0 && MinP <= 0.0;
 
-    internal void Validate()
+    /// <summary>Throws <see cref="BupoException"/> for a setting out of range.</summary>
+    public void Validate()
     {
         if (!double.IsFinite(Temperature) || Temperature < 0) throw new BupoException($"temperature must be >= 0, got {Temperature}");
         if (TopK < 0) throw new BupoException($"top-k must be >= 0, got {TopK}");

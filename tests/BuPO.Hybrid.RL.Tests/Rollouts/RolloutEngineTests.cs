@@ -321,7 +321,14 @@ public class RolloutEngineTests(RolloutFixture fx)
         var adapted = e.Generate(req);
         Assert.Contains(Enumerable.Range(0, plain.Count), i => Math.Abs(plain[i].SamplerLogProbs[0] - adapted[i].SamplerLogProbs[0]) > 1e-3);
         e.SetLora(null);
+        Assert.Null(e.LoraPath);
         AssertSame(plain, e.Generate(req));
+        // a reload drops the adapter (it belongs to the old model)
+        e.SetLora(lora, 4f);
+        e.ReloadModel(fx.Stories);
+        Assert.Null(e.LoraPath);
+        AssertSame(plain, e.Generate(req));
+        Assert.Throws<BupoException>(() => e.SetLora(Path.Combine(fx.Dir, "missing-lora.gguf")));
     }
 
     /// <summary>A LoRA for stories260K's first output projection (random low-rank delta).</summary>

@@ -1,0 +1,187 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BuPO.Hybrid.Data;
+using Spectre.Console;
+
+namespace BuPO.Hybrid.Cli.Commands.Bench;
+
+/// <summary>
+/// What the <c>bench</c> subcommands of this folder (train, sync, analyze, tokenize; registered in
+/// <see cref="Commands.BenchCommand.Subcommands"/>) share: console, JSON output, number formats, option checks, asset lookup.
+/// </summary>
+public static class BenchCommon
+{
+    /// <summary>Version of the <c>--json</c> layout of bench train, sync, analyze and tokenize (bumped on incompatible changes).</summary>
+    public const int JsonSchemaVersion = 1;
+
+    public static Option<FileInfo?> JsonOption() => new("--json") { Description = "Also write the results as JSON to this file" };
+
+    public static Option<int> ThreadsOption(string what) =>
+        new("--threads") { Description = $"CPU threads for {what} (0 = all processors; on a busy machine 1 avoids contention collapsing throughput)", DefaultValueFactory = _ => 0 };
+
+    /// <summary>Restricts an option to fixed values with a one-line parse error.</summary>
+    public static void OneOf(Option option, params string[] values)
+    {
+        option.Validators.Add(r =>
+        {
+            foreach (var token in r.Tokens)
+                if (!values.Contains(token.Value, StringComparer.OrdinalIgnoreCase))
+                    r.AddError($"{option.Name} {token.Value}: expected one of {string.Join(", ", values)}");
+        });
+        option.CompletionSources.Add(values);
+    }
+
+    /// <summary>A positive value or a one-line error naming the option.</summary>
+    public static int Positive(string option, int value) =>
+        value > 0 ? value : throw new BupoException($"{option} must be positive, got {value}");
+
+    public static int NonNegative(string option, int value) =>
+        value >= 0 ? value : throw new BupoException($"{option} must be >= 0, got {value}");
+
+    /// <summary>Splits a comma list ("Q8_0,F16"), trimming and dropping empty items.</summary>
+    public static string[] List(string option, string? value)
+    {
+        var items = (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        return items.Length > 0 ? items : throw new BupoException($"{option} is empty");
+    }
+
+    /// <summary>A console on <paramref name="stdout"/>: colors and live output only on a real terminal; wide tables otherwise.</summary>
+    public static IAnsiConsole Console(TextWriter stdout)
+    {
+        var real = ReferenceEquals(stdout, System.Console.Out);
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(stdout),
+            Ansi = real ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = real ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = real ? InteractionSupport.Detect : InteractionSupport.No,
+        });
+        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 160);
+        return console;
+    }
+
+    /// <summary>A progress line on stderr (stdout keeps the table and the notes only).</summary>
+    public static void Log(TextWriter stderr, string message) => stderr.WriteLine(message);
+
+    public static string F(double v, int decimals = 2) =>
+        double.IsFinite(v) ? v.ToString("N" + decimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture) : "-";
+
+    public static string Ratio(double v) => double.IsFinite(v) ? v.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-";
+
+    /// <summary>Rounds for JSON (keeps files readable; no NaN/Infinity, which JSON lacks).</summary>
+    public static JsonNode? Num(double v, int decimals = 4) => double.IsFinite(v) ? JsonValue.Create(Math.Round(v, decimals)) : null;
+
+    /// <summary>The JSON document every subcommand writes: benchmark name, schema, machine, model, settings, results.</summary>
+    internal static JsonObject Document(string benchmark, BenchModel? model, JsonObject settings, JsonArray results)
+    {
+        var doc = new JsonObject
+        {
+            ["benchmark"] = benchmark,
+            ["schema_version"] = JsonSchemaVersion,
+            ["created_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["machine"] = Machine(),
+        };
+        if (model != null) doc["model"] = model.ToJson();
+        doc["settings"] = settings;
+        doc["results"] = results;
+        return doc;
+    }
+
+    public static JsonObject Machine() => new()
+    {
+        ["os"] = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
+        ["processors"] = Environment.ProcessorCount,
+        ["dotnet"] = Environment.Version.ToString(),
+        ["load_average_1m"] = LoadAverage() is { } l ? Num(l, 2) : null,
+    };
+
+    /// <summary>The 1-minute load average (Linux), or null: recorded because this machine is often shared.</summary>
+    public static double? LoadAverage()
+    {
+        try
+        {
+            if (!File.Exists("/proc/loadavg")) return null;
+            var first = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+            return double.TryParse(first, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : null;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>A note to print under each table: processors and load (measurements on a loaded machine are noisy).</summary>
+    public static string MachineNote()
+    {
+        var load = LoadAverage();
+        return $"machine: {Environment.ProcessorCount} processors" + (load is { } l ? FormattableString.Invariant($", load average {l:F1}") : "") +
+               (load is { } l2 && l2 > Environment.ProcessorCount ? " (busy: absolute numbers are noisy, compare the ratios measured side by side; --threads 1 avoids thread contention collapsing throughput)" : "");
+    }
+
+    public static void WriteJson(FileInfo file, JsonObject doc, IAnsiConsole console)
+    {
+        var text = doc.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        try { AtomicFile.WriteAllText(file.FullName, text + "\n"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new BupoException($"{file.FullName}: cannot write: {e.Message}");
+        }
+        console.WriteLine($"wrote {file.FullName}");
+    }
+
+    /// <summary>
+    /// The shared assets folder (models, vocab, data) beside the checkout: BUPO_SHARED_DIR, else the parent of the data
+    /// folder <see cref="PromptDataset.FindDataRoot"/> finds (BUPO_DATA_DIR or ../shared/data); null when absent.
+    /// </summary>
+    public static string? SharedDir()
+    {
+        var env = Environment.GetEnvironmentVariable("BUPO_SHARED_DIR");
+        if (!string.IsNullOrEmpty(env)) return Directory.Exists(env) ? Path.GetFullPath(env) : null;
+        string? data;
+        try { data = PromptDataset.FindDataRoot(); }
+        catch (BupoException) { data = null; }
+        return data is null ? null : Path.GetDirectoryName(Path.GetFullPath(data).TrimEnd(Path.DirectorySeparatorChar));
+    }
+
+    /// <summary>The data folder (GSM8K, MATH500 JSONL), or null.</summary>
+    public static string? DataDir()
+    {
+        try { return PromptDataset.FindDataRoot(); }
+        catch (BupoException) { return null; }
+    }
+
+    /// <summary>Synchronizes a CUDA device so a timer read afterwards covers the queued kernels (no-op on the CPU).</summary>
+    public static void Sync(TorchSharp.torch.Device device)
+    {
+        if (device.type == TorchSharp.DeviceType.CUDA) TorchSharp.torch.cuda.synchronize(device);
+    }
+
+    /// <summary>Current resident memory of this process in GiB (Linux /proc/self/status VmRSS), or null.</summary>
+    public static double? RssGiB()
+    {
+        try
+        {
+            if (!File.Exists("/proc/self/status")) return null;
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal)
+                    && long.TryParse(line[6..].Trim().Split(' ')[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var kb))
+                    return kb / (1024.0 * 1024);
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+
+    /// <summary>Peak resident memory of this process in GiB (Linux VmHWM), or null.</summary>
+    public static double? PeakRssGiB()
+    {
+        try
+        {
+            using var p = Process.GetCurrentProcess();
+            return p.PeakWorkingSet64 > 0 ? p.PeakWorkingSet64 / (1024.0 * 1024 * 1024) : null;
+        }
+        catch (InvalidOperationException) { return null; }
+    }
+}

@@ -1,0 +1,43 @@
+using System.Globalization;
+using Spectre.Console;
+
+namespace BuPO.Hybrid.Cli.Commands;
+
+/// <summary>Small helpers shared by the eval and bench commands.</summary>
+internal static class CliConsole
+{
+    /// <summary>A Spectre console on <paramref name="stdout"/>: live/colored only on the real terminal.</summary>
+    public static IAnsiConsole Create(TextWriter stdout)
+    {
+        bool real = ReferenceEquals(stdout, Console.Out);
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(stdout),
+            Ansi = real ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = real ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = real ? InteractionSupport.Detect : InteractionSupport.No,
+        });
+        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 160);
+        return console;
+    }
+
+    /// <summary>"1,2,4" -> [1, 2, 4]; a bad entry is a one-line error naming the option.</summary>
+    public static int[] ParseIntList(string option, string value)
+    {
+        var parts = value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0) throw new BupoException($"{option}: give a comma-separated list of numbers, got '{value}'");
+        var result = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out result[i]))
+                throw new BupoException($"{option}: '{parts[i]}' is not a whole number");
+        return result;
+    }
+
+    /// <summary>Reports synchronously (Progress&lt;T&gt; would post to the thread pool).</summary>
+    public sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
+    public static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
+}
