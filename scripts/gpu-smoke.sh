@@ -167,16 +167,18 @@ run() {
     torchlib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') \
       || die "python3 with PyTorch is needed (or set GPU_SMOKE_TORCH_LIB to a libtorch lib folder)"
   fi
-  export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # llama.cpp's folder too: libggml.so finds libggml-cpu/-cuda.so.0 through it even when the build tree was moved.
+  export LD_LIBRARY_PATH="$torchlib:$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
   local vocab=() stories="$work/models/stories260K.gguf"
+  # Unpacked once: the random model's cache name depends on the vocabulary file's path, size and time.
   if [ -f "$dir/vocab-qwen2.gguf.xz" ]; then
-    xz -dc "$dir/vocab-qwen2.gguf.xz" > "$work/models/vocab-qwen2.gguf"
+    [ -f "$work/models/vocab-qwen2.gguf" ] || xz -dc "$dir/vocab-qwen2.gguf.xz" > "$work/models/vocab-qwen2.gguf"
     vocab=(--vocab "$work/models/vocab-qwen2.gguf")
   else
     vocab=(--vocab generated)
   fi
-  [ -f "$dir/stories260K.gguf.xz" ] && xz -dc "$dir/stories260K.gguf.xz" > "$stories"
+  if [ -f "$dir/stories260K.gguf.xz" ] && [ ! -f "$stories" ]; then xz -dc "$dir/stories260K.gguf.xz" > "$stories"; fi
 
   local cli=(dotnet "$work/app/bupo-hybrid.dll")
   local dev=cuda gpu=999 dtype=bf16 shape=qwen3-0.6b batch=(--batch 8 --seq 1024) steps=(--steps 5 --warmup 2)
