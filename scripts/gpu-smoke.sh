@@ -21,7 +21,8 @@
 #       says (skipped when already built there), points LD_LIBRARY_PATH at PyTorch's torch/lib (TorchSharp loads CUDA
 #       libtorch from there) and runs: inspect, generate --gpu-layers 999, analyze --device cuda (both engines),
 #       bench train --device cuda (Qwen3-0.6B shape, bf16, 8 x 1024), the PyTorch reference step
-#       (bench/pytorch/train_step.py, same shape) side by side, bench sync, bench analyze --device cuda, bench tokenize.
+#       (bench/pytorch/train_step.py, same shape) side by side, bench rollout, bench sync, bench analyze --device cuda,
+#       bench tokenize.
 #       Every step's output goes to WORK/logs/ (and, when $OUT is set, WORK/logs as $OUT/gpu-smoke-logs.tar.gz); a summary lists each step's result and the exit
 #       code is the number of failed steps. Re-running continues where a previous run left off (no rebuild).
 #       Settings: CUDA_ARCH (default 90: H100/H200), GPU_SMOKE_STEP_TIMEOUT (seconds, default 900),
@@ -166,16 +167,18 @@ run() {
     torchlib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') \
       || die "python3 with PyTorch is needed (or set GPU_SMOKE_TORCH_LIB to a libtorch lib folder)"
   fi
-  export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # llama.cpp's folder too: libggml.so finds libggml-cpu/-cuda.so.0 through it even when the build tree was moved.
+  export LD_LIBRARY_PATH="$torchlib:$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
   local vocab=() stories="$work/models/stories260K.gguf"
+  # Unpacked once: the random model's cache name depends on the vocabulary file's path, size and time.
   if [ -f "$dir/vocab-qwen2.gguf.xz" ]; then
-    xz -dc "$dir/vocab-qwen2.gguf.xz" > "$work/models/vocab-qwen2.gguf"
+    [ -f "$work/models/vocab-qwen2.gguf" ] || xz -dc "$dir/vocab-qwen2.gguf.xz" > "$work/models/vocab-qwen2.gguf"
     vocab=(--vocab "$work/models/vocab-qwen2.gguf")
   else
     vocab=(--vocab generated)
   fi
-  [ -f "$dir/stories260K.gguf.xz" ] && xz -dc "$dir/stories260K.gguf.xz" > "$stories"
+  if [ -f "$dir/stories260K.gguf.xz" ] && [ ! -f "$stories" ]; then xz -dc "$dir/stories260K.gguf.xz" > "$stories"; fi
 
   local cli=(dotnet "$work/app/bupo-hybrid.dll")
   local dev=cuda gpu=999 dtype=bf16 shape=qwen3-0.6b batch=(--batch 8 --seq 1024) steps=(--steps 5 --warmup 2)
@@ -202,6 +205,8 @@ run() {
     [ "$cpu" = 1 ] && pydev=(--device cpu --dtype f32)
     step pytorch-train python3 "$root/bench/pytorch/train_step.py" --gguf "$model" "${pydev[@]}" "${batch[@]}" "${steps[@]}" --json "$work/logs/train-pytorch.json"
   fi
+  step bench-rollout "${cli[@]}" bench rollout --model "$model" --gpu-layers "$gpu" \
+    --batch "$([ "$cpu" = 1 ] && echo 1,4 || echo 1,16,64,256)" --gen-tokens "$([ "$cpu" = 1 ] && echo 8 || echo 256)" --json "$work/logs/rollout.json"
   step bench-sync "${cli[@]}" bench sync "${random[@]}" --device "$dev" --gpu-layers "$gpu" --quant Q8_0,F16,Q4_K_M --json "$work/logs/sync.json"
   step bench-analyze "${cli[@]}" bench analyze "${random[@]}" --device "$dev" --dtype "$dtype" --gpu-layers "$gpu" \
     --sequences 4 --seq "$([ "$cpu" = 1 ] && echo 64 || echo 1024)" --json "$work/logs/bench-analyze.json"
