@@ -45,7 +45,7 @@ public static class BenchCommand
         var batch = new Option<string>("--batch") { Description = "Batch sizes (sequences decoding together), comma-separated", DefaultValueFactory = _ => "1,16,64,256" };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Tokens per prompt (random ordinary tokens)", DefaultValueFactory = _ => 128 };
         var genTokens = new Option<int>("--gen-tokens") { Description = "Tokens generated per sequence", DefaultValueFactory = _ => 256 };
-        var repeats = new Option<int>("--repeats") { Description = "Runs per engine and batch size, alternating; medians are reported", DefaultValueFactory = _ => 1 };
+        var repeats = new Option<int>("--repeats") { Description = "Runs per engine and batch size, alternating; the fastest of each is reported", DefaultValueFactory = _ => 1 };
         var threads = new Option<int>("--threads") { Description = "Decode threads (0 = all processors)", DefaultValueFactory = _ => 0 };
         var samplingThreads = new Option<int>("--sampling-threads") { Description = "Rollout engine sampling threads (0 = all processors)", DefaultValueFactory = _ => 0 };
         var gpuLayers = new Option<int>("--gpu-layers") { Description = "Layers to offload to the GPU (-1 = all; needs a GPU build of llama.cpp)", DefaultValueFactory = _ => 0 };
@@ -133,10 +133,11 @@ public static class BenchCommand
             rows = RolloutBenchmark.Run(path, options);
         }
 
-        var table = new Table().AddColumns("batch", "generated", "raw llama.cpp tok/s", "engine tok/s", "engine/raw", "engine decode s", "engine sample s");
+        var table = new Table().AddColumns("batch", "generated", "raw llama.cpp tok/s", "engine tok/s", "engine/raw", "raw s (decode)", "engine s (decode, sample)");
         foreach (var r in rows)
             table.AddRow(r.Batch.ToString(), r.GeneratedTokens.ToString(), CliConsole.F(r.RawTokensPerSecond, "F1"), CliConsole.F(r.EngineTokensPerSecond, "F1"),
-                CliConsole.F(r.Ratio, "F3"), CliConsole.F(r.EngineDecodeSeconds, "F2"), CliConsole.F(r.EngineSampleSeconds, "F2"));
+                CliConsole.F(r.Ratio, "F3"), $"{CliConsole.F(r.GeneratedTokens / r.RawTokensPerSecond, "F2")} ({CliConsole.F(r.RawDecodeSeconds, "F2")})",
+                $"{CliConsole.F(r.GeneratedTokens / r.EngineTokensPerSecond, "F2")} ({CliConsole.F(r.EngineDecodeSeconds, "F2")}, {CliConsole.F(r.EngineSampleSeconds, "F2")})");
         console.Write(table);
 
         if (json != null)
@@ -164,6 +165,7 @@ public static class BenchCommand
                     ratio = r.Ratio,
                     raw_seconds = r.RawSeconds,
                     engine_seconds = r.EngineSeconds,
+                    raw_decode_seconds = r.RawDecodeSeconds,
                     engine_decode_seconds = r.EngineDecodeSeconds,
                     engine_sample_seconds = r.EngineSampleSeconds,
                 }),
