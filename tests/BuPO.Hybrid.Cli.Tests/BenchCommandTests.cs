@@ -146,7 +146,7 @@ public class BenchCommandTests(BenchCacheFixture cache) : IClassFixture<BenchCac
         Assert.Equal(0, s.GetProperty("mismatched_lines").GetInt32());
         var rows = root.GetProperty("results");
         Assert.Equal(2, rows.GetArrayLength());
-        Assert.Equal(rows[0].GetProperty("tokens").GetInt64() > 0, true);
+        Assert.True(rows[0].GetProperty("tokens").GetInt64() > 0);
         Assert.Equal(1.0, rows[1].GetProperty("speedup_vs_llama").GetDouble());
     }
 

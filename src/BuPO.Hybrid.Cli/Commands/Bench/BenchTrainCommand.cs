@@ -283,7 +283,12 @@ public static class BenchTrainCommand
                 fwd.Dispose();
             }
             BenchCommon.Sync(device);
-            return sw.Elapsed.TotalMilliseconds;
+            var ms = sw.Elapsed.TotalMilliseconds;
+            // Untimed: tensor handles TorchSharp made outside any dispose scope (gradients read by the optimizer) hold their
+            // storage until finalized; without a collection here the big shapes grew by a gradient's size per step.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            return ms;
         }
 
         public void Dispose() => _optimizer.Dispose();
