@@ -56,6 +56,17 @@ public sealed unsafe class LlamaSampler : IDisposable
     /// <exception cref="BupoException">An option out of range.</exception>
     public static LlamaSampler Create(LlamaSamplerOptions options)
     {
+        var (chain, resolved) = BuildChain(options);
+        return new LlamaSampler(chain, resolved);
+    }
+
+    /// <summary>
+    /// Validates the options, fixes a random seed when none is given, and builds llama.cpp's chain (top-k, top-p,
+    /// min-p, temperature, seeded dist; or greedy). Shared with <see cref="LlamaNativeSampler"/>.
+    /// </summary>
+    /// <exception cref="BupoException">An option out of range.</exception>
+    internal static (SafeLlamaSamplerHandle Chain, LlamaSamplerOptions Resolved) BuildChain(LlamaSamplerOptions options)
+    {
         ArgumentNullException.ThrowIfNull(options);
         if (!float.IsFinite(options.Temperature) || options.Temperature < 0) throw new BupoException($"temperature must be >= 0, got {options.Temperature}");
         if (options.TopK < 0) throw new BupoException($"top-k must be >= 0, got {options.TopK}");
@@ -88,7 +99,7 @@ public sealed unsafe class LlamaSampler : IDisposable
             chain.Dispose();
             throw;
         }
-        return new LlamaSampler(chain, options);
+        return (chain, options);
 
         static void Add(SafeLlamaSamplerHandle chain, nint sampler)
         {

@@ -1,0 +1,351 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using BuPO.Hybrid.Analysis;
+using BuPO.Hybrid.Data;
+using BuPO.Hybrid.Demo;
+using BuPO.Hybrid.Gguf;
+using BuPO.Hybrid.Model;
+using BuPO.Hybrid.RL;
+using BuPO.Hybrid.RL.Training;
+using ScottPlot;
+using Spectre.Console;
+using TorchSharp;
+
+namespace BuPO.Hybrid.Cli.Commands;
+
+/// <summary>The sizes of one demo run (default or --quick).</summary>
+public sealed record DemoProfile
+{
+    public required string Name { get; init; }
+    public required DemoModelSpec Model { get; init; }
+    public required ArithmeticTaskOptions Tasks { get; init; }
+    public int SftSteps { get; init; }
+    public int SftBatch { get; init; }
+    public double SftLr { get; init; }
+    public int AnalysisPrompts { get; init; }
+    public int RlSteps { get; init; }
+    public int RlPromptsPerStep { get; init; }
+    public int RlSamplesPerPrompt { get; init; }
+    public double RlLr { get; init; }
+    public int BupoSteps { get; init; }
+    public int RlTrainPrompts { get; init; }
+    public int EvalProblems { get; init; }
+    public int EvalK { get; init; }
+    public int MaxResponseTokens { get; init; }
+
+    public static DemoProfile Default => new()
+    {
+        Name = "default",
+        Model = new DemoModelSpec { Layers = 6, Embedding = 64, HeadDim = 16, FeedForward = 192, ContextLength = 256 },
+        Tasks = new ArithmeticTaskOptions { MaxSteps = 2 },
+        SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
+        AnalysisPrompts = 32,
+        RlSteps = 20, RlPromptsPerStep = 8, RlSamplesPerPrompt = 8, RlLr = 1e-4, BupoSteps = 8, RlTrainPrompts = 1024,
+        EvalProblems = 200, EvalK = 8, MaxResponseTokens = 40,
+    };
+
+    public static DemoProfile Quick => new()
+    {
+        Name = "quick",
+        Model = new DemoModelSpec { Layers = 4, Embedding = 64, HeadDim = 16, FeedForward = 192, ContextLength = 256 },
+        Tasks = new ArithmeticTaskOptions { MaxSteps = 1 },
+        SftSteps = 200, SftBatch = 32, SftLr = 3e-3,
+        AnalysisPrompts = 8,
+        RlSteps = 3, RlPromptsPerStep = 4, RlSamplesPerPrompt = 4, RlLr = 1e-4, BupoSteps = 2, RlTrainPrompts = 64,
+        EvalProblems = 24, EvalK = 4, MaxResponseTokens = 24,
+    };
+}
+
+/// <summary>
+/// <c>bupo-hybrid demo</c>: the end-to-end demo on generated arithmetic word problems with a tiny character-level qwen3:
+/// SFT (cached in --workdir) → internal-entropy analysis → GRPO and BuPO from the same SFT checkpoint (same seeds and
+/// budgets) → held-out evaluation (avg@k, pass@k) → analysis of the trained models → Markdown report with plots in --out.
+/// </summary>
+public static class DemoCommand
+{
+    public static string DefaultWorkDir => Path.Combine(
+        Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+        "bupo-hybrid", "demo");
+
+    public static Command Create()
+    {
+        var outDir = new Option<string>("--out") { Description = "Folder of the report (report.md, PNG plots, JSON/CSV metrics)", DefaultValueFactory = _ => "demo-report" };
+        var workDir = new Option<string?>("--workdir") { Description = $"Cache of the SFT model (default: {DefaultWorkDir})" };
+        var quick = new Option<bool>("--quick") { Description = "A much smaller run (about 2 minutes on 2 CPU cores), for tests" };
+        var force = new Option<bool>("--force") { Description = "Retrain the SFT model even when the work dir holds one" };
+        var device = new Option<string>("--device") { Description = "Torch device of SFT, RL updates and analysis: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
+        var seed = new Option<long>("--seed") { Description = "Seed of the model init, data, SFT and both RL runs", DefaultValueFactory = _ => 1L };
+        var layer = new Option<string>("--bupo-layer") { Description = "BuPO's block k: 'analysis' (the boundary layer of the SFT analysis) or a 0-based block", DefaultValueFactory = _ => "analysis" };
+        var threads = new Option<int>("--threads") { Description = "llama.cpp threads (sampling, evaluation, analysis)", DefaultValueFactory = _ => 1 };
+        var trainThreads = new Option<int>("--train-threads") { Description = "Torch CPU threads (0 = torch's default; 1 is fastest for this tiny model on a busy machine)", DefaultValueFactory = _ => 1 };
+        var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
+        {
+            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads,
+        };
+        cmd.SetAction(parse => Run(new DemoArgs
+        {
+            Out = parse.GetValue(outDir)!, WorkDir = parse.GetValue(workDir) ?? DefaultWorkDir, Quick = parse.GetValue(quick), Force = parse.GetValue(force),
+            Device = parse.GetValue(device)!, Seed = parse.GetValue(seed), BupoLayer = parse.GetValue(layer)!, Threads = parse.GetValue(threads),
+            TrainThreads = parse.GetValue(trainThreads),
+        }, parse.InvocationConfiguration.Output));
+        return cmd;
+    }
+
+    public sealed record DemoArgs
+    {
+        public required string Out { get; init; }
+        public required string WorkDir { get; init; }
+        public bool Quick { get; init; }
+        public bool Force { get; init; }
+        public string Device { get; init; } = "cpu";
+        public long Seed { get; init; } = 1;
+        public string BupoLayer { get; init; } = "analysis";
+        public int Threads { get; init; } = 1;
+        public int TrainThreads { get; init; } = 1;
+    }
+
+    /// <summary>One row of the results table (results.json).</summary>
+    public sealed record ResultRow(string Model, double AvgAtK, double Pass1, double PassK, double FinishedShare, string EvalFile);
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    public static int Run(DemoArgs a, TextWriter stdout)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(stdout),
+            Ansi = ReferenceEquals(stdout, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = ReferenceEquals(stdout, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+        });
+        if (a.Threads < 1) throw new BupoException($"--threads must be >= 1, got {a.Threads}");
+        if (a.TrainThreads < 0) throw new BupoException($"--train-threads must be >= 0, got {a.TrainThreads}");
+        int? fixedLayer = null;
+        if (!a.BupoLayer.Equals("analysis", StringComparison.OrdinalIgnoreCase))
+        {
+            if (!int.TryParse(a.BupoLayer, NumberStyles.Integer, CultureInfo.InvariantCulture, out var kk) || kk < 0)
+                throw new BupoException($"--bupo-layer must be 'analysis' or a block number >= 0, got '{a.BupoLayer}'");
+            fixedLayer = kk;
+        }
+        var p = a.Quick ? DemoProfile.Quick : DemoProfile.Default;
+        if (fixedLayer >= p.Model.Layers) throw new BupoException($"--bupo-layer {fixedLayer} is outside the demo model's blocks 0..{p.Model.Layers - 1}");
+        var device = ModelDevice.Parse(a.Device);
+        TorchRuntime.EnsureInitialized();
+        if (a.TrainThreads > 0) torch.set_num_threads(a.TrainThreads);
+
+        var total = Stopwatch.StartNew();
+        var outDir = Path.GetFullPath(a.Out);
+        Directory.CreateDirectory(outDir);
+        var seed = (ulong)a.Seed;
+        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-steps{p.Tasks.MaxSteps}-seed{a.Seed}");
+        Directory.CreateDirectory(cacheDir);
+        var stages = new List<(string Stage, double Seconds, string Note)>();
+        void Stage(string name, string note, Stopwatch sw) { stages.Add((name, sw.Elapsed.TotalSeconds, note)); console.MarkupLineInterpolated($"[green]✓[/] {name}: {note} ({sw.Elapsed.TotalSeconds:0.0} s)"); }
+        console.MarkupLineInterpolated($"[bold]bupo-hybrid demo[/] ({p.Name}): {p.Model}");
+        console.MarkupLineInterpolated($"work dir {cacheDir}; report {outDir}");
+
+        // ---- data: train prompts for RL, held-out problems for eval and analysis
+        var gen = new ArithmeticTaskGenerator(seed * 1000 + 17, p.Tasks);
+        var rlPrompts = gen.Generate(p.RlTrainPrompts, TaskSplit.Train).Select((t, i) => t.ToPromptItem($"train-{i}")).ToList();
+        var heldTasks = new ArithmeticTaskGenerator(seed * 1000 + 777, p.Tasks).Generate(p.EvalProblems, TaskSplit.HeldOut);
+        var heldOut = heldTasks.Select((t, i) => t.ToPromptItem($"heldout-{i}")).ToList();
+        ArithmeticTaskGenerator.WriteJsonl(Path.Combine(outDir, "heldout.jsonl"), heldTasks, "heldout");
+
+        // ---- stage 1: SFT (cached)
+        var sw = Stopwatch.StartNew();
+        var initGguf = Path.Combine(cacheDir, "init.gguf");
+        var sftGguf = Path.Combine(cacheDir, "sft.gguf");
+        var sftCsv = Path.Combine(cacheDir, "sft_metrics.csv");
+        if (a.Force || !File.Exists(sftGguf) || !File.Exists(sftCsv) || !File.Exists(initGguf))
+        {
+            foreach (var f in new[] { sftGguf, sftCsv }) if (File.Exists(f)) File.Delete(f);
+            p.Model.WriteRandomGguf(initGguf, seed);
+            using var model = TransformerModel.FromGguf(initGguf, device);
+            var every = Math.Max(1, p.SftSteps / 10);
+            var history = SftTrainer.Train(model, new SftOptions
+            {
+                Steps = p.SftSteps, BatchSize = p.SftBatch, LearningRate = p.SftLr, WarmupSteps = Math.Min(30, p.SftSteps / 10), Seed = seed, Tasks = p.Tasks,
+            }, s =>
+            {
+                if (s.Step == 1 || s.Step % every == 0)
+                    console.MarkupLineInterpolated($"  SFT step {s.Step}/{p.SftSteps}: loss {s.Loss:0.000}, token accuracy {s.TokenAccuracy:0.000}, lr {s.LearningRate:0.0000} ({s.Seconds:0} s)");
+            });
+            var sb = new StringBuilder("step,loss,token_accuracy,lr,seconds\n");
+            foreach (var s in history) sb.AppendLine(Csv(s.Step, s.Loss, s.TokenAccuracy, s.LearningRate, s.Seconds));
+            ModelExporter.Export(model, initGguf, sftGguf + ".tmp", GgmlType.F32);
+            File.Move(sftGguf + ".tmp", sftGguf, overwrite: true);
+            AtomicFile.WriteAllText(sftCsv, sb.ToString());
+            Stage("SFT", $"{p.SftSteps} steps x {p.SftBatch} problems, final loss {history[^1].Loss:0.000}", sw);
+        }
+        else Stage("SFT", $"reused cached model {sftGguf} (--force retrains)", sw);
+        File.Copy(sftCsv, Path.Combine(outDir, "sft_metrics.csv"), overwrite: true);
+
+        // ---- stage 2: analysis of the SFT model
+        sw.Restart();
+        var analysisIds = heldOut.Take(p.AnalysisPrompts).Select(i => CharVocabulary.Encode(ArithmeticTaskGenerator.FormatPrompt(i.Problem))).ToList();
+        AnalysisResult Analyze(string gguf, string name)
+        {
+            var r = InternalEntropyAnalyzer.Run(new AnalyzeOptions
+            {
+                ModelPath = gguf, GenerateTokens = p.MaxResponseTokens, Positions = AnalysisPositions.Response, Device = a.Device,
+                Threads = a.Threads, GpuLayers = 0, Seed = (uint)seed, ContextSize = p.Model.ContextLength,
+            }, analysisIds);
+            AnalysisReportWriter.WriteAll(r, outDir, name, perTokenInJson: false);
+            return r;
+        }
+        var sftAnalysis = Analyze(sftGguf, "analysis_sft");
+        var k = fixedLayer ?? sftAnalysis.BoundaryLayer;
+        Stage("analyze SFT", $"boundary layer {sftAnalysis.BoundaryLayer} ({sftAnalysis.BoundaryLayerReason}); BuPO trains block k = {k}", sw);
+
+        // ---- stages 3-4: GRPO and BuPO from the same checkpoint, same seeds and budgets
+        TrainingResult Train(string name, int? bupoLayer)
+        {
+            var dir = Path.Combine(outDir, name);
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+            var o = new TrainOptions
+            {
+                Model = sftGguf, Output = dir, Steps = p.RlSteps, PromptsPerStep = p.RlPromptsPerStep, SamplesPerPrompt = p.RlSamplesPerPrompt,
+                MaxResponseTokens = p.MaxResponseTokens, Parallel = p.RlPromptsPerStep * p.RlSamplesPerPrompt, ContextSize = 0, Threads = a.Threads,
+                TrainThreads = a.TrainThreads, Lr = p.RlLr, RolloutQuant = "F32", CheckpointEvery = 0, Seed = a.Seed, Device = a.Device,
+                MiniBatchPrompts = p.RlPromptsPerStep, BupoLayer = bupoLayer?.ToString(CultureInfo.InvariantCulture),
+                BupoSteps = bupoLayer != null ? p.BupoSteps : null, PromptTemplate = "raw",
+            };
+            var stepWatch = Stopwatch.StartNew();
+            var result = TrainingRun.Run(o, new MathReward(), rlPrompts, new Observer(console, name, p.RlSteps), services: new TrainingServices
+            {
+                FormatPrompt = (item, _) => ArithmeticTaskGenerator.FormatPrompt(item.Problem),
+            });
+            var last = result.Steps[^1];
+            Stage(name, $"{p.RlSteps} steps x {p.RlPromptsPerStep} prompts x {p.RlSamplesPerPrompt} samples{(bupoLayer != null ? $", IPA on block {bupoLayer} for {p.BupoSteps} steps" : "")}; last reward {last.RewardMean:0.000}", stepWatch);
+            return result;
+        }
+        var grpo = Train("grpo", null);
+        var bupo = Train("bupo", k);
+
+        // ---- stage 5: evaluation on the held-out split
+        sw.Restart();
+        var evalSettings = new DemoEvalSettings { SamplesPerProblem = p.EvalK, Temperature = 1f, MaxTokens = p.MaxResponseTokens, Seed = (uint)seed, Threads = a.Threads };
+        var models = new (string Name, string Gguf)[] { ("init (untrained)", initGguf), ("SFT", sftGguf), ("GRPO", grpo.SamplerGguf), ("BuPO", bupo.SamplerGguf) };
+        foreach (var (name, gguf) in models)
+        {
+            var r = DemoEvaluator.Evaluate(gguf, "heldout", heldOut, evalSettings);
+            File.WriteAllText(Path.Combine(outDir, EvalFile(name)), JsonSerializer.Serialize(r, Json));
+            console.MarkupLineInterpolated($"  eval {name}: avg@{p.EvalK} {r.AvgAtK:0.000} ({r.Seconds:0.0} s)");
+        }
+        Stage("evaluate", $"{heldOut.Count} held-out problems x {p.EvalK} samples at T = 1", sw);
+
+        // ---- stage 6: analysis after training
+        sw.Restart();
+        var grpoAnalysis = Analyze(grpo.SamplerGguf, "analysis_grpo");
+        var bupoAnalysis = Analyze(bupo.SamplerGguf, "analysis_bupo");
+        Stage("analyze trained", "GRPO and BuPO models", sw);
+
+        // ---- stage 7: report, from the metrics files
+        sw.Restart();
+        var rows = models.Select(m =>
+        {
+            var file = EvalFile(m.Name);
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, file)));
+            var e = doc.RootElement;
+            var pass = e.GetProperty("pass_at_k");
+            return new ResultRow(m.Name, e.GetProperty("avg_at_k").GetDouble(), pass.GetProperty("1").GetDouble(),
+                pass.GetProperty(p.EvalK.ToString(CultureInfo.InvariantCulture)).GetDouble(), e.GetProperty("finished_share").GetDouble(), file);
+        }).ToList();
+        File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new { k = p.EvalK, bupo_layer = k, rows }, Json));
+        var csv = new StringBuilder($"model,avg_at_{p.EvalK},pass_at_1,pass_at_{p.EvalK},finished_share\n");
+        foreach (var r in rows) csv.AppendLine($"{r.Model},{Csv(r.AvgAtK, r.Pass1, r.PassK, r.FinishedShare)}");
+        File.WriteAllText(Path.Combine(outDir, "results.csv"), csv.ToString());
+        var grpoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "grpo", "metrics.jsonl"));
+        var bupoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "bupo", "metrics.jsonl"));
+        SaveCurves(Path.Combine(outDir, "reward_curves.png"), "Mean reward per step (training rollouts)", "mean reward", grpoSteps, bupoSteps, m => m.RewardMean, k);
+        SaveCurves(Path.Combine(outDir, "accuracy_curves.png"), "Accuracy per step (training rollouts)", "accuracy", grpoSteps, bupoSteps, m => m.Accuracy, k);
+        SaveEntropy(Path.Combine(outDir, "layer_entropy.png"), sftAnalysis, grpoAnalysis, bupoAnalysis, k);
+        stages.Add(("report", sw.Elapsed.TotalSeconds, ""));
+        File.WriteAllText(Path.Combine(outDir, "stages.json"), JsonSerializer.Serialize(stages.Select(s => new { stage = s.Stage, seconds = s.Seconds, note = s.Note }), Json));
+        File.WriteAllText(Path.Combine(outDir, "report.md"), Report(p, a, k, sftAnalysis, grpoAnalysis, bupoAnalysis, rows, grpoSteps, bupoSteps, stages, total.Elapsed.TotalSeconds));
+        Stage("report", Path.Combine(outDir, "report.md"), sw);
+
+        var table = new Table().AddColumns("model", $"avg@{p.EvalK}", "pass@1", $"pass@{p.EvalK}", "finished");
+        foreach (var r in rows) table.AddRow(r.Model, F(r.AvgAtK), F(r.Pass1), F(r.PassK), F(r.FinishedShare));
+        console.Write(table);
+        console.MarkupLineInterpolated($"held-out: {heldOut.Count} problems, {p.EvalK} samples each at T = 1; BuPO block k = {k}; total {total.Elapsed.TotalSeconds:0} s");
+        return 0;
+    }
+
+    public static string EvalFile(string model) => "eval_" + model.Split(' ')[0].ToLowerInvariant() + ".json";
+
+    /// <summary>How the report prints a metric (the test compares it to the metrics files).</summary>
+    public static string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);
+
+    private static string Csv(params object[] values) => string.Join(',', values.Select(v => Convert.ToString(v, CultureInfo.InvariantCulture)));
+
+    private static string Report(DemoProfile p, DemoArgs a, int k, AnalysisResult sft, AnalysisResult grpo, AnalysisResult bupo, IReadOnlyList<ResultRow> rows,
+        IReadOnlyList<StepMetrics> grpoSteps, IReadOnlyList<StepMetrics> bupoSteps, IReadOnlyList<(string Stage, double Seconds, string Note)> stages, double seconds)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"# bupo-hybrid demo ({p.Name})").AppendLine();
+        sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each, ");
+        sb.AppendLine($"then trained from that same checkpoint with GRPO and with BuPO (IPA on block k = {k} for the first {p.BupoSteps} of {p.RlSteps} steps, then GRPO), ");
+        sb.AppendLine($"with the same seed ({a.Seed}), prompts, group size ({p.RlSamplesPerPrompt}), learning rate ({p.RlLr.ToString(CultureInfo.InvariantCulture)}) and step budget. Device: {a.Device}.").AppendLine();
+        sb.AppendLine("## Results (held-out split)").AppendLine();
+        sb.AppendLine($"| model | avg@{p.EvalK} | pass@1 | pass@{p.EvalK} | finished |");
+        sb.AppendLine("|---|---|---|---|---|");
+        foreach (var r in rows) sb.AppendLine($"| {r.Model} | {F(r.AvgAtK)} | {F(r.Pass1)} | {F(r.PassK)} | {F(r.FinishedShare)} |");
+        sb.AppendLine().AppendLine($"Problems: `heldout.jsonl`; {p.EvalK} samples per problem at temperature 1; numbers from `eval_*.json` (also `results.json`, `results.csv`).").AppendLine();
+        var sftRow = rows.First(r => r.Model == "SFT");
+        foreach (var r in rows.Where(r => r.Model is "GRPO" or "BuPO"))
+            sb.AppendLine($"- {r.Model} vs SFT: avg@{p.EvalK} {F(r.AvgAtK)} vs {F(sftRow.AvgAtK)} ({(r.AvgAtK > sftRow.AvgAtK ? "better" : r.AvgAtK < sftRow.AvgAtK ? "worse" : "equal")}).");
+        sb.AppendLine().AppendLine("## Training curves").AppendLine();
+        sb.AppendLine("![reward](reward_curves.png)").AppendLine().AppendLine("![accuracy](accuracy_curves.png)").AppendLine();
+        sb.AppendLine($"Per-step metrics: `grpo/metrics.csv`, `bupo/metrics.csv` (also `.jsonl`); SFT: `sft_metrics.csv`. Final step reward: GRPO {F(grpoSteps[^1].RewardMean)}, BuPO {F(bupoSteps[^1].RewardMean)}.").AppendLine();
+        sb.AppendLine("## Internal policy entropy per block").AppendLine();
+        sb.AppendLine("![layer entropy](layer_entropy.png)").AppendLine();
+        sb.AppendLine($"Boundary layer of the SFT model (analysis): {sft.BoundaryLayer} ({sft.BoundaryLayerReason}). After training: GRPO {grpo.BoundaryLayer}, BuPO {bupo.BoundaryLayer}.").AppendLine();
+        sb.AppendLine("| block | H SFT | H GRPO | H BuPO |").AppendLine("|---|---|---|---|");
+        for (var i = 0; i < sft.Layers.Count; i++)
+            sb.AppendLine($"| {sft.Layers[i].Index} | {F(sft.Layers[i].Entropy)} | {F(grpo.Layers[i].Entropy)} | {F(bupo.Layers[i].Entropy)} |");
+        sb.AppendLine().AppendLine("Full analyses: `analysis_{sft,grpo,bupo}.json/.csv` and their plots.").AppendLine();
+        sb.AppendLine("## Stages").AppendLine().AppendLine("| stage | seconds | note |").AppendLine("|---|---|---|");
+        foreach (var s in stages) sb.AppendLine($"| {s.Stage} | {s.Seconds:0.0} | {s.Note} |");
+        sb.AppendLine().AppendLine($"Total: {seconds:0} s.");
+        return sb.ToString();
+    }
+
+    private static void SaveCurves(string path, string title, string y, IReadOnlyList<StepMetrics> grpo, IReadOnlyList<StepMetrics> bupo, Func<StepMetrics, double> f, int k)
+    {
+        var plot = new Plot();
+        foreach (var (name, steps) in new[] { ("GRPO", grpo), ($"BuPO (k = {k})", bupo) })
+        {
+            var s = plot.Add.Scatter(steps.Select(m => (double)m.Step).ToArray(), steps.Select(f).ToArray());
+            s.LegendText = name;
+        }
+        plot.Title(title); plot.XLabel("step"); plot.YLabel(y);
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        plot.ShowLegend(Alignment.LowerRight);
+        plot.SavePng(path, 800, 500);
+    }
+
+    private static void SaveEntropy(string path, AnalysisResult sft, AnalysisResult grpo, AnalysisResult bupo, int k)
+    {
+        var plot = new Plot();
+        foreach (var (name, r) in new[] { ("SFT (before RL)", sft), ("GRPO", grpo), ("BuPO", bupo) })
+        {
+            var s = plot.Add.Scatter(r.Layers.Select(l => (double)l.Index).ToArray(), r.Layers.Select(l => l.Entropy).ToArray());
+            s.LegendText = name;
+        }
+        var v = plot.Add.VerticalLine(k); v.LegendText = $"BuPO block k = {k}"; v.LinePattern = LinePattern.Dotted;
+        plot.Title("Internal layer-policy entropy per block, before vs after RL"); plot.XLabel("block"); plot.YLabel("entropy (nats)");
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        plot.ShowLegend(Alignment.UpperRight);
+        plot.SavePng(path, 800, 500);
+    }
+
+    private sealed class Observer(IAnsiConsole console, string name, int steps) : ITrainingObserver
+    {
+        public void OnStep(StepMetrics m, TrainOptions o) => console.MarkupLineInterpolated(
+            $"  {name} step {m.Step}/{steps} [[{m.Phase}]]: reward {m.RewardMean:0.000}, accuracy {m.Accuracy:0.000}, length {m.ResponseLengthMean:0.0}, {m.StepSeconds:0.0} s");
+    }
+}

@@ -1,0 +1,140 @@
+using System.CommandLine;
+using System.Globalization;
+using BuPO.Hybrid.RL.Training;
+
+namespace BuPO.Hybrid.Cli.Commands;
+
+/// <summary>
+/// <c>bupo-hybrid train</c>: GRPO/BuPO training of a GGUF model (<see cref="TrainingRun"/>). Every setting of
+/// <see cref="TrainOptions"/> is an option under its kebab-case name and a key of the <c>--config</c> JSON file;
+/// explicit options override the file. <c>--print-config</c> prints the resolved settings and exits.
+/// </summary>
+public static class TrainCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<FileInfo?>("--config") { Description = "JSON file of settings (keys: the option names without dashes); options given here override it" };
+        var printConfig = new Option<bool>("--print-config") { Description = "Print the resolved settings as JSON and exit" };
+        var cmd = new Command("train", "Train a GGUF model with GRPO or BuPO: llama.cpp rollouts, TorchSharp updates, quantized weight sync") { config, printConfig };
+        var options = new List<(OptionInfo Info, Option Option)>();
+        foreach (var info in TrainOptions.Infos)
+        {
+            Option opt = info.IsFlag
+                ? new Option<bool?>("--" + info.Name) { Description = info.Description + $" (default {Default(info)})", Arity = ArgumentArity.ZeroOrOne }
+                : info.IsList
+                    ? new Option<string[]>("--" + info.Name) { Description = info.Description + " (repeatable)", AllowMultipleArgumentsPerToken = false }
+                    : new Option<string?>("--" + info.Name) { Description = info.Description + DefaultText(info), HelpName = HelpName(info) };
+            options.Add((info, opt));
+            cmd.Options.Add(opt);
+        }
+        cmd.SetAction(parse =>
+        {
+            var stdout = parse.InvocationConfiguration.Output;
+            var resolved = new TrainOptions();
+            if (parse.GetValue(config) is { } file) resolved = TrainConfig.ApplyFile(resolved, file.FullName);
+            foreach (var (info, opt) in options)
+            {
+                var result = parse.GetResult(opt);
+                if (result is null || result.Implicit) continue;
+                object? value = opt switch
+                {
+                    Option<bool?> b => parse.GetValue(b) ?? true,
+                    Option<string[]> l => parse.GetValue(l) ?? [],
+                    Option<string?> s => parse.GetValue(s),
+                    _ => null,
+                };
+                resolved = TrainConfig.Set(resolved, info.Name, value);
+            }
+            if (parse.GetValue(printConfig))
+            {
+                resolved.Validate(needDataset: false);
+                stdout.WriteLine(TrainConfig.ToJson(resolved.Resolved()));
+                return 0;
+            }
+            return Run(resolved, stdout);
+        });
+        return cmd;
+    }
+
+    private static string Default(OptionInfo info) => info.Property.GetValue(new TrainOptions()) switch
+    {
+        bool b => b ? "true" : "false",
+        _ => "",
+    };
+
+    private static string DefaultText(OptionInfo info)
+    {
+        var v = info.Property.GetValue(new TrainOptions());
+        return v switch
+        {
+            null => "",
+            string s when s.Length == 0 => "",
+            IFormattable f => $" (default {f.ToString(null, CultureInfo.InvariantCulture)})",
+            _ => $" (default {v})",
+        };
+    }
+
+    private static string HelpName(OptionInfo info) => info.ValueType switch
+    {
+        var t when t == typeof(int) || t == typeof(long) => "N",
+        var t when t == typeof(double) => "X",
+        _ => info.Name is "model" or "dataset" or "output" or "data-dir" or "resume" ? "PATH" : "VALUE",
+    };
+
+    private static int Run(TrainOptions o, TextWriter stdout)
+    {
+        o.Validate();
+        using var cts = new CancellationTokenSource();
+        var presses = 0;
+        ConsoleCancelEventHandler handler = (_, e) =>
+        {
+            if (Interlocked.Increment(ref presses) == 1)
+            {
+                e.Cancel = true;
+                Console.Error.WriteLine("stopping at the next safe point and saving a checkpoint (Ctrl+C again to abort)");
+                cts.Cancel();
+            }
+        };
+        Console.CancelKeyPress += handler;
+        try
+        {
+            var reward = TrainingRun.CreateReward(o);
+            try
+            {
+                var result = TrainingRun.Run(o, reward, observer: new ConsoleObserver(stdout), ct: cts.Token);
+                stdout.WriteLine(result.Cancelled
+                    ? $"stopped after step {result.LastStep}; checkpoint {result.LastCheckpoint}"
+                    : $"done: {result.LastStep} steps; metrics {result.MetricsJsonl}; sampler model {result.SamplerGguf}{(result.LoraAdapter is { } a ? $" + LoRA {a}" : "")}; checkpoint {result.LastCheckpoint}");
+                return result.Cancelled ? 130 : 0;
+            }
+            finally
+            {
+                (reward as IDisposable)?.Dispose();
+            }
+        }
+        finally
+        {
+            Console.CancelKeyPress -= handler;
+        }
+    }
+
+    /// <summary>One progress line per step.</summary>
+    private sealed class ConsoleObserver(TextWriter stdout) : ITrainingObserver
+    {
+        public void OnMessage(string message) => stdout.WriteLine(message);
+
+        public void OnLayerChosen(LayerAnalysis a) => stdout.WriteLine(
+            $"bupo-layer auto: k = {a.Layer} ({a.Reason}); dH_FFN per block: {string.Join(" ", a.DeltaFfn.Select(d => d.ToString("+0.000;-0.000", CultureInfo.InvariantCulture)))}");
+
+        public void OnStep(StepMetrics m, TrainOptions o)
+        {
+            var inv = CultureInfo.InvariantCulture;
+            var phase = m.Phase == "ipa" ? $"ipa k={m.BupoLayer}" : "grpo";
+            var hl = double.IsNaN(m.EntropyLayer) ? "" : string.Format(inv, "/{0:0.00}", m.EntropyLayer);
+            stdout.WriteLine(string.Format(inv,
+                "step {0}/{1} [{2}] reward {3:0.000} acc {4:0.000} len {5:0.0} H {6:0.00}{7} clip {8:0.000} kl {9:0.0e0} gn {10:0.000} mis {11:0.0e0}/{12:0.000} | rollout {13:0.0}s {14:0} tok/s  train {15:0.0}s {16:0} tok/s  sync {17:0.00}s",
+                m.Step, o.Steps, phase, m.RewardMean, m.Accuracy, m.ResponseLengthMean, m.EntropyFull, hl, m.ClipFraction, m.ApproxKl, m.GradNorm,
+                m.MismatchKl, m.MismatchOutsideFraction, m.RolloutSeconds, m.RolloutTokensPerSecond, m.TrainSeconds, m.TrainTokensPerSecond, m.SyncSeconds));
+        }
+    }
+}

@@ -1,0 +1,395 @@
+using System.Diagnostics;
+using BuPO.Hybrid.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BuPO.Hybrid.RL.Training;
+
+/// <summary>One response to train on: its group (prompt), tokens, the sampler's log-probs and its advantage.</summary>
+/// <param name="Group">Index of the prompt (mini-batches are cut between whole groups).</param>
+/// <param name="PromptTokens">The prompt's tokens (at least one).</param>
+/// <param name="ResponseTokens">The response's tokens (may be empty: such a sequence adds nothing to the loss).</param>
+/// <param name="SamplerLogProbs">log π_sampler per response token (same length as <paramref name="ResponseTokens"/>).</param>
+/// <param name="Advantage">Â of the response (the same for every token).</param>
+public sealed record TrainingSequence(int Group, int[] PromptTokens, int[] ResponseTokens, float[] SamplerLogProbs, double Advantage);
+
+/// <summary>What one <see cref="GrpoTrainer.Update"/> did, averaged over its response tokens or optimizer steps.</summary>
+public sealed record UpdateStats
+{
+    /// <summary>"ipa" (internal policy of block k) or "grpo" (full policy).</summary>
+    public required string Phase { get; init; }
+    public double Lr { get; init; }
+    public double Loss { get; init; }
+    public double ClipFraction { get; init; }
+    public double DualClipFraction { get; init; }
+    /// <summary>Mean log π_old - log π_new over the trained tokens (verl's ppo_kl).</summary>
+    public double ApproxKl { get; init; }
+    /// <summary>Mean k3 KL to the reference (when the KL term is on; else NaN).</summary>
+    public double RefKl { get; init; } = double.NaN;
+    /// <summary>Mean pre-clip gradient norm of the optimizer steps.</summary>
+    public double GradNorm { get; init; }
+    public int OptimizerSteps { get; init; }
+    /// <summary>Optimizer steps skipped because the gradient norm was not finite.</summary>
+    public int SkippedSteps { get; init; }
+    /// <summary>Entropy of the full policy (temperature T) over the response tokens, from the no-grad pass.</summary>
+    public double EntropyFull { get; init; }
+    /// <summary>Entropy of block k's internal policy over the response tokens (NaN without a layer).</summary>
+    public double EntropyLayer { get; init; } = double.NaN;
+    public required MismatchStats Mismatch { get; init; }
+    public long ResponseTokens { get; init; }
+    /// <summary>Sequence tokens through forward+backward in the update passes (the no-grad pass not counted).</summary>
+    public long TrainTokens { get; init; }
+    public double OldLogProbSeconds { get; init; }
+    public double UpdateSeconds { get; init; }
+}
+
+/// <summary>
+/// The update side of GRPO/BuPO (BUPO_SPEC.md §4-6) on a <see cref="TransformerModel"/>: a no-grad pass recomputes the
+/// old log-probs (full policy, and block k's internal policy), measures the sampler mismatch and makes the truncated
+/// importance weights; then for each PPO epoch the groups are shuffled into mini-batches, each mini-batch split into
+/// micro-batches by a token budget whose gradients accumulate (scaled so the sum is the mini-batch's aggregate), and
+/// one AdamW step with grad-norm clipping follows (a non-finite norm skips it). During IPA steps both old and new
+/// log-probs come from block k's internal policy and only blocks 0..k run in the differentiable pass.
+/// </summary>
+public sealed class GrpoTrainer : IDisposable
+{
+    private readonly TrainOptions _o;
+    private readonly TransformerModel? _reference;
+    private readonly LoraSet? _lora;
+
+    public TransformerModel Model { get; }
+    public AdamW Optimizer { get; }
+
+    /// <param name="model">The trained model.</param>
+    /// <param name="options">Algorithm and optimizer settings.</param>
+    /// <param name="reference">The frozen reference model of the KL term (needed when kl-coef &gt; 0).</param>
+    /// <param name="lora">LoRA adapters: only they are trained (the model's other weights are frozen).</param>
+    public GrpoTrainer(TransformerModel model, TrainOptions options, TransformerModel? reference = null, LoraSet? lora = null)
+    {
+        Model = model;
+        _o = options;
+        _reference = reference;
+        _lora = lora;
+        if (options.KlCoef > 0 && reference is null) throw new ArgumentException("kl-coef > 0 needs a reference model", nameof(reference));
+        Optimizer = new AdamW(lora?.Parameters ?? model.GgufParameters, options.Beta1, options.Beta2, options.AdamEps, options.WeightDecay);
+    }
+
+    /// <summary>The LoRA adapters trained, or null for full fine-tuning.</summary>
+    public LoraSet? Lora => _lora;
+
+    private void ZeroGrad()
+    {
+        Optimizer.ZeroGrad();
+        _lora?.ClearBaseGrads();
+    }
+
+    /// <summary>Whether 1-based step <paramref name="step"/> optimizes block k's internal policy.</summary>
+    public static bool IsIpaStep(int step, int? layer, int bupoSteps) => layer is not null && step <= bupoSteps;
+
+    /// <summary>
+    /// Trains on one rollout batch. <paramref name="layer"/>: BuPO's block k (also used for the layer-entropy metric), or
+    /// null; <paramref name="ipa"/>: optimize block k's internal policy in this step.
+    /// </summary>
+    public UpdateStats Update(int step, IReadOnlyList<TrainingSequence> sequences, int? layer, bool ipa, double lr)
+    {
+        if (ipa && layer is null) throw new ArgumentException("an IPA step needs a layer", nameof(layer));
+        if (layer is { } kk && (kk < 0 || kk >= Model.Config.LayerCount))
+            throw new BupoException($"--bupo-layer {kk} is outside the model's blocks 0..{Model.Config.LayerCount - 1}");
+        foreach (var s in sequences)
+        {
+            if (s.PromptTokens.Length == 0) throw new ArgumentException("a sequence has an empty prompt");
+            if (s.SamplerLogProbs.Length != s.ResponseTokens.Length) throw new ArgumentException("sampler log-probs do not match the response");
+        }
+        var swOld = Stopwatch.StartNew();
+        var old = OldPass(sequences, layer, ipa);
+        var oldSeconds = swOld.Elapsed.TotalSeconds;
+
+        var swUpdate = Stopwatch.StartNew();
+        var groups = sequences.Select((s, i) => (s.Group, i)).GroupBy(x => x.Group).Select(g => g.Select(x => x.i).ToArray()).ToArray();
+        double lossSum = 0, clipSum = 0, dualSum = 0, klSum = 0, refKlSum = 0, gradNormSum = 0;
+        long tokenSum = 0, trainTokens = 0;
+        int optSteps = 0, skipped = 0, miniBatches = 0;
+        var clip = _o.ClipOptions;
+        for (var epoch = 0; epoch < _o.PpoEpochs; epoch++)
+        {
+            var order = Shuffle(groups.Length, SeedMix.Mix((ulong)_o.Seed, 0x7261696E, (ulong)step, (ulong)epoch));
+            for (var start = 0; start < order.Length; start += _o.MiniBatchPrompts)
+            {
+                var mb = order.Skip(start).Take(_o.MiniBatchPrompts).SelectMany(g => groups[g]).ToArray();
+                var mbTokens = mb.Sum(i => (long)sequences[i].ResponseTokens.Length);
+                var mbSeqs = mb.Count(i => sequences[i].ResponseTokens.Length > 0);
+                if (mbTokens == 0) continue;
+                ZeroGrad();
+                double mbLoss = 0;
+                foreach (var micro in MicroBatches(mb.Where(i => sequences[i].ResponseTokens.Length > 0).ToArray(), sequences))
+                {
+                    using var scope = NewDisposeScope();
+                    var seqs = micro.Select(i => sequences[i]).ToArray();
+                    using var batch = MakeBatch(seqs, out var gather, out var scatter, out var targets, out var respMask);
+                    trainTokens += seqs.Sum(s => s.PromptTokens.Length + s.ResponseTokens.Length - 1);
+                    var fwd = Model.Forward(batch, new ForwardOptions
+                    {
+                        StopAfterBlock = ipa ? layer : null, ComputeLogits = false, GradientCheckpointing = _o.GradientCheckpointing,
+                    });
+                    var head = ipa ? new InternalPolicyHead(Model, LensNorm.Identity, _o.Temperature) : InternalPolicyHead.FullPolicy(Model, _o.Temperature);
+                    var hidden = Select(fwd.LastHidden, gather);
+                    var lpFlat = head.LogProbs(hidden, targets);
+                    var b = seqs.Length;
+                    var r = seqs.Max(s => s.ResponseTokens.Length);
+                    var lp = ToPadded(lpFlat, scatter, b, r);
+                    var oldLp = Padded(micro.Select(i => ipa ? old.Layer![i] : old.Full[i]).ToArray(), r);
+                    var adv = tensor(micro.Select(i => (float)sequences[i].Advantage).ToArray(), ScalarType.Float32, Model.Device);
+                    var weights = _o.Tis ? Padded(micro.Select(i => old.TisWeights[i]).ToArray(), r) : null;
+                    var pl = PolicyLoss.Compute(lp, oldLp, adv, respMask, clip, weights);
+                    var loss = pl.Loss;
+                    if (_o.KlCoef > 0)
+                    {
+                        var refLp = Padded(micro.Select(i => old.Reference![i]).ToArray(), r);
+                        var k3 = PolicyLoss.Aggregate(PolicyLoss.K3Kl(lp, refLp), respMask, clip.Aggregation);
+                        loss = loss + _o.KlCoef * k3;
+                        using (no_grad()) refKlSum += (PolicyLoss.K3Kl(lp, refLp) * respMask).sum().to_type(ScalarType.Float64).item<double>();
+                    }
+                    if (_o.EntropyCoef > 0)
+                    {
+                        var ent = ToPadded(head.Entropy(hidden), scatter, b, r);
+                        loss = loss - _o.EntropyCoef * PolicyLoss.Aggregate(ent, respMask, clip.Aggregation);
+                    }
+                    var microTokens = seqs.Sum(s => (long)s.ResponseTokens.Length);
+                    // Micro-batch aggregates are means over the micro-batch; weight them so the sum is the mini-batch's.
+                    var scale = clip.Aggregation == LossAggregation.TokenMean ? (double)microTokens / mbTokens : (double)seqs.Length / mbSeqs;
+                    var scaled = loss * scale;
+                    scaled.backward();
+                    mbLoss += scaled.detach().to_type(ScalarType.Float64).item<double>();
+                    clipSum += pl.ClipFraction * microTokens;
+                    dualSum += pl.DualClipFraction * microTokens;
+                    klSum += pl.ApproxKl * microTokens;
+                    tokenSum += microTokens;
+                    fwd.Dispose();
+                }
+                _lora?.PropagateGrads();
+                var norm = Optimizer.GradNorm();
+                if (!double.IsFinite(norm))
+                {
+                    skipped++;
+                }
+                else
+                {
+                    if (_o.GradClip > 0 && norm > _o.GradClip) Optimizer.ScaleGrads(_o.GradClip / (norm + 1e-6));
+                    Optimizer.Step(lr);
+                    _lora?.Merge();
+                    gradNormSum += norm;
+                    optSteps++;
+                }
+                ZeroGrad();
+                lossSum += mbLoss;
+                miniBatches++;
+            }
+        }
+        var n = Math.Max(1, tokenSum);
+        return new UpdateStats
+        {
+            Phase = ipa ? "ipa" : "grpo",
+            Lr = lr,
+            Loss = miniBatches == 0 ? 0 : lossSum / miniBatches,
+            ClipFraction = clipSum / n,
+            DualClipFraction = dualSum / n,
+            ApproxKl = klSum / n,
+            RefKl = _o.KlCoef > 0 ? refKlSum / n : double.NaN,
+            GradNorm = optSteps == 0 ? double.NaN : gradNormSum / optSteps,
+            OptimizerSteps = optSteps,
+            SkippedSteps = skipped,
+            EntropyFull = old.EntropyFull,
+            EntropyLayer = old.EntropyLayer,
+            Mismatch = old.Mismatch,
+            ResponseTokens = sequences.Sum(s => (long)s.ResponseTokens.Length),
+            TrainTokens = trainTokens,
+            OldLogProbSeconds = oldSeconds,
+            UpdateSeconds = swUpdate.Elapsed.TotalSeconds,
+        };
+    }
+
+    private sealed class OldValues
+    {
+        public required float[][] Full;
+        public float[][]? Layer;
+        public float[][]? Reference;
+        public required float[][] TisWeights;
+        public double EntropyFull;
+        public double EntropyLayer = double.NaN;
+        public required MismatchStats Mismatch;
+    }
+
+    /// <summary>The no-grad pass: old log-probs (full and layer k), reference log-probs, entropies, mismatch, TIS weights.</summary>
+    private OldValues OldPass(IReadOnlyList<TrainingSequence> sequences, int? layer, bool ipa)
+    {
+        var n = sequences.Count;
+        var full = new float[n][];
+        var lay = layer is null ? null : new float[n][];
+        var refs = _o.KlCoef > 0 ? new float[n][] : null;
+        double entFullSum = 0, entLayerSum = 0;
+        long tokens = 0;
+        using (no_grad())
+        {
+            var idx = Enumerable.Range(0, n).Where(i => sequences[i].ResponseTokens.Length > 0).ToArray();
+            foreach (var i in Enumerable.Range(0, n).Where(i => sequences[i].ResponseTokens.Length == 0))
+            {
+                full[i] = [];
+                if (lay != null) lay[i] = [];
+                if (refs != null) refs[i] = [];
+            }
+            foreach (var micro in MicroBatches(idx, sequences))
+            {
+                using var scope = NewDisposeScope();
+                var seqs = micro.Select(i => sequences[i]).ToArray();
+                using var batch = MakeBatch(seqs, out var gather, out _, out var targets, out _);
+                var fwd = Model.Forward(batch, new ForwardOptions
+                {
+                    ComputeLogits = false,
+                    Residuals = layer is { } k ? ForwardOptions.Blocks(k) : ForwardOptions.Blocks(),
+                });
+                var fullHead = InternalPolicyHead.FullPolicy(Model, _o.Temperature);
+                var hFull = Select(fwd.LastHidden, gather);
+                Split(fullHead.LogProbs(hFull, targets), seqs, micro, full);
+                entFullSum += fullHead.Entropy(hFull).to_type(ScalarType.Float64).sum().item<double>();
+                if (layer is { } kl)
+                {
+                    var layerHead = new InternalPolicyHead(Model, LensNorm.Identity, _o.Temperature);
+                    var hLayer = Select(fwd.Residuals[kl], gather);
+                    Split(layerHead.LogProbs(hLayer, targets), seqs, micro, lay!);
+                    entLayerSum += layerHead.Entropy(hLayer).to_type(ScalarType.Float64).sum().item<double>();
+                }
+                if (refs != null)
+                {
+                    var rf = _reference!.Forward(batch, new ForwardOptions { ComputeLogits = false, StopAfterBlock = ipa ? layer : null });
+                    var refHead = ipa ? new InternalPolicyHead(_reference, LensNorm.Identity, _o.Temperature) : InternalPolicyHead.FullPolicy(_reference, _o.Temperature);
+                    Split(refHead.LogProbs(Select(rf.LastHidden, gather), targets), seqs, micro, refs);
+                    rf.Dispose();
+                }
+                tokens += seqs.Sum(s => s.ResponseTokens.Length);
+                fwd.Dispose();
+            }
+        }
+        var weights = new float[n][];
+        MismatchStats mismatch;
+        using (NewDisposeScope())
+        {
+            var oldAll = tensor(full.SelectMany(x => x).ToArray());
+            var sampAll = tensor(sequences.SelectMany(s => s.SamplerLogProbs).ToArray());
+            var maskAll = ones(oldAll.shape[0], ScalarType.Float32);
+            mismatch = oldAll.shape[0] == 0 ? new MismatchStats(0, 0, 0, 0) : SamplerMismatch.Measure(oldAll, sampAll, maskAll, _o.TisCap);
+            var w = SamplerMismatch.Weights(oldAll, sampAll, maskAll, _o.TisCap).data<float>().ToArray();
+            var at = 0;
+            for (var i = 0; i < n; i++)
+            {
+                weights[i] = w.AsSpan(at, full[i].Length).ToArray();
+                at += full[i].Length;
+            }
+        }
+        var denom = Math.Max(1, tokens);
+        return new OldValues
+        {
+            Full = full, Layer = lay, Reference = refs, TisWeights = weights, Mismatch = mismatch,
+            EntropyFull = entFullSum / denom, EntropyLayer = layer is null ? double.NaN : entLayerSum / denom,
+        };
+    }
+
+    private static void Split(Tensor flat, TrainingSequence[] seqs, int[] micro, float[][] into)
+    {
+        var v = flat.to_type(ScalarType.Float32).cpu().data<float>().ToArray();
+        var at = 0;
+        for (var j = 0; j < seqs.Length; j++)
+        {
+            var len = seqs[j].ResponseTokens.Length;
+            into[micro[j]] = v.AsSpan(at, len).ToArray();
+            at += len;
+        }
+    }
+
+    /// <summary>
+    /// Splits sequence indices (in order) into micro-batches whose padded size (count × longest input) stays within
+    /// the token budget; a sequence longer than the budget goes alone.
+    /// </summary>
+    private IEnumerable<int[]> MicroBatches(int[] indices, IReadOnlyList<TrainingSequence> sequences)
+    {
+        var current = new List<int>();
+        var maxLen = 0;
+        foreach (var i in indices)
+        {
+            var len = InputLength(sequences[i]);
+            var newMax = Math.Max(maxLen, len);
+            if (current.Count > 0 && (long)newMax * (current.Count + 1) > _o.MicroBatchTokens)
+            {
+                yield return current.ToArray();
+                current.Clear();
+                newMax = len;
+            }
+            current.Add(i);
+            maxLen = newMax;
+        }
+        if (current.Count > 0) yield return current.ToArray();
+    }
+
+    /// <summary>The model input: prompt and response without its last token (which predicts nothing we train).</summary>
+    private static int InputLength(TrainingSequence s) => s.PromptTokens.Length + Math.Max(0, s.ResponseTokens.Length - 1);
+
+    /// <summary>
+    /// Right-padded inputs; <paramref name="gather"/>: flat [B*T] row of the hidden state that predicts each response token
+    /// (in sequence order); <paramref name="scatter"/>: its slot in a [B*R] response layout; <paramref name="targets"/>:
+    /// the response tokens; <paramref name="mask"/>: [B, R] response mask.
+    /// </summary>
+    private TokenBatch MakeBatch(TrainingSequence[] seqs, out Tensor gather, out Tensor scatter, out Tensor targets, out Tensor mask)
+    {
+        var inputs = seqs.Select(s => s.PromptTokens.Concat(s.ResponseTokens.Take(Math.Max(0, s.ResponseTokens.Length - 1))).ToArray()).ToArray();
+        var t = inputs.Max(x => x.Length);
+        var r = Math.Max(1, seqs.Max(s => s.ResponseTokens.Length));
+        var g = new List<long>();
+        var sc = new List<long>();
+        var tg = new List<long>();
+        var m = new float[seqs.Length * r];
+        for (var b = 0; b < seqs.Length; b++)
+        {
+            var p = seqs[b].PromptTokens.Length;
+            for (var j = 0; j < seqs[b].ResponseTokens.Length; j++)
+            {
+                g.Add((long)b * t + p - 1 + j);
+                sc.Add((long)b * r + j);
+                tg.Add(seqs[b].ResponseTokens[j]);
+                m[b * r + j] = 1;
+            }
+        }
+        var dev = Model.Device;
+        gather = tensor(g.ToArray(), ScalarType.Int64, dev);
+        scatter = tensor(sc.ToArray(), ScalarType.Int64, dev);
+        targets = tensor(tg.ToArray(), ScalarType.Int64, dev);
+        mask = tensor(m, [seqs.Length, r], ScalarType.Float32, dev);
+        return TokenBatch.Create(inputs, dev);
+    }
+
+    private static Tensor Select(Tensor hidden, Tensor gather) => hidden.reshape(-1, hidden.shape[^1]).index_select(0, gather);
+
+    private static Tensor ToPadded(Tensor flat, Tensor scatter, long b, long r)
+        => zeros(b * r, flat.dtype, flat.device).index_add(0, scatter, flat, 1.0).reshape(b, r);
+
+    private Tensor Padded(float[][] rows, int r)
+    {
+        var data = new float[rows.Length * r];
+        for (var i = 0; i < rows.Length; i++) rows[i].CopyTo(data, i * r);
+        return tensor(data, [rows.Length, r], ScalarType.Float32, Model.Device);
+    }
+
+    /// <summary>A deterministic permutation of 0..n-1 (Fisher-Yates on SplitMix64 draws).</summary>
+    public static int[] Shuffle(int n, ulong seed)
+    {
+        var a = Enumerable.Range(0, n).ToArray();
+        var state = seed;
+        for (var i = n - 1; i > 0; i--)
+        {
+            state = SeedMix.Mix(state, (ulong)i);
+            var j = (int)(state % (ulong)(i + 1));
+            (a[i], a[j]) = (a[j], a[i]);
+        }
+        return a;
+    }
+
+    public void Dispose() => Optimizer.Dispose();
+}

@@ -1,0 +1,163 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BuPO.Hybrid.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BuPO.Hybrid.RL.Training;
+
+/// <summary>
+/// A training checkpoint: the folder <c>checkpoints/step-NNNNNN/</c> holding <c>state.json</c> (step, resolved settings,
+/// BuPO layer, optimizer step counts), <c>model.bin</c> (every parameter, exact bits), <c>optimizer.bin</c> (AdamW
+/// moments) and <c>sampler.gguf</c> (the GGUF the sampler had loaded, hard-linked where possible; absent while it
+/// was still the source model). It is written into a temporary folder and renamed into place, so a checkpoint folder
+/// is either complete or absent. Nothing else carries state: data order, sampling seeds and mini-batch shuffles derive
+/// from (seed, step), so resuming continues bit-identically.
+/// </summary>
+public sealed class TrainingCheckpoint
+{
+    public const int FormatVersion = 1;
+    public const string StateFile = "state.json";
+
+    public required string Directory { get; init; }
+    public required int Step { get; init; }
+    public int? BupoLayer { get; init; }
+    /// <summary>The sampler GGUF inside the checkpoint, or null when the sampler still used the source model.</summary>
+    public string? SamplerGguf { get; init; }
+    public required JsonObject Options { get; init; }
+    public required Dictionary<string, long> OptimizerSteps { get; init; }
+    /// <summary>The LoRA adapter GGUF the sampler had applied (LoRA runs), or null.</summary>
+    public string? SamplerLora { get; init; }
+
+    public static string FolderName(int step) => $"step-{step:D6}";
+
+    /// <summary>Writes a checkpoint of <paramref name="step"/> under <paramref name="checkpointsDir"/> (atomically); returns its folder.</summary>
+    public static string Save(string checkpointsDir, int step, TrainOptions options, int? bupoLayer, TransformerModel model, AdamW optimizer,
+        string samplerGguf, bool samplerIsSource, LoraSet? lora = null, string? samplerLora = null)
+    {
+        System.IO.Directory.CreateDirectory(checkpointsDir);
+        var final = Path.Combine(checkpointsDir, FolderName(step));
+        if (System.IO.Directory.Exists(final) && File.Exists(Path.Combine(final, StateFile))) return final;
+        var tmp = Path.Combine(checkpointsDir, $".{FolderName(step)}.tmp-{Guid.NewGuid():N}");
+        System.IO.Directory.CreateDirectory(tmp);
+        try
+        {
+            TensorFile.Write(Path.Combine(tmp, "model.bin"), model.GgufParameters.Concat(lora?.Parameters ?? []).Select(kv => (kv.Key, (Tensor)kv.Value)));
+            var (tensors, steps) = optimizer.ExportState();
+            TensorFile.Write(Path.Combine(tmp, "optimizer.bin"), tensors);
+            if (!samplerIsSource) LinkOrCopy(samplerGguf, Path.Combine(tmp, "sampler.gguf"));
+            if (samplerLora != null) LinkOrCopy(samplerLora, Path.Combine(tmp, "adapter.gguf"));
+            var state = new JsonObject
+            {
+                ["format"] = FormatVersion,
+                ["step"] = step,
+                ["bupo_layer"] = bupoLayer,
+                ["sampler_gguf"] = samplerIsSource ? null : "sampler.gguf",
+                ["sampler_lora"] = samplerLora == null ? null : "adapter.gguf",
+                ["optimizer_steps"] = new JsonObject(steps.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create(kv.Value)))),
+                ["options"] = JsonNode.Parse(TrainConfig.ToJson(options)),
+                ["saved_at"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
+            };
+            File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            if (System.IO.Directory.Exists(final)) System.IO.Directory.Delete(final, recursive: true);
+            System.IO.Directory.Move(tmp, final);
+            return final;
+        }
+        catch
+        {
+            try { System.IO.Directory.Delete(tmp, recursive: true); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    /// <summary>Reads a checkpoint folder's state (weights are loaded by <see cref="Restore"/>).</summary>
+    public static TrainingCheckpoint Load(string dir)
+    {
+        var statePath = Path.Combine(dir, StateFile);
+        if (!File.Exists(statePath)) throw new BupoException($"--resume: {dir} is not a checkpoint folder (no {StateFile})");
+        JsonNode root;
+        try { root = JsonNode.Parse(File.ReadAllText(statePath)) ?? throw new JsonException("empty"); }
+        catch (JsonException e) { throw new BupoException($"{statePath}: invalid checkpoint state ({e.Message.ReplaceLineEndings(" ")})"); }
+        if ((int?)root["format"] != FormatVersion) throw new BupoException($"{statePath}: unsupported checkpoint format {root["format"]}");
+        var sampler = (string?)root["sampler_gguf"];
+        var samplerPath = sampler == null ? null : Path.Combine(dir, sampler);
+        if (samplerPath != null && !File.Exists(samplerPath)) throw new BupoException($"{dir}: the checkpoint's sampler GGUF is missing ({samplerPath})");
+        var lora = (string?)root["sampler_lora"];
+        var loraPath = lora == null ? null : Path.Combine(dir, lora);
+        if (loraPath != null && !File.Exists(loraPath)) throw new BupoException($"{dir}: the checkpoint's LoRA adapter is missing ({loraPath})");
+        foreach (var f in new[] { "model.bin", "optimizer.bin" })
+            if (!File.Exists(Path.Combine(dir, f))) throw new BupoException($"{dir}: the checkpoint lacks {f}");
+        return new TrainingCheckpoint
+        {
+            Directory = Path.GetFullPath(dir),
+            Step = (int)root["step"]!,
+            BupoLayer = (int?)root["bupo_layer"],
+            SamplerGguf = samplerPath,
+            SamplerLora = loraPath,
+            Options = root["options"]!.AsObject(),
+            OptimizerSteps = root["optimizer_steps"]!.AsObject().ToDictionary(kv => kv.Key, kv => (long)kv.Value!),
+        };
+    }
+
+    /// <summary>The newest complete checkpoint under <paramref name="checkpointsDir"/>, or null.</summary>
+    public static string? Latest(string checkpointsDir)
+    {
+        if (!System.IO.Directory.Exists(checkpointsDir)) return null;
+        return System.IO.Directory.GetDirectories(checkpointsDir, "step-*")
+            .Where(d => File.Exists(Path.Combine(d, StateFile)))
+            .OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal)
+            .LastOrDefault();
+    }
+
+    /// <summary>Copies the checkpoint's weights and optimizer state into <paramref name="model"/> and <paramref name="optimizer"/>.</summary>
+    public void Restore(TransformerModel model, AdamW optimizer, LoraSet? lora = null)
+    {
+        var weights = TensorFile.Read(Path.Combine(Directory, "model.bin"));
+        try
+        {
+            using var _ = no_grad();
+            foreach (var (name, p) in model.GgufParameters.Concat(lora?.Parameters ?? []))
+            {
+                if (!weights.TryGetValue(name, out var t))
+                    throw new BupoException($"{Directory}: the checkpoint has no weights for '{name}' (a different model{(name.EndsWith(".lora_a") || name.EndsWith(".lora_b") ? " or LoRA setting" : "")}?)");
+                if (!t.shape.SequenceEqual(p.shape)) throw new BupoException($"{Directory}: '{name}' has shape [{string.Join(", ", t.shape)}], the model's is [{string.Join(", ", p.shape)}]");
+                p.copy_(t.to(p.dtype));
+            }
+        }
+        finally
+        {
+            foreach (var t in weights.Values) t.Dispose();
+        }
+        var state = TensorFile.Read(Path.Combine(Directory, "optimizer.bin"));
+        try { optimizer.ImportState(state, OptimizerSteps); }
+        finally { foreach (var t in state.Values) t.Dispose(); }
+    }
+
+    /// <summary>Deletes all but the newest <paramref name="keep"/> checkpoints (0 keeps all).</summary>
+    public static void Prune(string checkpointsDir, int keep)
+    {
+        if (keep <= 0 || !System.IO.Directory.Exists(checkpointsDir)) return;
+        var all = System.IO.Directory.GetDirectories(checkpointsDir, "step-*").OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal).ToList();
+        foreach (var d in all.Take(Math.Max(0, all.Count - keep)))
+        {
+            try { System.IO.Directory.Delete(d, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "link", SetLastError = true)]
+    private static extern int Link(string oldPath, string newPath);
+
+    /// <summary>A hard link (no copy of a multi-GB file) where the file system allows, else a copy.</summary>
+    internal static void LinkOrCopy(string source, string dest)
+    {
+        if (!OperatingSystem.IsWindows())
+        {
+            try { if (Link(source, dest) == 0) return; }
+            catch (DllNotFoundException) { }
+            catch (EntryPointNotFoundException) { }
+        }
+        File.Copy(source, dest, overwrite: true);
+    }
+}

@@ -1,0 +1,376 @@
+using System.Diagnostics;
+using BuPO.Hybrid.Data;
+using BuPO.Hybrid.Gguf;
+using BuPO.Hybrid.Llama;
+using BuPO.Hybrid.Model;
+using TorchSharp;
+
+namespace BuPO.Hybrid.RL.Training;
+
+/// <summary>Receives a run's progress. All members have empty defaults.</summary>
+public interface ITrainingObserver
+{
+    /// <summary>A status line (loading, analysis, sync, checkpoint...).</summary>
+    void OnMessage(string message) { }
+    /// <summary>The boundary-layer analysis of <c>--bupo-layer auto</c> chose a layer.</summary>
+    void OnLayerChosen(LayerAnalysis analysis) { }
+    /// <summary>A step finished (its metrics are already written).</summary>
+    void OnStep(StepMetrics metrics, TrainOptions options) { }
+}
+
+/// <summary>Replaceable parts of a run (tests, the demo).</summary>
+public sealed record TrainingServices
+{
+    /// <summary>Makes the sampler for a GGUF (default: <see cref="RolloutEngineSampler.Create"/> with the options' engine settings).</summary>
+    public Func<string, TrainOptions, IRolloutSampler>? SamplerFactory { get; init; }
+    /// <summary>Turns a prompt into the text the model continues (default: <see cref="IRolloutSampler.FormatPrompt"/> with --prompt-template).</summary>
+    public Func<PromptItem, IRolloutSampler, string>? FormatPrompt { get; init; }
+}
+
+/// <summary>The outcome of <see cref="TrainingRun.Run"/>.</summary>
+public sealed record TrainingResult
+{
+    public required string OutputDir { get; init; }
+    /// <summary>The metrics of the steps run in this call (a resumed run: only the new ones).</summary>
+    public required IReadOnlyList<StepMetrics> Steps { get; init; }
+    /// <summary>The last step completed (counting steps before a resume).</summary>
+    public int LastStep { get; init; }
+    /// <summary>BuPO's block k, or null for GRPO.</summary>
+    public int? BupoLayer { get; init; }
+    /// <summary>The analysis of --bupo-layer auto (null otherwise, and on resume).</summary>
+    public LayerAnalysis? LayerAnalysis { get; init; }
+    /// <summary>The GGUF the sampler had at the end (the trained model as --rollout-quant after the final sync; the source model in LoRA runs).</summary>
+    public required string SamplerGguf { get; init; }
+    /// <summary>LoRA runs: the adapter GGUF of the final sync (apply it to <see cref="SamplerGguf"/>).</summary>
+    public string? LoraAdapter { get; init; }
+    public string? LastCheckpoint { get; init; }
+    /// <summary>True when the run stopped early on cancellation (after saving a checkpoint).</summary>
+    public bool Cancelled { get; init; }
+    public string MetricsJsonl => Path.Combine(OutputDir, "metrics.jsonl");
+    public string MetricsCsv => Path.Combine(OutputDir, "metrics.csv");
+}
+
+/// <summary>
+/// The training loop of <c>bupo-hybrid train</c>, callable as a library. Per step: sample the step's prompts (seeded
+/// epoch permutations), roll out G responses each with the quantized sampler, score them, compute group advantages,
+/// update the full-precision model (<see cref="GrpoTrainer"/>: IPA on block k for steps ≤ bupo-steps, then GRPO), export
+/// the weights to --rollout-quant and reload the sampler every sync-every steps, write metrics, checkpoint every N
+/// steps. Cancellation (Ctrl+C) stops at the next safe point and saves a checkpoint of the last completed step.
+/// </summary>
+public static class TrainingRun
+{
+    /// <summary>The reward of --reward (math or command).</summary>
+    public static IRewardFunction CreateReward(TrainOptions o) => o.Reward.ToLowerInvariant() switch
+    {
+        "command" => new ExternalCommandReward(o.RewardCommand!),
+        _ => new MathReward(),
+    };
+
+    /// <summary>Runs (or, with --resume, continues) a training run.</summary>
+    /// <param name="options">Settings (validated here).</param>
+    /// <param name="reward">Scores responses.</param>
+    /// <param name="prompts">Training prompts; null: load --dataset.</param>
+    /// <param name="observer">Progress callbacks.</param>
+    /// <param name="ct">Stops the run at the next safe point, after a checkpoint.</param>
+    /// <param name="services">Replaceable parts (sampler factory, prompt formatting).</param>
+    /// <exception cref="BupoException">Bad settings or inputs (nothing is written then), or a failure during the run.</exception>
+    public static TrainingResult Run(TrainOptions options, IRewardFunction reward, IReadOnlyList<PromptItem>? prompts = null,
+        ITrainingObserver? observer = null, CancellationToken ct = default, TrainingServices? services = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(reward);
+        observer ??= new NullObserver();
+        services ??= new TrainingServices();
+        // ---- everything checked before anything is written
+        options.Validate(needDataset: prompts == null);
+        var o = options.Resolved();
+        if (!File.Exists(o.Model)) throw new BupoException($"--model: file not found: {o.Model}");
+        LlamaModel.ValidateGgufFile(o.Model!);
+        TransformerConfig config;
+        using (var gguf = GgufFile.Open(o.Model!)) config = TransformerConfig.FromGguf(gguf);
+        if (o.FixedBupoLayer is { } fixedK && fixedK >= config.LayerCount)
+            throw new BupoException($"--bupo-layer {fixedK} is outside the model's blocks 0..{config.LayerCount - 1} ({Path.GetFileName(o.Model)} has {config.LayerCount})");
+        if (!ModelExporter.TypeNames.Contains(o.RolloutQuant, StringComparer.OrdinalIgnoreCase))
+            throw new BupoException($"--rollout-quant: unknown type '{o.RolloutQuant}'; one of: {string.Join(", ", ModelExporter.TypeNames)}");
+        prompts ??= PromptDataset.Load(o.Dataset!, o.Split, o.Limit, new PromptDatasetOptions { DataDir = o.DataDir, ProblemField = o.Field, AnswerField = o.AnswerField });
+        if (prompts.Count == 0) throw new BupoException("no training prompts");
+        if (o.Limit is { } lim && prompts.Count > lim) prompts = prompts.Take(lim).ToList();
+        var outputDir = Path.GetFullPath(o.Output);
+        var checkpointsDir = Path.Combine(outputDir, "checkpoints");
+        TrainingCheckpoint? resume = null;
+        if (o.Resume != null)
+        {
+            var dir = o.Resume.Equals("latest", StringComparison.OrdinalIgnoreCase)
+                ? TrainingCheckpoint.Latest(checkpointsDir) ?? throw new BupoException($"--resume latest: no checkpoint under {checkpointsDir}")
+                : o.Resume;
+            if (!Directory.Exists(dir)) throw new BupoException($"--resume: checkpoint folder not found: {dir}");
+            resume = TrainingCheckpoint.Load(dir);
+            if (resume.Step >= o.Steps) throw new BupoException($"--resume: the checkpoint is at step {resume.Step}, and --steps is {o.Steps}: nothing left to run");
+        }
+        else if (TrainingCheckpoint.Latest(checkpointsDir) is { } existing)
+            throw new BupoException($"--output {o.Output} already holds a run's checkpoints ({Path.GetFileName(existing)}): continue it with --resume latest, or choose another --output");
+
+        Directory.CreateDirectory(outputDir);
+        AtomicFile.WriteAllText(Path.Combine(outputDir, "config.json"), TrainConfig.ToJson(o));
+        var samplerDir = Path.Combine(outputDir, "sampler");
+        Directory.CreateDirectory(samplerDir);
+
+        // ---- model, sampler
+        TorchRuntime.EnsureInitialized();
+        if (o.TrainThreads > 0) torch.set_num_threads(o.TrainThreads);
+        var device = ModelDevice.Parse(o.Device);
+        var dtype = ModelDevice.ParseDType(o.Dtype);
+        observer.OnMessage($"loading {o.Model} ({config.Architecture}, {config.LayerCount} blocks) for training on {o.Device} ({o.Dtype})");
+        using var model = TransformerModel.FromGguf(o.Model!, device, dtype);
+        using var reference = o.KlCoef > 0 ? TransformerModel.FromGguf(o.Model!, device, dtype) : null;
+        if (reference != null) foreach (var p in reference.TrainableParameters()) p.requires_grad = false;
+
+        using var lora = o.LoraRank > 0 ? LoraSet.Create(model, o.LoraRank, o.LoraAlpha, o.LoraTargets.Length > 0 ? o.LoraTargets : null, SeedMix.Mix((ulong)o.Seed, 0x6C6F7261)) : null;
+        if (lora != null) observer.OnMessage($"LoRA rank {lora.Rank}, alpha {lora.Alpha}: {lora.AdaptedWeights.Count()} adapted weights, {lora.Parameters.Sum(p => p.Value.numel())} trainable parameters");
+        var samplerGguf = resume?.SamplerGguf ?? o.Model!;
+        var samplerIsSource = resume?.SamplerGguf == null;
+        if (lora != null && !samplerIsSource) throw new BupoException($"--resume: {resume!.Directory} is a full fine-tuning checkpoint; it cannot continue as a LoRA run");
+        var samplerLora = resume?.SamplerLora;
+        if (lora == null && samplerLora != null) throw new BupoException($"--resume: {resume!.Directory} is a LoRA checkpoint; give the same --lora-rank to continue it");
+        var factory = services.SamplerFactory ?? RolloutEngineSampler.Create;
+        using var sampler = factory(samplerGguf, o);
+        if (samplerLora != null) sampler.SetLora(samplerLora);
+        if (sampler.Tokenizer.VocabSize != config.VocabSize)
+            throw new BupoException($"the sampler's vocabulary ({sampler.Tokenizer.VocabSize}) differs from the model's ({config.VocabSize})");
+
+        // ---- prompt tokens (left-truncated)
+        var format = services.FormatPrompt ?? ((item, s) => s.FormatPrompt(o.PromptTemplate, item.Problem));
+        var promptTokens = new int[prompts.Count][];
+        for (var i = 0; i < prompts.Count; i++)
+        {
+            var text = format(prompts[i], sampler);
+            var ids = PromptTemplates.Encode(text, sampler.Tokenizer);
+            if (ids.Length == 0) throw new BupoException($"prompt '{prompts[i].Id}' gives no tokens");
+            if (ids.Length > o.MaxPromptTokens) ids = ids[^o.MaxPromptTokens..];
+            promptTokens[i] = ids;
+        }
+
+        // ---- BuPO layer
+        int? layer = o.FixedBupoLayer;
+        LayerAnalysis? analysis = null;
+        if (o.IsAutoLayer)
+        {
+            if (resume?.BupoLayer is { } saved) layer = saved;
+            else
+            {
+                var order = GrpoTrainer.Shuffle(prompts.Count, SeedMix.Mix((ulong)o.Seed, 0x6175746F));
+                var pick = order.Take(Math.Min(o.AutoLayerPrompts, prompts.Count)).ToArray();
+                observer.OnMessage($"--bupo-layer auto: sampling {pick.Length} responses of up to {o.AutoLayerMaxTokens} tokens for the boundary-layer analysis");
+                var resp = sampler.Generate(pick.Select(i => promptTokens[i]).ToArray(), 1,
+                    SamplerSettings.From(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
+                    SeedMix.Mix((ulong)o.Seed, 0x616E616C), ct);
+                analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.Tokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
+                layer = analysis.Layer;
+                observer.OnLayerChosen(analysis);
+            }
+        }
+        if (layer is { } lk && lk >= config.LayerCount)
+            throw new BupoException($"--bupo-layer {lk} is outside the model's blocks 0..{config.LayerCount - 1}");
+        var bupoSteps = layer is null ? 0 : o.EffectiveBupoSteps;
+
+        using var trainer = new GrpoTrainer(model, o, reference, lora);
+        if (resume != null)
+        {
+            resume.Restore(model, trainer.Optimizer, lora);
+            observer.OnMessage($"resumed from {resume.Directory} (step {resume.Step})");
+        }
+        using var metrics = new MetricsWriter(outputDir, resume?.Step);
+        if (analysis != null) metrics.WriteEvent(analysis.ToJsonLine());
+
+        var results = new List<StepMetrics>();
+        var settings = SamplerSettings.From(o);
+        string? lastCheckpoint = resume?.Directory;
+        var startStep = (resume?.Step ?? 0) + 1;
+        var lastDone = startStep - 1;
+        var cancelled = false;
+
+        string SaveCheckpoint(int step)
+        {
+            var sw = Stopwatch.StartNew();
+            var dir = TrainingCheckpoint.Save(checkpointsDir, step, o, layer, model, trainer.Optimizer, samplerGguf, samplerIsSource, lora, samplerLora);
+            TrainingCheckpoint.Prune(checkpointsDir, o.KeepCheckpoints);
+            observer.OnMessage($"checkpoint {dir} ({sw.Elapsed.TotalSeconds:0.00} s)");
+            return dir;
+        }
+
+        for (var step = startStep; step <= o.Steps; step++)
+        {
+            if (ct.IsCancellationRequested) { cancelled = true; break; }
+            var swStep = Stopwatch.StartNew();
+            var ipa = GrpoTrainer.IsIpaStep(step, layer, bupoSteps);
+
+            // Rollouts. Cancellation up to the update leaves the model as it was after the previous step.
+            var batch = StepPrompts(prompts.Count, o.PromptsPerStep, step, o.Seed);
+            IReadOnlyList<SampledResponse> responses;
+            var swRoll = Stopwatch.StartNew();
+            try
+            {
+                responses = sampler.Generate(batch.Select(i => promptTokens[i]).ToArray(), o.SamplesPerPrompt, settings,
+                    SeedMix.Mix((ulong)o.Seed, 0x726F6C6C, (ulong)step), ct);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                cancelled = true;
+                break;
+            }
+            var rolloutSeconds = swRoll.Elapsed.TotalSeconds;
+            var rolloutTps = sampler.LastTokensPerSecond;
+
+            var swReward = Stopwatch.StartNew();
+            var samples = responses.Select(r => new RewardSample(prompts[batch[r.PromptIndex]], r.Text)).ToArray();
+            var rewards = reward.Score(samples);
+            if (rewards.Length != samples.Length) throw new BupoException($"reward '{reward.Name}' returned {rewards.Length} rewards for {samples.Length} responses");
+            var rewardSeconds = swReward.Elapsed.TotalSeconds;
+            var advantages = GroupAdvantages.Compute(rewards, o.SamplesPerPrompt, o.AdvantageStd);
+            if (ct.IsCancellationRequested) { cancelled = true; break; }
+
+            var seqs = responses.Select((r, i) => new TrainingSequence(r.PromptIndex, promptTokens[batch[r.PromptIndex]], r.Tokens, r.LogProbs, advantages[i])).ToArray();
+            var lr = LrSchedule.At(o, step);
+            var stats = trainer.Update(step, seqs, layer, ipa, lr);
+
+            // Weight sync: export, quantize, reload (LoRA: write the adapter and hot-swap it).
+            var synced = false;
+            double syncSeconds = 0;
+            if (lora != null && (step % o.SyncEvery == 0 || step == o.Steps))
+            {
+                var swSync = Stopwatch.StartNew();
+                var path = Path.Combine(samplerDir, $"step-{step:D6}.lora.gguf");
+                lora.WriteGguf(path);
+                sampler.SetLora(path);
+                var previous = samplerLora;
+                samplerLora = path;
+                if (previous != null && !string.Equals(previous, path, StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetFullPath(previous)) == samplerDir)
+                    TryDelete(previous);
+                syncSeconds = swSync.Elapsed.TotalSeconds;
+                synced = true;
+            }
+            else if (step % o.SyncEvery == 0 || step == o.Steps)
+            {
+                var swSync = Stopwatch.StartNew();
+                var path = Path.Combine(samplerDir, $"step-{step:D6}.{o.RolloutQuant}.gguf");
+                ModelExporter.Export(model, o.Model!, path, o.RolloutQuant, threads: o.Threads);
+                sampler.ReloadModel(path);
+                var previous = samplerGguf;
+                samplerGguf = path;
+                samplerIsSource = false;
+                if (!string.Equals(previous, path, StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetFullPath(previous)) == samplerDir)
+                    TryDelete(previous);
+                syncSeconds = swSync.Elapsed.TotalSeconds;
+                synced = true;
+            }
+
+            var lengths = responses.Select(r => r.Tokens.Length).ToArray();
+            var groupsFlat = Enumerable.Range(0, batch.Length).Count(g => rewards.Skip(g * o.SamplesPerPrompt).Take(o.SamplesPerPrompt).Distinct().Count() == 1);
+            var trainSeconds = stats.OldLogProbSeconds + stats.UpdateSeconds;
+            var m = new StepMetrics
+            {
+                Step = step,
+                Phase = stats.Phase,
+                BupoLayer = layer ?? -1,
+                Lr = lr,
+                RewardMean = rewards.Average(),
+                RewardStd = Std(rewards),
+                Accuracy = rewards.Count(r => r >= o.AccuracyThreshold) / (double)rewards.Length,
+                ResponseLengthMean = lengths.Average(),
+                ResponseLengthMax = lengths.Max(),
+                TruncatedFraction = responses.Count(r => r.HitMaxTokens) / (double)responses.Count,
+                ZeroAdvantageGroups = groupsFlat / (double)batch.Length,
+                EntropyFull = stats.EntropyFull,
+                EntropyLayer = stats.EntropyLayer,
+                Loss = stats.Loss,
+                ClipFraction = stats.ClipFraction,
+                DualClipFraction = stats.DualClipFraction,
+                ApproxKl = stats.ApproxKl,
+                RefKl = stats.RefKl,
+                GradNorm = stats.GradNorm,
+                OptimizerSteps = stats.OptimizerSteps,
+                SkippedSteps = stats.SkippedSteps,
+                MismatchKl = stats.Mismatch.MeanKl,
+                MismatchK3 = stats.Mismatch.MeanK3Kl,
+                MismatchOutsideFraction = stats.Mismatch.OutsideFraction,
+                TisTruncatedFraction = stats.Mismatch.TruncatedFraction,
+                RolloutTokens = lengths.Sum(x => (long)x),
+                RolloutTokensPerSecond = rolloutTps,
+                TrainTokens = stats.TrainTokens,
+                TrainTokensPerSecond = stats.TrainTokens / Math.Max(stats.UpdateSeconds, 1e-9),
+                Synced = synced,
+                SyncSeconds = syncSeconds,
+                RolloutSeconds = rolloutSeconds,
+                RewardSeconds = rewardSeconds,
+                OldLogProbSeconds = stats.OldLogProbSeconds,
+                TrainSeconds = trainSeconds,
+                StepSeconds = swStep.Elapsed.TotalSeconds,
+            };
+            metrics.Write(m);
+            results.Add(m);
+            lastDone = step;
+            observer.OnStep(m, o);
+
+            if ((o.CheckpointEvery > 0 && step % o.CheckpointEvery == 0) || step == o.Steps)
+                lastCheckpoint = SaveCheckpoint(step);
+            if (ct.IsCancellationRequested && step < o.Steps) { cancelled = true; break; }
+        }
+
+        if (cancelled && lastDone >= 1 && lastDone >= startStep)
+        {
+            var existing = Path.Combine(checkpointsDir, TrainingCheckpoint.FolderName(lastDone));
+            lastCheckpoint = Directory.Exists(existing) ? existing : SaveCheckpoint(lastDone);
+            observer.OnMessage($"cancelled after step {lastDone}; resume with --resume {lastCheckpoint}");
+        }
+        return new TrainingResult
+        {
+            OutputDir = outputDir,
+            Steps = results,
+            LastStep = lastDone,
+            BupoLayer = layer,
+            LayerAnalysis = analysis,
+            SamplerGguf = samplerGguf,
+            LoraAdapter = samplerLora,
+            LastCheckpoint = lastCheckpoint,
+            Cancelled = cancelled,
+        };
+    }
+
+    /// <summary>
+    /// The dataset indices of 1-based step <paramref name="step"/>: the steps walk through seeded per-epoch permutations
+    /// of the dataset, <paramref name="perStep"/> prompts at a time.
+    /// </summary>
+    public static int[] StepPrompts(int datasetSize, int perStep, int step, long seed)
+    {
+        var result = new int[perStep];
+        long first = (long)(step - 1) * perStep;
+        int[]? perm = null;
+        long permEpoch = -1;
+        for (var j = 0; j < perStep; j++)
+        {
+            var global = first + j;
+            var epoch = global / datasetSize;
+            if (epoch != permEpoch)
+            {
+                perm = GrpoTrainer.Shuffle(datasetSize, SeedMix.Mix((ulong)seed, 0x64617461, (ulong)epoch));
+                permEpoch = epoch;
+            }
+            result[j] = perm![(int)(global % datasetSize)];
+        }
+        return result;
+    }
+
+    private static double Std(double[] x)
+    {
+        if (x.Length < 2) return 0;
+        var mean = x.Average();
+        return Math.Sqrt(x.Sum(v => (v - mean) * (v - mean)) / (x.Length - 1));
+    }
+
+    private static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private sealed class NullObserver : ITrainingObserver;
+}

@@ -1,0 +1,126 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using BuPO.Hybrid.Cli;
+using BuPO.Hybrid.Cli.Commands;
+using BuPO.Hybrid.RL.Training;
+
+namespace BuPO.Hybrid.Cli.Tests;
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class DemoCliCollection
+{
+    public const string Name = "demo command";
+}
+
+/// <summary>Runs <c>demo --quick</c> end to end (about 1.5 minutes on 2 busy CPU cores).</summary>
+[Collection(DemoCliCollection.Name)]
+public sealed class DemoCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("bupo-demo-cli-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var root = new RootCommand("test");
+        root.Subcommands.Add(DemoCommand.Create());
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var code = CliHost.Run(root, args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static JsonElement Load(string path)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        return doc.RootElement.Clone();
+    }
+
+    [Fact]
+    public void BadLayerIsOneLineError()
+    {
+        var (code, _, err) = Run("demo", "--quick", "--workdir", Path.Combine(_dir, "w"), "--out", Path.Combine(_dir, "o"), "--bupo-layer", "99");
+        Assert.Equal(CliHost.Failure, code);
+        var line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("--bupo-layer 99", line);
+    }
+
+    [Fact]
+    public void QuickDemoRunsEveryStageAndWritesAConsistentReport()
+    {
+        var work = Path.Combine(_dir, "work");
+        var outDir = Path.Combine(_dir, "out");
+        var (code, stdout, err) = Run("demo", "--quick", "--workdir", work, "--out", outDir, "--seed", "1");
+        Assert.True(code == 0, err + stdout);
+
+        // every stage ran
+        foreach (var stage in new[] { "✓ SFT", "✓ analyze SFT", "✓ grpo", "✓ bupo", "✓ evaluate", "✓ analyze trained", "✓ report" })
+            Assert.Contains(stage, stdout);
+        var stages = Load(Path.Combine(outDir, "stages.json")).EnumerateArray().Select(s => s.GetProperty("stage").GetString()).ToList();
+        Assert.Equal(["SFT", "analyze SFT", "grpo", "bupo", "evaluate", "analyze trained", "report"], stages);
+
+        // every report file exists
+        string[] files =
+        [
+            "report.md", "results.json", "results.csv", "stages.json", "heldout.jsonl", "sft_metrics.csv",
+            "reward_curves.png", "accuracy_curves.png", "layer_entropy.png",
+            "eval_init.json", "eval_sft.json", "eval_grpo.json", "eval_bupo.json",
+            "analysis_sft.json", "analysis_sft.csv", "analysis_sft_entropy.png", "analysis_grpo.json", "analysis_bupo.json",
+            "grpo/metrics.jsonl", "grpo/metrics.csv", "bupo/metrics.jsonl", "bupo/metrics.csv",
+        ];
+        foreach (var f in files)
+        {
+            var path = Path.Combine(outDir, f);
+            Assert.True(File.Exists(path), $"missing {f}");
+            Assert.True(new FileInfo(path).Length > 0, $"empty {f}");
+        }
+        Assert.True(Directory.EnumerateFiles(work, "sft.gguf", SearchOption.AllDirectories).Any(), "the SFT model is cached in the work dir");
+
+        // SFT learned: clearly above the untrained random-init model (which never answers correctly)
+        var init = Load(Path.Combine(outDir, "eval_init.json"));
+        var sft = Load(Path.Combine(outDir, "eval_sft.json"));
+        Assert.True(sft.GetProperty("avg_at_k").GetDouble() >= init.GetProperty("avg_at_k").GetDouble() + 0.04,
+            $"SFT avg@k {sft.GetProperty("avg_at_k").GetDouble()} vs init {init.GetProperty("avg_at_k").GetDouble()}");
+        Assert.True(sft.GetProperty("pass_at_k").GetProperty("4").GetDouble() >= 0.15);
+        Assert.True(sft.GetProperty("finished_share").GetDouble() > 0.9, "SFT answers end with EOS");
+
+        // the report's numbers are the metrics files' values
+        var report = File.ReadAllText(Path.Combine(outDir, "report.md"));
+        var results = Load(Path.Combine(outDir, "results.json"));
+        var k = results.GetProperty("k").GetInt32();
+        var rows = results.GetProperty("rows").EnumerateArray().ToList();
+        Assert.Equal(4, rows.Count);
+        foreach (var row in rows)
+        {
+            var model = row.GetProperty("Model").GetString()!;
+            var e = Load(Path.Combine(outDir, DemoCommand.EvalFile(model)));
+            var pass = e.GetProperty("pass_at_k");
+            var avg = e.GetProperty("avg_at_k").GetDouble();
+            Assert.Equal(avg, row.GetProperty("AvgAtK").GetDouble());
+            var line = $"| {model} | {DemoCommand.F(avg)} | {DemoCommand.F(pass.GetProperty("1").GetDouble())} | "
+                + $"{DemoCommand.F(pass.GetProperty(k.ToString(CultureInfo.InvariantCulture)).GetDouble())} | {DemoCommand.F(e.GetProperty("finished_share").GetDouble())} |";
+            Assert.Contains(line, report);
+            Assert.Contains(DemoCommand.F(avg), stdout);
+        }
+        var grpo = MetricsWriter.ReadSteps(Path.Combine(outDir, "grpo", "metrics.jsonl"));
+        var bupo = MetricsWriter.ReadSteps(Path.Combine(outDir, "bupo", "metrics.jsonl"));
+        Assert.Equal(grpo.Count, bupo.Count);
+        Assert.All(grpo, m => Assert.Equal("grpo", m.Phase));
+        Assert.Equal("ipa", bupo[0].Phase);
+        Assert.Equal("grpo", bupo[^1].Phase);
+        Assert.Contains($"Final step reward: GRPO {DemoCommand.F(grpo[^1].RewardMean)}, BuPO {DemoCommand.F(bupo[^1].RewardMean)}.", report);
+        var analysis = Load(Path.Combine(outDir, "analysis_sft.json"));
+        var layers = analysis.GetProperty("layers").EnumerateArray().ToList();
+        Assert.Contains($"| 0 | {DemoCommand.F(layers[0].GetProperty("entropy").GetDouble())} |", report);
+        Assert.Contains($"block k = {results.GetProperty("bupo_layer").GetInt32()}", report);
+
+        // a second run reuses the cached SFT model
+        var (code2, stdout2, err2) = Run("demo", "--quick", "--workdir", work, "--out", Path.Combine(_dir, "out2"), "--seed", "1");
+        Assert.True(code2 == 0, err2 + stdout2);
+        Assert.Contains("reused cached model", stdout2);
+    }
+}

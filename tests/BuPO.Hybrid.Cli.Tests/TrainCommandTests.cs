@@ -1,0 +1,132 @@
+using System.CommandLine;
+using System.Text.Json;
+using BuPO.Hybrid.Cli;
+using BuPO.Hybrid.Cli.Commands;
+using BuPO.Hybrid.Tests.Support;
+
+namespace BuPO.Hybrid.Cli.Tests;
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TrainCliCollection
+{
+    public const string Name = "train command";
+}
+
+[Collection(TrainCliCollection.Name)]
+public sealed class TrainCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("bupo-train-cli-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, true); } catch (IOException) { }
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var root = new RootCommand("test");
+        root.Subcommands.Add(TrainCommand.Create());
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var code = CliHost.Run(root, args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static string OneLine(string err) => Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+
+    private string Write(string name, string text)
+    {
+        var p = Path.Combine(_dir, name);
+        File.WriteAllText(p, text);
+        return p;
+    }
+
+    /// <summary>Small-run settings for stories260K (CPU, one thread each side).</summary>
+    private string[] Small(string output, params string[] more) =>
+    [
+        "train", "--model", SharedAssets.RequireFile(SharedAssets.StoriesModel), "--output", output, "--steps", "1",
+        "--prompts-per-step", "2", "--samples-per-prompt", "4", "--max-response-tokens", "12", "--threads", "1", "--train-threads", "1",
+        "--lr", "1e-3", "--prompt-template", "raw", .. more,
+    ];
+
+    [Fact]
+    public void PrintConfigShowsFileValuesAndOverrides()
+    {
+        var cfg = Write("cfg.json", """{"model": "m.gguf", "lr": 0.002, "bupo-layer": 5, "steps": 40}""");
+        var (code, output, err) = Run("train", "--config", cfg, "--steps", "12", "--tis", "false", "--print-config");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        var r = doc.RootElement;
+        Assert.Equal(0.002, r.GetProperty("lr").GetDouble());
+        Assert.Equal(12, r.GetProperty("steps").GetInt32());
+        Assert.Equal("5", r.GetProperty("bupo-layer").GetString());
+        Assert.Equal(30, r.GetProperty("bupo-steps").GetInt32()); // resolved: 30 once a layer is set
+        Assert.False(r.GetProperty("tis").GetBoolean());
+        Assert.Equal(0.01, r.GetProperty("weight-decay").GetDouble());
+        // A bare flag means true.
+        (code, output, _) = Run("train", "--model", "m.gguf", "--gradient-checkpointing", "--print-config");
+        Assert.Equal(0, code);
+        using var doc2 = JsonDocument.Parse(output);
+        Assert.True(doc2.RootElement.GetProperty("gradient-checkpointing").GetBoolean());
+    }
+
+    [Fact]
+    public void UnknownConfigKeyIsOneLineError()
+    {
+        var cfg = Write("bad.json", """{"model": "m.gguf", "lrr": 0.1}""");
+        var output = Path.Combine(_dir, "out-key");
+        var (code, _, err) = Run("train", "--config", cfg, "--dataset", "x.jsonl", "--output", output);
+        Assert.Equal(CliHost.Failure, code);
+        var line = OneLine(err);
+        Assert.Contains("unknown config key 'lrr'", line);
+        Assert.False(Directory.Exists(output));
+    }
+
+    [Fact]
+    public void BadInputsAreOneLineErrorsWithoutCheckpoints()
+    {
+        var model = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var noField = Write("nofield.jsonl", "{\"question\": \"Once upon a time\", \"answer\": \"1\"}\n{\"prompt_text\": \"One day\", \"answer\": \"2\"}\n");
+        var good = Write("good.jsonl", "{\"problem\": \"Once upon a time\", \"answer\": \"1\"}\n");
+        var cases = new (string[] Args, string Expect)[]
+        {
+            (["--dataset", Path.Combine(_dir, "missing.jsonl")], "not found"),
+            (["--dataset", noField, "--field", "question"], "nofield.jsonl:2"),
+            (["--dataset", good, "--bupo-layer", "7"], "--bupo-layer 7"),
+            (["--dataset", good, "--rollout-quant", "Q9_9"], "--rollout-quant"),
+            (["--dataset", good, "--clip-low", "1.5"], "--clip-low"),
+        };
+        var i = 0;
+        foreach (var (args, expect) in cases)
+        {
+            var output = Path.Combine(_dir, $"out-bad-{i++}");
+            var (code, _, err) = Run(["train", "--model", model, "--output", output, .. args]);
+            Assert.Equal(CliHost.Failure, code);
+            var line = OneLine(err);
+            Assert.StartsWith("error:", line);
+            Assert.Contains(expect, line);
+            Assert.False(Directory.Exists(Path.Combine(output, "checkpoints")), $"{expect}: a checkpoint folder was made");
+        }
+    }
+
+    [Fact]
+    public void AutoLayerRunRecordsTheLayerAndCurve()
+    {
+        var data = Write("stories.jsonl", "{\"problem\": \"Once upon a time\", \"answer\": \"1\"}\n{\"problem\": \"One day\", \"answer\": \"2\"}\n");
+        var output = Path.Combine(_dir, "auto");
+        var (code, stdout, err) = Run(Small(output, "--dataset", data, "--bupo-layer", "auto", "--auto-layer-prompts", "2", "--auto-layer-max-tokens", "12"));
+        Assert.True(code == 0, err + stdout);
+        Assert.Contains("bupo-layer auto: k = ", stdout);
+        Assert.Contains("step 1/1 [ipa k=", stdout);
+        var lines = File.ReadAllLines(Path.Combine(output, "metrics.jsonl"));
+        using var first = JsonDocument.Parse(lines[0]);
+        Assert.Equal("bupo_layer_auto", first.RootElement.GetProperty("event").GetString());
+        var k = first.RootElement.GetProperty("layer").GetInt32();
+        Assert.InRange(k, 0, 4);
+        Assert.Equal(5, first.RootElement.GetProperty("delta_ffn").GetArrayLength());
+        using var step = JsonDocument.Parse(lines[1]);
+        Assert.Equal(k, step.RootElement.GetProperty("bupo_layer").GetInt32());
+        Assert.True(File.Exists(Path.Combine(output, "config.json")));
+        Assert.True(Directory.Exists(Path.Combine(output, "checkpoints", "step-000001")));
+    }
+}
