@@ -3,9 +3,9 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using BuPO.Hybrid.Model;
 using BuPO.Hybrid.RL;
+using AdamW = BuPO.Hybrid.RL.Training.AdamW;
 using Spectre.Console;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 using TF = TorchSharp.torch.nn.functional;
 
@@ -16,7 +16,7 @@ namespace BuPO.Hybrid.Cli.Commands.Bench;
 /// full policy (a GRPO step) and for a BuPO layer-k step done two ways: the reference's (the whole model runs, every hidden
 /// state and the final [tokens x vocab] logits are kept, then block k's [tokens x vocab] lens logits are materialized) and
 /// ours (only blocks 0..k run; log-probs through the chunked <see cref="InternalPolicyHead"/>, never [tokens x vocab] at
-/// once). The modes run interleaved (one step of each in turn) so load changes on a shared machine hit all of them alike;
+/// once). Each step ends as the trainer's (GrpoTrainer): global grad-norm clip to 1.0 and the trainer's own AdamW. The modes run interleaved (one step of each in turn) so load changes on a shared machine hit all of them alike;
 /// the ratios are the result to compare with PLATFORM_NOTES' H100 anchors.
 /// </summary>
 public static class BenchTrainCommand
@@ -217,29 +217,29 @@ public static class BenchTrainCommand
         }
     }
 
-    /// <summary>One mode's step: its own AdamW over the parameters the mode's loss reaches.</summary>
+    /// <summary>
+    /// One mode's step, as GrpoTrainer takes it: the trainer's own <see cref="AdamW"/> over every parameter (those without a
+    /// gradient, the blocks above k in the layer-k steps, are skipped as in PyTorch), the global grad norm clipped to 1.0.
+    /// </summary>
     private sealed class StepRunner : IDisposable
     {
         private readonly TransformerModel _model;
         private readonly int _k, _chunk;
         private readonly bool _checkpointing;
         private readonly Tensor _tokens, _targets, _advantages, _mask;
-        private readonly List<Parameter> _params;
-        private readonly optim.Optimizer _optimizer;
+        private readonly AdamW _optimizer;
+        private readonly double _lr;
 
         public Mode Mode { get; }
-        public long TrainedParameters { get; }
+        /// <summary>Parameters that got a gradient (and an update) in the last step.</summary>
+        public long TrainedParameters { get; private set; }
         public double LastLoss { get; private set; } = double.NaN;
 
         public StepRunner(TransformerModel model, Mode mode, int k, int chunk, double lr, bool checkpointing, Tensor tokens, Tensor targets, Tensor advantages, Tensor mask)
         {
             _model = model; Mode = mode; _k = k; _chunk = chunk; _checkpointing = checkpointing;
-            _tokens = tokens; _targets = targets; _advantages = advantages; _mask = mask;
-            // IPA's loss reaches the embedding, blocks 0..k and E_u only; the reference's optimizer skips the parameters without
-            // gradients, so both layer-k variants update exactly this set.
-            _params = (mode == Mode.Full ? model.TrainableParameters() : model.ParametersUpToBlock(k)).Distinct(ReferenceEqualityComparer.Instance).Cast<Parameter>().ToList();
-            TrainedParameters = _params.Sum(p => p.numel());
-            _optimizer = optim.AdamW(_params, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01);
+            _tokens = tokens; _targets = targets; _advantages = advantages; _mask = mask; _lr = lr;
+            _optimizer = new AdamW(model.GgufParameters, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01);
         }
 
         /// <summary>One step; returns its wall time in ms (the device synchronized at the end).</summary>
@@ -248,7 +248,7 @@ public static class BenchTrainCommand
             var device = _model.Device;
             BenchCommon.Sync(device);
             var sw = Stopwatch.StartNew();
-            _model.zero_grad(set_to_none: true);
+            _optimizer.ZeroGrad();
             using (var scope = NewDisposeScope())
             {
                 Tensor logProbs;
@@ -277,8 +277,13 @@ public static class BenchTrainCommand
                 // On-policy step: π_old = π (detached), as the first update after a rollout; GRPO's clipped loss, token-mean.
                 var loss = PolicyLoss.Compute(logProbs, logProbs.detach(), _advantages, _mask, new PpoClipOptions()).Loss;
                 loss.backward();
-                nn.utils.clip_grad_norm_(_params, 1.0);
-                _optimizer.step();
+                var norm = _optimizer.GradNorm();
+                if (double.IsFinite(norm))
+                {
+                    if (norm > 1.0) _optimizer.ScaleGrads(1.0 / (norm + 1e-6));
+                    _optimizer.Step(_lr);
+                }
+                TrainedParameters = _model.GgufParameters.Sum(p => p.Value.grad is { } g ? g.numel() : 0);
                 LastLoss = loss.detach().to_type(ScalarType.Float64).item<double>();
                 fwd.Dispose();
             }
