@@ -30,8 +30,10 @@
 #       GPU_SMOKE_LLAMA_LIB_DIR (use these llama.cpp libraries instead of building), GPU_SMOKE_TORCH_LIB (libtorch folder
 #       instead of PyTorch's torch/lib).
 #
-# Status: written by reading; the prepare step and a GPU_SMOKE_CPU=1 dry run of the run step were exercised on the
-# CPU development machine, the CUDA path has NOT been run (no GPU machine was available when it was written).
+# Status: the prepare step and a GPU_SMOKE_CPU=1 dry run of the run step (llama.cpp built on the CPU from the trimmed
+# sources with the same cmake flags minus CUDA, libtorch from a folder on LD_LIBRARY_PATH, the unpacked runtime) passed
+# on the CPU development machine. The CUDA path (nvcc build, PyTorch's CUDA libtorch, --device cuda, --gpu-layers 999)
+# has NOT been run: no GPU machine was available when it was written.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -96,7 +96,8 @@ public class BenchCommandTests(BenchCacheFixture cache) : IClassFixture<BenchCac
     public void TrainBf16SequentialModeSubset()
     {
         var root = RunJson(["train", .. Tiny, "--batch", "1", "--seq", "8", "--steps", "1", "--warmup", "0", "--modes", "bupo,reference", "--dtype", "bf16",
-            "--checkpointing", "--sequential"]);
+            "--checkpointing", "--sequential", "--optimizer", "torch"]);
+        Assert.Equal("torch", root.GetProperty("settings").GetProperty("optimizer").GetString());
         Assert.Equal("bf16", root.GetProperty("settings").GetProperty("dtype").GetString());
         Assert.True(root.GetProperty("settings").GetProperty("sequential").GetBoolean());
         var rows = root.GetProperty("results");
@@ -146,7 +147,7 @@ public class BenchCommandTests(BenchCacheFixture cache) : IClassFixture<BenchCac
         Assert.Equal(0, s.GetProperty("mismatched_lines").GetInt32());
         var rows = root.GetProperty("results");
         Assert.Equal(2, rows.GetArrayLength());
-        Assert.Equal(rows[0].GetProperty("tokens").GetInt64() > 0, true);
+        Assert.True(rows[0].GetProperty("tokens").GetInt64() > 0);
         Assert.Equal(1.0, rows[1].GetProperty("speedup_vs_llama").GetDouble());
     }
 

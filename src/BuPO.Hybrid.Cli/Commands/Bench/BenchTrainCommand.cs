@@ -3,9 +3,9 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using BuPO.Hybrid.Model;
 using BuPO.Hybrid.RL;
+using AdamW = BuPO.Hybrid.RL.Training.AdamW;
 using Spectre.Console;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 using TF = TorchSharp.torch.nn.functional;
 
@@ -16,7 +16,7 @@ namespace BuPO.Hybrid.Cli.Commands.Bench;
 /// full policy (a GRPO step) and for a BuPO layer-k step done two ways: the reference's (the whole model runs, every hidden
 /// state and the final [tokens x vocab] logits are kept, then block k's [tokens x vocab] lens logits are materialized) and
 /// ours (only blocks 0..k run; log-probs through the chunked <see cref="InternalPolicyHead"/>, never [tokens x vocab] at
-/// once). The modes run interleaved (one step of each in turn) so load changes on a shared machine hit all of them alike;
+/// once). Each step ends as the trainer's (GrpoTrainer): global grad-norm clip to 1.0 and the trainer's own AdamW. The modes run interleaved (one step of each in turn) so load changes on a shared machine hit all of them alike;
 /// the ratios are the result to compare with PLATFORM_NOTES' H100 anchors.
 /// </summary>
 public static class BenchTrainCommand
@@ -42,6 +42,8 @@ public static class BenchTrainCommand
         var dtype = new Option<string>("--dtype") { Description = "Parameter type: f32 (float32 weights and AdamW state) or bf16 (pure bfloat16, as train --dtype bf16)", DefaultValueFactory = _ => "f32" };
         BenchCommon.OneOf(dtype, "f32", "fp32", "float32", "bf16", "bfloat16");
         var sequential = new Option<bool>("--sequential") { Description = "Run the modes one after the other (one optimizer state in memory at a time) instead of interleaved" };
+        var optimizer = new Option<string>("--optimizer") { Description = "trainer: the trainer's AdamW and grad-norm clip (as train); torch: TorchSharp's optim.AdamW and clip_grad_norm_", DefaultValueFactory = _ => "trainer" };
+        BenchCommon.OneOf(optimizer, "trainer", "torch");
         var checkpointing = new Option<bool>("--checkpointing") { Description = "Gradient checkpointing in the full and bupo steps (recompute each block in backward)" };
         var chunk = new Option<int>("--chunk-size") { Description = "Positions per chunk of the chunked policy head (full and bupo steps)", DefaultValueFactory = _ => 1024 };
         var lr = new Option<double>("--lr") { Description = "AdamW learning rate (weight decay 0.01, betas 0.9/0.999, grad-norm clip 1.0)", DefaultValueFactory = _ => 1e-6 };
@@ -51,7 +53,7 @@ public static class BenchTrainCommand
 
         var cmd = new Command("train", "Trainer tokens/s of forward + backward + AdamW: full policy (GRPO) vs a BuPO layer-k step, reference style vs only blocks 0..k");
         source.AddTo(cmd);
-        foreach (var o in new Option[] { batch, seq, layer, steps, warmup, modes, sequential, device, dtype, checkpointing, chunk, lr, seed, threads, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { batch, seq, layer, steps, warmup, modes, sequential, optimizer, device, dtype, checkpointing, chunk, lr, seed, threads, json }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             var stdout = parse.InvocationConfiguration.Output;
@@ -86,12 +88,12 @@ public static class BenchTrainCommand
             GC.Collect(); // the load's managed float[] copies of the weights
             GC.WaitForPendingFinalizers();
             var results = Run(net, modeList, b, t, k, warm, timed, chunkSize, learningRate, parse.GetValue(checkpointing), parse.GetValue(seed),
-                parse.GetValue(sequential), m => BenchCommon.Log(stderr, m));
+                parse.GetValue(sequential), m => BenchCommon.Log(stderr, m), parse.GetValue(optimizer) == "torch");
 
             var tokens = (long)b * t;
             var table = new Table
             {
-                Title = new TableTitle(Markup.Escape($"bench train: {model.Label}, {config.LayerCount} blocks, batch {b} x {t} tokens, layer k = {k}, {TypeName(type)}, {dev}")),
+                Title = new TableTitle(Markup.Escape($"bench train: {model.Label}, {config.LayerCount} blocks, batch {b} x {t} tokens, layer k = {k}, {TypeName(type)}, {dev}, {parse.GetValue(optimizer)} AdamW")),
             };
             table.AddColumns("step", "ms/step", "min ms", "tokens/s", "vs full", "vs reference", "H100 anchor vs full");
             foreach (var c in table.Columns.Skip(1)) c.RightAligned();
@@ -137,7 +139,7 @@ public static class BenchTrainCommand
                 var settings = new JsonObject
                 {
                     ["batch"] = b, ["seq"] = t, ["layer"] = k, ["n_layer"] = config.LayerCount, ["steps"] = timed, ["warmup"] = warm,
-                    ["device"] = dev.ToString(), ["dtype"] = TypeName(type), ["checkpointing"] = parse.GetValue(checkpointing), ["sequential"] = parse.GetValue(sequential), ["chunk_size"] = chunkSize,
+                    ["device"] = dev.ToString(), ["dtype"] = TypeName(type), ["checkpointing"] = parse.GetValue(checkpointing), ["sequential"] = parse.GetValue(sequential), ["optimizer"] = parse.GetValue(optimizer), ["chunk_size"] = chunkSize,
                     ["lr"] = learningRate, ["threads"] = nThreads == 0 ? torch.get_num_threads() : nThreads,
                     ["peak_rss_gib"] = BenchCommon.PeakRssGiB() is { } p ? BenchCommon.Num(p, 3) : null,
                 };
@@ -169,7 +171,7 @@ public static class BenchTrainCommand
     /// state at a time: less memory, but load changes on a shared machine are no longer spread over the modes).
     /// </summary>
     internal static IReadOnlyList<ModeResult> Run(TransformerModel model, IReadOnlyList<Mode> modes, int batch, int seq, int k, int warmup, int steps,
-        int chunkSize, double lr, bool checkpointing, int seed, bool sequential, Action<string> log)
+        int chunkSize, double lr, bool checkpointing, int seed, bool sequential, Action<string> log, bool torchOptimizer = false)
     {
         var vocab = model.Config.VocabSize;
         var gen = new Random(seed);
@@ -177,7 +179,7 @@ public static class BenchTrainCommand
         using var targets = torch.tensor(Enumerable.Range(0, batch * seq).Select(_ => (long)gen.Next(vocab)).ToArray(), [batch, seq], ScalarType.Int64, model.Device);
         using var advantages = torch.tensor(Enumerable.Range(0, batch).Select(i => i % 2 == 0 ? 1f : -1f).ToArray(), [batch], ScalarType.Float32, model.Device);
         using var mask = torch.ones([batch, seq], ScalarType.Float32, model.Device);
-        StepRunner Make(Mode m) => new(model, m, k, chunkSize, lr, checkpointing, tokens, targets, advantages, mask);
+        StepRunner Make(Mode m) => new(model, m, k, chunkSize, lr, checkpointing, torchOptimizer, tokens, targets, advantages, mask);
         void Time(StepRunner r, int i, List<double> times)
         {
             var ms = r.Step();
@@ -217,29 +219,36 @@ public static class BenchTrainCommand
         }
     }
 
-    /// <summary>One mode's step: its own AdamW over the parameters the mode's loss reaches.</summary>
+    /// <summary>
+    /// One mode's step, as GrpoTrainer takes it: the trainer's own <see cref="AdamW"/> over every parameter (those without a
+    /// gradient, the blocks above k in the layer-k steps, are skipped as in PyTorch), the global grad norm clipped to 1.0.
+    /// </summary>
     private sealed class StepRunner : IDisposable
     {
         private readonly TransformerModel _model;
         private readonly int _k, _chunk;
         private readonly bool _checkpointing;
         private readonly Tensor _tokens, _targets, _advantages, _mask;
-        private readonly List<Parameter> _params;
-        private readonly optim.Optimizer _optimizer;
+        private readonly AdamW? _optimizer;
+        private readonly torch.optim.Optimizer? _torchOptimizer;
+        private readonly List<TorchSharp.Modules.Parameter> _params;
+        private readonly double _lr;
 
         public Mode Mode { get; }
-        public long TrainedParameters { get; }
+        /// <summary>Parameters that got a gradient (and an update) in the last step.</summary>
+        public long TrainedParameters { get; private set; }
         public double LastLoss { get; private set; } = double.NaN;
 
-        public StepRunner(TransformerModel model, Mode mode, int k, int chunk, double lr, bool checkpointing, Tensor tokens, Tensor targets, Tensor advantages, Tensor mask)
+        public StepRunner(TransformerModel model, Mode mode, int k, int chunk, double lr, bool checkpointing, bool torchOptimizer,
+            Tensor tokens, Tensor targets, Tensor advantages, Tensor mask)
         {
             _model = model; Mode = mode; _k = k; _chunk = chunk; _checkpointing = checkpointing;
-            _tokens = tokens; _targets = targets; _advantages = advantages; _mask = mask;
-            // IPA's loss reaches the embedding, blocks 0..k and E_u only; the reference's optimizer skips the parameters without
-            // gradients, so both layer-k variants update exactly this set.
-            _params = (mode == Mode.Full ? model.TrainableParameters() : model.ParametersUpToBlock(k)).Distinct(ReferenceEqualityComparer.Instance).Cast<Parameter>().ToList();
-            TrainedParameters = _params.Sum(p => p.numel());
-            _optimizer = optim.AdamW(_params, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01);
+            _tokens = tokens; _targets = targets; _advantages = advantages; _mask = mask; _lr = lr;
+            _params = model.GgufParameters.Select(p => p.Value).ToList();
+            if (torchOptimizer)
+                _torchOptimizer = torch.optim.AdamW(mode == Mode.Full ? _params : model.ParametersUpToBlock(k).Distinct(ReferenceEqualityComparer.Instance).Cast<TorchSharp.Modules.Parameter>().ToList(), lr,
+                    beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01);
+            else _optimizer = new AdamW(model.GgufParameters, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01);
         }
 
         /// <summary>One step; returns its wall time in ms (the device synchronized at the end).</summary>
@@ -248,7 +257,8 @@ public static class BenchTrainCommand
             var device = _model.Device;
             BenchCommon.Sync(device);
             var sw = Stopwatch.StartNew();
-            _model.zero_grad(set_to_none: true);
+            if (_optimizer != null) _optimizer.ZeroGrad();
+            else _model.zero_grad(set_to_none: true);
             using (var scope = NewDisposeScope())
             {
                 Tensor logProbs;
@@ -277,15 +287,37 @@ public static class BenchTrainCommand
                 // On-policy step: π_old = π (detached), as the first update after a rollout; GRPO's clipped loss, token-mean.
                 var loss = PolicyLoss.Compute(logProbs, logProbs.detach(), _advantages, _mask, new PpoClipOptions()).Loss;
                 loss.backward();
-                nn.utils.clip_grad_norm_(_params, 1.0);
-                _optimizer.step();
+                if (_optimizer != null)
+                {
+                    var norm = _optimizer.GradNorm();
+                    if (double.IsFinite(norm))
+                    {
+                        if (norm > 1.0) _optimizer.ScaleGrads(1.0 / (norm + 1e-6));
+                        _optimizer.Step(_lr);
+                    }
+                }
+                else
+                {
+                    nn.utils.clip_grad_norm_(_params.Where(p => p.grad is not null), 1.0);
+                    _torchOptimizer!.step();
+                }
+                TrainedParameters = _model.GgufParameters.Sum(p => p.Value.grad is { } g ? g.numel() : 0);
                 LastLoss = loss.detach().to_type(ScalarType.Float64).item<double>();
                 fwd.Dispose();
             }
             BenchCommon.Sync(device);
-            return sw.Elapsed.TotalMilliseconds;
+            var ms = sw.Elapsed.TotalMilliseconds;
+            // Untimed: tensor handles TorchSharp made outside any dispose scope (gradients read by the optimizer) hold their
+            // storage until finalized; without a collection here the big shapes grew by a gradient's size per step.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            return ms;
         }
 
-        public void Dispose() => _optimizer.Dispose();
+        public void Dispose()
+        {
+            _optimizer?.Dispose();
+            _torchOptimizer?.Dispose();
+        }
     }
 }
