@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using BuPO.Hybrid.Llama;
 
 namespace BuPO.Hybrid.RL;
@@ -156,6 +157,7 @@ public static class RolloutBenchmark
     /// decode of one token per sequence and one llama_sampler_sample (dist, temperature 1) per sequence. Returns the
     /// seconds in all and the seconds inside llama_decode.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // as the engine's loop: no unoptimized JIT tier
     public static (double Seconds, double DecodeSeconds) RawLoop(LlamaContext ctx, IReadOnlyList<int[]> prompts, int genTokens, ulong seed)
     {
         int b = prompts.Count;

@@ -201,6 +201,7 @@ public sealed unsafe class RolloutEngine : IDisposable
     /// </summary>
     /// <exception cref="BupoException">A bad request (empty prompt, token outside the vocabulary, a prompt that does not fit the context).</exception>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled (checked before every decode).</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip the unoptimized JIT tier
     public IReadOnlyList<Rollout> Generate(RolloutRequest request, IProgress<int>? completed = null, CancellationToken ct = default)
     {
         ThrowIfDisposed();
@@ -386,6 +387,7 @@ public sealed unsafe class RolloutEngine : IDisposable
     /// Starts samples of <paramref name="grp"/> in <paramref name="s"/> until one survives its first token or the group has
     /// none left (a sample can end on its first token: end of generation, max tokens 1, a stop string).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip the unoptimized JIT tier
     private void Launch(Group grp, int s, bool copyPrompt)
     {
         var ctx = _ctx!;
@@ -435,7 +437,7 @@ public sealed unsafe class RolloutEngine : IDisposable
     }
 
     /// <summary>Appends a sampled token to the slot; true when the rollout is finished.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private bool Record(Slot slot, int tok, float raw, float samp)
     {
         int c = slot.Count;
@@ -454,6 +456,7 @@ public sealed unsafe class RolloutEngine : IDisposable
 
     private byte[] Piece(int tok) => _pieces[tok] ??= _model.Vocab.TokenToPieceBytes(tok, special: false);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip the unoptimized JIT tier
     private bool AppendAndCheckStop(Slot slot, int tok)
     {
         var piece = Piece(tok);
@@ -470,6 +473,7 @@ public sealed unsafe class RolloutEngine : IDisposable
     }
 
     /// <summary>A live slot finished after a decode: store the rollout, then refill the slot from its group or free it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip the unoptimized JIT tier
     private void Finish(int s)
     {
         var slot = _slots[s];
@@ -518,6 +522,7 @@ public sealed unsafe class RolloutEngine : IDisposable
     }
 
     /// <summary>Samples the logits row of every slot in <see cref="_step"/>; rows are split over the sampling threads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip the unoptimized JIT tier
     private void SampleStep(LlamaContext ctx)
     {
         int vocab = ctx.VocabSize;
@@ -543,6 +548,7 @@ public sealed unsafe class RolloutEngine : IDisposable
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip the unoptimized JIT tier
     private void SampleRow(TokenSampler sampler, Slot slot, int vocab)
     {
         var row = new ReadOnlySpan<float>((void*)slot.LogitsPtr, vocab);

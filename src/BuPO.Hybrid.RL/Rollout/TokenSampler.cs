@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace BuPO.Hybrid.RL;
 
@@ -99,6 +100,7 @@ internal sealed class TokenSampler
         _blockSums = new double[(n + DrawBlock - 1) / DrawBlock];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int Sample(ReadOnlySpan<float> logits, in SamplingParams p, ref RolloutRng rng, out float rawLogProb, out float samplingLogProb)
     {
         int n = logits.Length;
@@ -144,6 +146,7 @@ internal sealed class TokenSampler
         return SampleTruncated(logits, max, p, ref rng, out rawLogProb, out samplingLogProb);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int SampleTruncated(ReadOnlySpan<float> logits, float max, in SamplingParams p, ref RolloutRng rng, out float rawLogProb, out float samplingLogProb)
     {
         int n = logits.Length;
@@ -309,6 +312,7 @@ internal sealed class TokenSampler
     /// Draws index i with probability w[i] / sum(w). The sum is taken per block of <see cref="DrawBlock"/> with SIMD
     /// and the target is located block by block, so only one block is scanned serially.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int Draw(ReadOnlySpan<float> w, ref RolloutRng rng, out double total)
     {
         int n = w.Length;
