@@ -49,6 +49,32 @@ public sealed class DemoCommandTests : IDisposable
         Assert.Contains("--bupo-layer 99", line);
     }
 
+    [Theory]
+    [InlineData("--rl-steps", "0", "--rl-steps must be >= 1")]
+    [InlineData("--group-size", "1", "--group-size must be >= 2")]
+    [InlineData("--prompts-per-step", "-3", "--prompts-per-step must be >= 1")]
+    [InlineData("--rl-lr", "-0.1", "--rl-lr must be a positive number")]
+    [InlineData("--bupo-steps", "99", "--bupo-steps (99) must be <= the RL steps")]
+    [InlineData("--eval-problems", "0", "--eval-problems must be >= 1")]
+    public void BadOverrideIsOneLineError(string option, string value, string message)
+    {
+        var (code, _, err) = Run("demo", "--quick", "--workdir", Path.Combine(_dir, "w"), "--out", Path.Combine(_dir, "o"), option, value);
+        Assert.Equal(CliHost.Failure, code);
+        var line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains(message, line);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "o")), "nothing is written before the options are checked");
+    }
+
+    [Fact]
+    public void OverridesReplaceOnlyTheirProfileValues()
+    {
+        var args = new DemoCommand.DemoArgs { Out = "o", WorkDir = "w", RlSteps = 7, RlLr = 5e-5, BupoSteps = 3, GroupSize = 4, PromptsPerStep = 6, EvalProblems = 11 };
+        var p = DemoProfile.Default.With(args);
+        Assert.Equal((7, 5e-5, 3, 4, 6, 11), (p.RlSteps, p.RlLr, p.BupoSteps, p.RlSamplesPerPrompt, p.RlPromptsPerStep, p.EvalProblems));
+        Assert.Equal(DemoProfile.Default with { RlSteps = 7, RlLr = 5e-5, BupoSteps = 3, RlSamplesPerPrompt = 4, RlPromptsPerStep = 6, EvalProblems = 11 }, p);
+        Assert.Equal(DemoProfile.Quick, DemoProfile.Quick.With(new DemoCommand.DemoArgs { Out = "o", WorkDir = "w" }));
+    }
+
     [Fact]
     public void QuickDemoRunsEveryStageAndWritesAConsistentReport()
     {

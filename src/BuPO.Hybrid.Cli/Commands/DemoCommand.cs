@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using BuPO.Hybrid.Analysis;
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Demo;
@@ -43,9 +44,27 @@ public sealed record DemoProfile
         Tasks = new ArithmeticTaskOptions { MaxSteps = 2 },
         SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
         AnalysisPrompts = 32,
-        RlSteps = 20, RlPromptsPerStep = 8, RlSamplesPerPrompt = 8, RlLr = 1e-4, BupoSteps = 8, RlTrainPrompts = 1024,
+        RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, BupoSteps = 10, RlTrainPrompts = 1024,
         EvalProblems = 200, EvalK = 8, MaxResponseTokens = 40,
     };
+
+    /// <summary>This profile with the command line's overrides applied (each checked).</summary>
+    public DemoProfile With(DemoCommand.DemoArgs a)
+    {
+        static int Positive(int? v, int fallback, string option, int min = 1) =>
+            v is { } x ? (x >= min ? x : throw new BupoException($"{option} must be >= {min}, got {x}")) : fallback;
+        var p = this with
+        {
+            RlSteps = Positive(a.RlSteps, RlSteps, "--rl-steps"),
+            RlSamplesPerPrompt = Positive(a.GroupSize, RlSamplesPerPrompt, "--group-size", 2),
+            RlPromptsPerStep = Positive(a.PromptsPerStep, RlPromptsPerStep, "--prompts-per-step"),
+            BupoSteps = Positive(a.BupoSteps, BupoSteps, "--bupo-steps", 0),
+            EvalProblems = Positive(a.EvalProblems, EvalProblems, "--eval-problems"),
+            RlLr = a.RlLr is { } lr ? (lr > 0 && double.IsFinite(lr) ? lr : throw new BupoException($"--rl-lr must be a positive number, got {lr}")) : RlLr,
+        };
+        if (p.BupoSteps > p.RlSteps) throw new BupoException($"--bupo-steps ({p.BupoSteps}) must be <= the RL steps ({p.RlSteps})");
+        return p;
+    }
 
     public static DemoProfile Quick => new()
     {
@@ -81,15 +100,22 @@ public static class DemoCommand
         var layer = new Option<string>("--bupo-layer") { Description = "BuPO's block k: 'analysis' (the boundary layer of the SFT analysis) or a 0-based block", DefaultValueFactory = _ => "analysis" };
         var threads = new Option<int>("--threads") { Description = "llama.cpp threads (sampling, evaluation, analysis)", DefaultValueFactory = _ => 1 };
         var trainThreads = new Option<int>("--train-threads") { Description = "Torch CPU threads (0 = torch's default; 1 is fastest for this tiny model on a busy machine)", DefaultValueFactory = _ => 1 };
+        var rlSteps = new Option<int?>("--rl-steps") { Description = "RL steps of each run (GRPO and BuPO; default: the profile's)" };
+        var rlLr = new Option<double?>("--rl-lr") { Description = "RL learning rate (default: the profile's)" };
+        var bupoSteps = new Option<int?>("--bupo-steps") { Description = "BuPO's steps on the internal policy before switching to the full policy (default: the profile's)" };
+        var group = new Option<int?>("--group-size") { Description = "RL samples per prompt (default: the profile's)" };
+        var prompts = new Option<int?>("--prompts-per-step") { Description = "RL prompts per step (default: the profile's)" };
+        var evalProblems = new Option<int?>("--eval-problems") { Description = "Held-out problems evaluated (default: the profile's)" };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
-            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads,
+            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems,
         };
         cmd.SetAction(parse => Run(new DemoArgs
         {
             Out = parse.GetValue(outDir)!, WorkDir = parse.GetValue(workDir) ?? DefaultWorkDir, Quick = parse.GetValue(quick), Force = parse.GetValue(force),
             Device = parse.GetValue(device)!, Seed = parse.GetValue(seed), BupoLayer = parse.GetValue(layer)!, Threads = parse.GetValue(threads),
-            TrainThreads = parse.GetValue(trainThreads),
+            TrainThreads = parse.GetValue(trainThreads), RlSteps = parse.GetValue(rlSteps), RlLr = parse.GetValue(rlLr), BupoSteps = parse.GetValue(bupoSteps),
+            GroupSize = parse.GetValue(group), PromptsPerStep = parse.GetValue(prompts), EvalProblems = parse.GetValue(evalProblems),
         }, parse.InvocationConfiguration.Output));
         return cmd;
     }
@@ -105,6 +131,12 @@ public static class DemoCommand
         public string BupoLayer { get; init; } = "analysis";
         public int Threads { get; init; } = 1;
         public int TrainThreads { get; init; } = 1;
+        public int? RlSteps { get; init; }
+        public double? RlLr { get; init; }
+        public int? BupoSteps { get; init; }
+        public int? GroupSize { get; init; }
+        public int? PromptsPerStep { get; init; }
+        public int? EvalProblems { get; init; }
     }
 
     /// <summary>One row of the results table (results.json).</summary>
@@ -130,7 +162,7 @@ public static class DemoCommand
                 throw new BupoException($"--bupo-layer must be 'analysis' or a block number >= 0, got '{a.BupoLayer}'");
             fixedLayer = kk;
         }
-        var p = a.Quick ? DemoProfile.Quick : DemoProfile.Default;
+        var p = (a.Quick ? DemoProfile.Quick : DemoProfile.Default).With(a);
         if (fixedLayer >= p.Model.Layers) throw new BupoException($"--bupo-layer {fixedLayer} is outside the demo model's blocks 0..{p.Model.Layers - 1}");
         var device = ModelDevice.Parse(a.Device);
         TorchRuntime.EnsureInitialized();
@@ -149,7 +181,7 @@ public static class DemoCommand
 
         // ---- data: train prompts for RL, held-out problems for eval and analysis
         var gen = new ArithmeticTaskGenerator(seed * 1000 + 17, p.Tasks);
-        var rlPrompts = gen.Generate(p.RlTrainPrompts, TaskSplit.Train).Select((t, i) => t.ToPromptItem($"train-{i}")).ToList();
+        var rlPrompts = gen.Generate(Math.Max(p.RlTrainPrompts, p.RlSteps * p.RlPromptsPerStep), TaskSplit.Train).Select((t, i) => t.ToPromptItem($"train-{i}")).ToList();
         var heldTasks = new ArithmeticTaskGenerator(seed * 1000 + 777, p.Tasks).Generate(p.EvalProblems, TaskSplit.HeldOut);
         var heldOut = heldTasks.Select((t, i) => t.ToPromptItem($"heldout-{i}")).ToList();
         ArithmeticTaskGenerator.WriteJsonl(Path.Combine(outDir, "heldout.jsonl"), heldTasks, "heldout");
@@ -208,7 +240,7 @@ public static class DemoCommand
             var o = new TrainOptions
             {
                 Model = sftGguf, Output = dir, Steps = p.RlSteps, PromptsPerStep = p.RlPromptsPerStep, SamplesPerPrompt = p.RlSamplesPerPrompt,
-                MaxResponseTokens = p.MaxResponseTokens, Parallel = p.RlPromptsPerStep * p.RlSamplesPerPrompt, ContextSize = 0, Threads = a.Threads,
+                MaxResponseTokens = p.MaxResponseTokens, Parallel = Math.Min(RolloutEngine.MaxParallel, p.RlPromptsPerStep * p.RlSamplesPerPrompt), ContextSize = 0, Threads = a.Threads,
                 TrainThreads = a.TrainThreads, Lr = p.RlLr, RolloutQuant = "F32", CheckpointEvery = 0, Seed = a.Seed, Device = a.Device,
                 MiniBatchPrompts = p.RlPromptsPerStep, BupoLayer = bupoLayer?.ToString(CultureInfo.InvariantCulture),
                 BupoSteps = bupoLayer != null ? p.BupoSteps : null, PromptTemplate = "raw",
@@ -227,12 +259,13 @@ public static class DemoCommand
 
         // ---- stage 5: evaluation on the held-out split
         sw.Restart();
-        var evalSettings = new DemoEvalSettings { SamplesPerProblem = p.EvalK, Temperature = 1f, MaxTokens = p.MaxResponseTokens, Seed = (uint)seed, Threads = a.Threads };
         var models = new (string Name, string Gguf)[] { ("init (untrained)", initGguf), ("SFT", sftGguf), ("GRPO", grpo.SamplerGguf), ("BuPO", bupo.SamplerGguf) };
+        // The problems as the model sees them (the demo's "Q: ...\nA: " format) under the raw template, as in training.
+        var heldOutPrompts = heldOut.Select(i => i with { Problem = ArithmeticTaskGenerator.FormatPrompt(i.Problem) }).ToList();
         foreach (var (name, gguf) in models)
         {
-            var r = DemoEvaluator.Evaluate(gguf, "heldout", heldOut, evalSettings);
-            File.WriteAllText(Path.Combine(outDir, EvalFile(name)), JsonSerializer.Serialize(r, Json));
+            var r = Evaluate(gguf, heldOutPrompts, p, a);
+            AtomicFile.WriteAllText(Path.Combine(outDir, EvalFile(name)), JsonSerializer.Serialize(r, Json));
             console.MarkupLineInterpolated($"  eval {name}: avg@{p.EvalK} {r.AvgAtK:0.000} ({r.Seconds:0.0} s)");
         }
         Stage("evaluate", $"{heldOut.Count} held-out problems x {p.EvalK} samples at T = 1", sw);
@@ -273,6 +306,61 @@ public static class DemoCommand
         console.Write(table);
         console.MarkupLineInterpolated($"held-out: {heldOut.Count} problems, {p.EvalK} samples each at T = 1; BuPO block k = {k}; total {total.Elapsed.TotalSeconds:0} s");
         return 0;
+    }
+
+    /// <summary>One model's held-out evaluation as written to <c>eval_*.json</c>.</summary>
+    public sealed record DemoEvalFile
+    {
+        [JsonPropertyName("model")] public required string Model { get; init; }
+        [JsonPropertyName("problems")] public int Problems { get; init; }
+        [JsonPropertyName("samples_per_problem")] public int SamplesPerProblem { get; init; }
+        [JsonPropertyName("temperature")] public double Temperature { get; init; }
+        /// <summary>avg@K: the mean over problems of the share of correct samples.</summary>
+        [JsonPropertyName("avg_at_k")] public double AvgAtK { get; init; }
+        /// <summary>Unbiased pass@k for k = 1, 2, 4, ... K.</summary>
+        [JsonPropertyName("pass_at_k")] public required IReadOnlyDictionary<string, double> PassAtK { get; init; }
+        /// <summary>Share of samples that ended with EOS (not cut at the token limit).</summary>
+        [JsonPropertyName("finished_share")] public double FinishedShare { get; init; }
+        /// <summary>Share of samples from which the verifier extracted an answer.</summary>
+        [JsonPropertyName("answered_share")] public double AnsweredShare { get; init; }
+        [JsonPropertyName("mean_response_tokens")] public double MeanResponseTokens { get; init; }
+        [JsonPropertyName("seconds")] public double Seconds { get; init; }
+        /// <summary>The first sample of the first problems.</summary>
+        [JsonPropertyName("examples")] public required IReadOnlyList<DemoEvalExample> Examples { get; init; }
+    }
+
+    /// <summary>One sampled answer.</summary>
+    public sealed record DemoEvalExample(
+        [property: JsonPropertyName("problem")] string Problem,
+        [property: JsonPropertyName("answer")] string Answer,
+        [property: JsonPropertyName("response")] string Response,
+        [property: JsonPropertyName("correct")] bool Correct);
+
+    /// <summary>K samples per held-out problem at temperature 1 with llama.cpp, scored by the math verifier (RL's <see cref="Evaluator"/>).</summary>
+    private static DemoEvalFile Evaluate(string gguf, IReadOnlyList<PromptItem> problems, DemoProfile p, DemoArgs a)
+    {
+        var clock = Stopwatch.StartNew();
+        using var engine = new RolloutEngine(gguf, new RolloutEngineOptions { Parallel = 64, Threads = a.Threads, SamplingThreads = a.Threads, GpuLayers = 0 });
+        var r = Evaluator.Run(engine, "heldout", problems, new EvalOptions
+        {
+            K = p.EvalK, Template = "raw", Seed = (ulong)a.Seed,
+            Sampling = new RolloutSampling { Temperature = 1.0, MaxTokens = p.MaxResponseTokens },
+        });
+        var samples = r.Problems.Sum(x => x.Correct.Length);
+        return new DemoEvalFile
+        {
+            Model = gguf,
+            Problems = problems.Count,
+            SamplesPerProblem = p.EvalK,
+            Temperature = 1.0,
+            AvgAtK = r.Score.AvgAtK,
+            PassAtK = r.Score.PassAtKByK.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value),
+            FinishedShare = r.Problems.Sum(x => x.Finish.Count(f => f == FinishReason.EndOfSequence)) / (double)samples,
+            AnsweredShare = r.Problems.Sum(x => x.Extracted.Count(e => e != null)) / (double)samples,
+            MeanResponseTokens = r.Problems.Sum(x => x.ResponseTokens.Sum()) / (double)samples,
+            Seconds = clock.Elapsed.TotalSeconds,
+            Examples = r.Problems.Take(12).Select((x, i) => new DemoEvalExample(problems[i].Problem, x.Reference, x.Responses[0], x.Correct[0])).ToList(),
+        };
     }
 
     public static string EvalFile(string model) => "eval_" + model.Split(' ')[0].ToLowerInvariant() + ".json";

@@ -28,7 +28,8 @@ public sealed record EvalOptions
 /// <param name="Extracted">Per sample: the extracted answer, or null.</param>
 /// <param name="ResponseTokens">Per sample: response length in tokens.</param>
 /// <param name="Finish">Per sample: why it stopped.</param>
-public sealed record ProblemEval(string Id, string Reference, bool[] Correct, string?[] Extracted, int[] ResponseTokens, FinishReason[] Finish)
+/// <param name="Responses">Per sample: the response text.</param>
+public sealed record ProblemEval(string Id, string Reference, bool[] Correct, string?[] Extracted, int[] ResponseTokens, FinishReason[] Finish, string[] Responses)
 {
     /// <summary>The outcome for <see cref="PassAtK"/>.</summary>
     public ProblemOutcome Outcome => new(Id, Correct.Length, Correct.Count(c => c));
@@ -96,6 +97,7 @@ public static class Evaluator
             var extracted = new string?[options.K];
             var lengths = new int[options.K];
             var finish = new FinishReason[options.K];
+            var texts = new string[options.K];
             for (int g = 0; g < options.K; g++)
             {
                 int j = i * options.K + g;
@@ -112,8 +114,9 @@ public static class Evaluator
                 }
                 lengths[g] = r.ResponseTokens.Length;
                 finish[g] = r.Finish;
+                texts[g] = r.Text;
             }
-            problems[i] = new ProblemEval(items[i].Id, items[i].Answer!, correct, extracted, lengths, finish);
+            problems[i] = new ProblemEval(items[i].Id, items[i].Answer!, correct, extracted, lengths, finish, texts);
         }
         var score = DatasetScore.Aggregate(dataset, problems.Select(p => p.Outcome).ToList(), ks);
         return new EvalResult(dataset, template, score, problems, engine.LastStats);
