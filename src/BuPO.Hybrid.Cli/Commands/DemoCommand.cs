@@ -293,8 +293,8 @@ public static class DemoCommand
         File.WriteAllText(Path.Combine(outDir, "results.csv"), csv.ToString());
         var grpoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "grpo", "metrics.jsonl"));
         var bupoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "bupo", "metrics.jsonl"));
-        SaveCurves(Path.Combine(outDir, "reward_curves.png"), "Mean reward per step (training rollouts)", "mean reward", grpoSteps, bupoSteps, m => m.RewardMean, k);
-        SaveCurves(Path.Combine(outDir, "accuracy_curves.png"), "Accuracy per step (training rollouts)", "accuracy", grpoSteps, bupoSteps, m => m.Accuracy, k);
+        SaveCurves(Path.Combine(outDir, "reward_curves.png"), "Mean reward per step (training rollouts)", "mean reward", grpoSteps, bupoSteps, m => m.RewardMean, k, p.BupoSteps);
+        SaveCurves(Path.Combine(outDir, "accuracy_curves.png"), "Accuracy per step (training rollouts)", "accuracy", grpoSteps, bupoSteps, m => m.Accuracy, k, p.BupoSteps);
         SaveEntropy(Path.Combine(outDir, "layer_entropy.png"), sftAnalysis, grpoAnalysis, bupoAnalysis, k);
         stages.Add(("report", sw.Elapsed.TotalSeconds, ""));
         File.WriteAllText(Path.Combine(outDir, "stages.json"), JsonSerializer.Serialize(stages.Select(s => new { stage = s.Stage, seconds = s.Seconds, note = s.Note }), Json));
@@ -402,7 +402,7 @@ public static class DemoCommand
         return sb.ToString();
     }
 
-    private static void SaveCurves(string path, string title, string y, IReadOnlyList<StepMetrics> grpo, IReadOnlyList<StepMetrics> bupo, Func<StepMetrics, double> f, int k)
+    private static void SaveCurves(string path, string title, string y, IReadOnlyList<StepMetrics> grpo, IReadOnlyList<StepMetrics> bupo, Func<StepMetrics, double> f, int k, int ipaSteps)
     {
         var plot = new Plot();
         foreach (var (name, steps) in new[] { ("GRPO", grpo), ($"BuPO (k = {k})", bupo) })
@@ -410,6 +410,8 @@ public static class DemoCommand
             var s = plot.Add.Scatter(steps.Select(m => (double)m.Step).ToArray(), steps.Select(f).ToArray());
             s.LegendText = name;
         }
+        // Where BuPO leaves the internal policy of block k for the full policy.
+        var phase = plot.Add.VerticalLine(ipaSteps + 0.5); phase.LegendText = $"BuPO: IPA (steps 1-{ipaSteps}) | GRPO"; phase.LinePattern = LinePattern.Dotted;
         plot.Title(title); plot.XLabel("step"); plot.YLabel(y);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.ShowLegend(Alignment.LowerRight);
