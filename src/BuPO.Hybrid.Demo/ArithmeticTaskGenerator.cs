@@ -168,11 +168,7 @@ public sealed class ArithmeticTaskGenerator
                 ["steps"] = t.Steps,
             })).Append('\n');
         }
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir != null) Directory.CreateDirectory(dir);
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, sb.ToString(), new UTF8Encoding(false));
-        File.Move(tmp, path, overwrite: true);
+        AtomicFile.Write(path, tmp => File.WriteAllText(tmp, sb.ToString(), new UTF8Encoding(false)));
     }
 
     private ArithmeticTask Draw(int steps)

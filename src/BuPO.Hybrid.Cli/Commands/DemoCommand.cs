@@ -287,18 +287,18 @@ public static class DemoCommand
             return new ResultRow(m.Name, e.GetProperty("avg_at_k").GetDouble(), pass.GetProperty("1").GetDouble(),
                 pass.GetProperty(p.EvalK.ToString(CultureInfo.InvariantCulture)).GetDouble(), e.GetProperty("finished_share").GetDouble(), file);
         }).ToList();
-        File.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new { k = p.EvalK, bupo_layer = k, rows }, Json));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new { k = p.EvalK, bupo_layer = k, rows }, Json));
         var csv = new StringBuilder($"model,avg_at_{p.EvalK},pass_at_1,pass_at_{p.EvalK},finished_share\n");
         foreach (var r in rows) csv.AppendLine($"{r.Model},{Csv(r.AvgAtK, r.Pass1, r.PassK, r.FinishedShare)}");
-        File.WriteAllText(Path.Combine(outDir, "results.csv"), csv.ToString());
+        AtomicFile.WriteAllText(Path.Combine(outDir, "results.csv"), csv.ToString());
         var grpoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "grpo", "metrics.jsonl"));
         var bupoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "bupo", "metrics.jsonl"));
         SaveCurves(Path.Combine(outDir, "reward_curves.png"), "Mean reward per step (training rollouts)", "mean reward", grpoSteps, bupoSteps, m => m.RewardMean, k, p.BupoSteps);
         SaveCurves(Path.Combine(outDir, "accuracy_curves.png"), "Accuracy per step (training rollouts)", "accuracy", grpoSteps, bupoSteps, m => m.Accuracy, k, p.BupoSteps);
         SaveEntropy(Path.Combine(outDir, "layer_entropy.png"), sftAnalysis, grpoAnalysis, bupoAnalysis, k);
         stages.Add(("report", sw.Elapsed.TotalSeconds, ""));
-        File.WriteAllText(Path.Combine(outDir, "stages.json"), JsonSerializer.Serialize(stages.Select(s => new { stage = s.Stage, seconds = s.Seconds, note = s.Note }), Json));
-        File.WriteAllText(Path.Combine(outDir, "report.md"), Report(p, a, k, sftAnalysis, grpoAnalysis, bupoAnalysis, rows, grpoSteps, bupoSteps, stages, total.Elapsed.TotalSeconds));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "stages.json"), JsonSerializer.Serialize(stages.Select(s => new { stage = s.Stage, seconds = s.Seconds, note = s.Note }), Json));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), Report(p, a, k, sftAnalysis, grpoAnalysis, bupoAnalysis, rows, grpoSteps, bupoSteps, stages, total.Elapsed.TotalSeconds));
         Stage("report", Path.Combine(outDir, "report.md"), sw);
 
         var table = new Table().AddColumns("model", $"avg@{p.EvalK}", "pass@1", $"pass@{p.EvalK}", "finished");
@@ -415,7 +415,8 @@ public static class DemoCommand
         plot.Title(title); plot.XLabel("step"); plot.YLabel(y);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.ShowLegend(Alignment.LowerRight);
-        plot.SavePng(path, 800, 500);
+        var png = plot.GetImageBytes(800, 500, ImageFormat.Png);
+        AtomicFile.Write(path, tmp => File.WriteAllBytes(tmp, png));
     }
 
     private static void SaveEntropy(string path, AnalysisResult sft, AnalysisResult grpo, AnalysisResult bupo, int k)
@@ -430,7 +431,8 @@ public static class DemoCommand
         plot.Title("Internal layer-policy entropy per block, before vs after RL"); plot.XLabel("block"); plot.YLabel("entropy (nats)");
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.ShowLegend(Alignment.UpperRight);
-        plot.SavePng(path, 800, 500);
+        var png = plot.GetImageBytes(800, 500, ImageFormat.Png);
+        AtomicFile.Write(path, tmp => File.WriteAllBytes(tmp, png));
     }
 
     private sealed class Observer(IAnsiConsole console, string name, int steps) : ITrainingObserver
