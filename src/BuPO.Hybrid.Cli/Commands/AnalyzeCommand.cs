@@ -199,14 +199,7 @@ public static class AnalyzeCommand
 
         LlamaBackend.Initialize(a.LibDir, minLevel: LlamaLogLevel.Error); // load-time warnings of llama.cpp are noise here
         if (a.Threads > 0) TorchSharp.torch.set_num_threads(a.Threads);
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(stdout),
-            Ansi = ReferenceEquals(stdout, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = ReferenceEquals(stdout, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = ReferenceEquals(stdout, Console.Out) ? InteractionSupport.Detect : InteractionSupport.No,
-        });
-        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 160);
+        var console = CliConsole.Create(stdout);
         var keepPerToken = a.PerToken || a.OutDir != null; // the heatmap needs them
         options = options with { PerToken = keepPerToken };
 

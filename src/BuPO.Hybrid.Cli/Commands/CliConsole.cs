@@ -3,7 +3,7 @@ using Spectre.Console;
 
 namespace BuPO.Hybrid.Cli.Commands;
 
-/// <summary>Small helpers shared by the eval and bench commands.</summary>
+/// <summary>Small helpers shared by the commands: their console, list parsing, progress, number formats.</summary>
 internal static class CliConsole
 {
     /// <summary>A Spectre console on <paramref name="stdout"/>: live/colored only on the real terminal.</summary>

@@ -61,7 +61,7 @@ public static class BenchAnalyzeCommand
             var dev = ModelDevice.Parse(parse.GetValue(device));
             var type = ModelDevice.ParseDType(parse.GetValue(dtype));
 
-            var console = BenchCommon.Console(stdout);
+            var console = CliConsole.Create(stdout);
             LlamaBackend.Initialize(parse.GetValue(libDir), minLevel: LlamaLogLevel.Error);
             if (nThreads > 0) TorchSharp.torch.set_num_threads(nThreads);
             var model = source.Resolve(parse, m => BenchCommon.Log(stderr, m));

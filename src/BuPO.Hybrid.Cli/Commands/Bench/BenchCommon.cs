@@ -11,7 +11,7 @@ namespace BuPO.Hybrid.Cli.Commands.Bench;
 
 /// <summary>
 /// What the <c>bench</c> subcommands of this folder (train, sync, analyze, tokenize; registered in
-/// <see cref="Commands.BenchCommand.Subcommands"/>) share: console, JSON output, number formats, option checks, asset lookup.
+/// <see cref="Commands.BenchCommand.Subcommands"/>) share: JSON output, number formats, option checks, asset lookup (the console is <see cref="CliConsole.Create"/>).
 /// </summary>
 public static class BenchCommon
 {
@@ -47,21 +47,6 @@ public static class BenchCommon
     {
         var items = (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         return items.Length > 0 ? items : throw new BupoException($"{option} is empty");
-    }
-
-    /// <summary>A console on <paramref name="stdout"/>: colors and live output only on a real terminal; wide tables otherwise.</summary>
-    public static IAnsiConsole Console(TextWriter stdout)
-    {
-        var real = ReferenceEquals(stdout, System.Console.Out);
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(stdout),
-            Ansi = real ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = real ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = real ? InteractionSupport.Detect : InteractionSupport.No,
-        });
-        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 160);
-        return console;
     }
 
     /// <summary>A progress line on stderr (stdout keeps the table and the notes only).</summary>

@@ -52,7 +52,7 @@ public static class BenchSyncCommand
             var outFolder = parse.GetValue(outDir);
             if (outFolder is { Exists: false }) throw new BupoException($"--out-dir: folder not found: {outFolder.FullName}");
 
-            var console = BenchCommon.Console(stdout);
+            var console = CliConsole.Create(stdout);
             LlamaBackend.Initialize(parse.GetValue(libDir), minLevel: LlamaLogLevel.Error);
             var model = source.Resolve(parse, m => BenchCommon.Log(stderr, m));
             var sw = Stopwatch.StartNew();

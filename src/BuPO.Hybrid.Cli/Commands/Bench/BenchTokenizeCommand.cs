@@ -37,7 +37,7 @@ public static class BenchTokenizeCommand
             if (!(seconds >= 0) || !double.IsFinite(seconds)) throw new BupoException($"--min-seconds must be >= 0, got {seconds}");
             source.Validate(parse);
 
-            var console = BenchCommon.Console(stdout);
+            var console = CliConsole.Create(stdout);
             LlamaBackend.Initialize(parse.GetValue(libDir), minLevel: LlamaLogLevel.Error);
             var model = source.Resolve(parse, m => BenchCommon.Log(stderr, m));
 

@@ -76,7 +76,7 @@ public static class BenchTrainCommand
             var b = BenchCommon.Positive("--batch", parse.GetValue(batch) ?? (cuda ? 8 : 2));
             var t = BenchCommon.Positive("--seq", parse.GetValue(seq) ?? (cuda ? 1024 : 128));
 
-            var console = BenchCommon.Console(stdout);
+            var console = CliConsole.Create(stdout);
             var model = source.Resolve(parse, m => BenchCommon.Log(stderr, m));
             var config = TransformerConfig.FromGguf(model.Path);
             var k = parse.GetValue(layer) ?? (config.LayerCount > 5 ? 5 : (config.LayerCount - 1) / 2);
