@@ -14,6 +14,21 @@ public static class CliHost
     /// <summary>Exit code for bad input or a failed run.</summary>
     public const int Failure = 1;
 
+    /// <summary>The <c>bupo-hybrid</c> command line: every command.</summary>
+    public static RootCommand CreateRoot()
+    {
+        var root = new RootCommand("bupo-hybrid: Bottom-up Policy Optimization (BuPO) and internal-policy probes for GGUF models");
+        root.Subcommands.Add(Commands.InspectCommand.Create());
+        root.Subcommands.Add(Commands.GenerateCommand.Create());
+        root.Subcommands.Add(Commands.AnalyzeCommand.Create());
+        root.Subcommands.Add(Commands.TrainCommand.Create());
+        root.Subcommands.Add(Commands.EvalCommand.Create());
+        root.Subcommands.Add(Commands.DemoCommand.Create());
+        root.Subcommands.Add(Commands.BenchCommand.Create());
+        return root;
+    }
+
+    /// <summary>Parses and runs <paramref name="args"/> against <paramref name="root"/>; returns the exit code.</summary>
     public static int Run(RootCommand root, string[] args, TextWriter? stdout = null, TextWriter? stderr = null)
     {
         stderr ??= Console.Error;

@@ -10,15 +10,7 @@ namespace BuPO.Hybrid.Cli.Tests;
 [Collection("analyze-cli")]
 public class AnalyzeCommandTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        root.Subcommands.Add(AnalyzeCommand.Create());
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliHost.Run(root, ["analyze", .. args], stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(["analyze", .. args]);
 
     private static string OneLine(string err) => Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
 

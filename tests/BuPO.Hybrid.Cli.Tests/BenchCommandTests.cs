@@ -25,15 +25,7 @@ public sealed class BenchCacheFixture : IDisposable
 [Collection("bench-cli")]
 public class BenchCommandTests(BenchCacheFixture cache) : IClassFixture<BenchCacheFixture>
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        root.Subcommands.Add(BenchCommand.Create());
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliHost.Run(root, ["bench", .. args], stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(["bench", .. args]);
 
     /// <summary>--random qwen3-tiny with the generated vocabulary in the test's cache folder.</summary>
     private string[] Tiny => ["--random", "qwen3-tiny", "--vocab", "generated", "--cache-dir", cache.Dir];

@@ -24,15 +24,7 @@ public sealed class DemoCommandTests : IDisposable
         try { Directory.Delete(_dir, true); } catch (IOException) { }
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        root.Subcommands.Add(DemoCommand.Create());
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var code = CliHost.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     private static JsonElement Load(string path)
     {

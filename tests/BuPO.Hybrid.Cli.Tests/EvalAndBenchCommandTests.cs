@@ -24,16 +24,7 @@ public class EvalAndBenchCommandTests : IDisposable
         try { Directory.Delete(_dir, true); } catch (IOException) { }
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        root.Subcommands.Add(EvalCommand.Create());
-        root.Subcommands.Add(BenchCommand.Create());
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliHost.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     private static string OneLine(string err) => Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
 

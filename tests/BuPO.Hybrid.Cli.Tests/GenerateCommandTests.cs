@@ -8,15 +8,7 @@ namespace BuPO.Hybrid.Cli.Tests;
 
 public class GenerateCommandTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        root.Subcommands.Add(GenerateCommand.Create());
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliHost.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     private static string OneLine(string err) => Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
 

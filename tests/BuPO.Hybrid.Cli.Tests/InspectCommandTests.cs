@@ -8,15 +8,7 @@ namespace BuPO.Hybrid.Cli.Tests;
 
 public class InspectCommandTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        root.Subcommands.Add(InspectCommand.Create());
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        var code = CliHost.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     private static string TempDir() => Directory.CreateTempSubdirectory("bupo-cli-test-").FullName;
 
