@@ -12,10 +12,19 @@ namespace BuPO.Hybrid.Model;
 internal sealed class AttentionContext
 {
     public Tensor? Mask { get; private init; }
+    /// <summary>The packed shared-prefix layout when the forward runs over a <see cref="PrefixGroupBatch"/> (its tensors are the batch's).</summary>
+    public PrefixGroupBatch? Grouped { get; private init; }
     /// <summary>cos / sin of the rotation angles, [B, 1, T, d/2] in the compute type.</summary>
     public Tensor Cos { get; private init; } = null!;
     public Tensor Sin { get; private init; } = null!;
     public RopeStyle Style { get; private init; }
+
+    /// <summary>Attention over a packed shared-prefix batch: RoPE at the batch's positions, masks from the batch.</summary>
+    public static AttentionContext CreateGrouped(TransformerModel model, PrefixGroupBatch batch, Tensor positions)
+    {
+        var rope = Create(model, ones(positions.shape[0], 1, ScalarType.Bool, positions.device), positions);
+        return new AttentionContext { Grouped = batch, Cos = rope.Cos, Sin = rope.Sin, Style = rope.Style };
+    }
 
     public static AttentionContext Create(TransformerModel model, Tensor mask, Tensor positions)
     {
@@ -71,6 +80,7 @@ internal sealed class AttentionContext
     public AttentionContext Detached() => _detached ??= new()
     {
         Mask = Mask?.alias().DetachFromDisposeScope(),
+        Grouped = Grouped,
         Cos = Cos.alias().DetachFromDisposeScope(),
         Sin = Sin.alias().DetachFromDisposeScope(),
         Style = Style,

@@ -189,6 +189,29 @@ public sealed class TransformerModel : nn.Module
     /// </summary>
     public ForwardResult Forward(Tensor tokens, Tensor? mask, Tensor? positions, ForwardOptions? options = null)
     {
+        if (tokens.dim() != 2) throw new ArgumentException($"tokens must be [B, T], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
+        return ForwardCore(tokens, options, tok =>
+        {
+            long b = tok.shape[0], t = tok.shape[1];
+            var m = mask is null ? ones(b, t, ScalarType.Bool, Device) : OnDevice(mask, ScalarType.Bool);
+            var pos = positions is null ? (m.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0) : OnDevice(positions, ScalarType.Int64);
+            return AttentionContext.Create(this, m, pos);
+        });
+    }
+
+    /// <summary>
+    /// Shared-prefix forward over a packed <see cref="PrefixGroupBatch"/>: every hidden state is [1, N, d] in the batch's
+    /// flat order (<see cref="PrefixGroupBatch.PredictorIndex"/> finds the row that predicts a continuation token). The
+    /// result equals running each prefix + suffix alone.
+    /// </summary>
+    public ForwardResult Forward(PrefixGroupBatch batch, ForwardOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return ForwardCore(batch.Tokens, options, _ => AttentionContext.CreateGrouped(this, batch, OnDevice(batch.Positions, ScalarType.Int64)));
+    }
+
+    private ForwardResult ForwardCore(Tensor tokens, ForwardOptions? options, Func<Tensor, AttentionContext> attention)
+    {
         options ??= ForwardOptions.Default;
         var c = Config;
         var last = options.StopAfterBlock ?? c.LayerCount - 1;
@@ -197,16 +220,13 @@ public sealed class TransformerModel : nn.Module
                      ("FfnInputs", options.FfnInputs), ("FfnNormInputs", options.FfnNormInputs), ("FfnOutputs", options.FfnOutputs) })
             if (set.Any(k => k < 0 || k > last))
                 throw new ArgumentOutOfRangeException(nameof(options), $"{what} asks for block(s) {string.Join(", ", set.Where(k => k < 0 || k > last))}, outside the blocks that run (0..{last})");
-        if (tokens.dim() != 2) throw new ArgumentException($"tokens must be [B, T], got [{string.Join(", ", tokens.shape)}]", nameof(tokens));
         var result = new ForwardResult { LastBlock = last };
         using (NewDisposeScope())
         {
             var b = tokens.shape[0];
             var t = tokens.shape[1];
             var tok = OnDevice(tokens, ScalarType.Int64);
-            var m = mask is null ? ones(b, t, ScalarType.Bool, Device) : OnDevice(mask, ScalarType.Bool);
-            var pos = positions is null ? (m.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0) : OnDevice(positions, ScalarType.Int64);
-            var attn = AttentionContext.Create(this, m, pos);
+            var attn = attention(tok);
 
             var h = TokenEmbedding.index_select(0, tok.flatten()).view(b, t, c.EmbeddingLength);
             if (options.CaptureEmbeddings) result.Embeddings = h;
@@ -290,11 +310,37 @@ public sealed class TransformerModel : nn.Module
             k = k.repeat_interleave(c.GqaGroup, 1);
             v = v.repeat_interleave(c.GqaGroup, 1);
         }
-        var o = a.Mask is null
-            ? F.scaled_dot_product_attention(q, k, v, is_casual: true)
-            : F.scaled_dot_product_attention(q, k, v, a.Mask);
+        var o = a.Grouped is { } g
+            ? GroupedAttention(g, q, k, v)
+            : a.Mask is null
+                ? F.scaled_dot_product_attention(q, k, v, is_casual: true)
+                : F.scaled_dot_product_attention(q, k, v, a.Mask);
         o = o.transpose(1, 2).reshape(b, t, nq);
         return F.linear(o, w.Wo, w.Bo);
+    }
+
+    /// <summary>
+    /// Attention over a packed <see cref="PrefixGroupBatch"/>: q, k, v [1, H, N, d] in flat order. Prefixes attend causally
+    /// to themselves; each suffix row attends to its prefix's keys and values (shared, not recomputed) and causally to its
+    /// own. Returns [1, H, N, d] in flat order.
+    /// </summary>
+    private static Tensor GroupedAttention(PrefixGroupBatch g, Tensor q, Tensor k, Tensor v)
+    {
+        var h = q.shape[1];
+        var d = q.shape[3];
+        Tensor Rows(Tensor x, Tensor slots, long rows, long width) => x.select(0, 0).index_select(1, slots).view(h, rows, width, d).transpose(0, 1);
+        var kp = Rows(k, g.PrefixSlots, g.PrefixRows, g.PrefixWidth);
+        var vp = Rows(v, g.PrefixSlots, g.PrefixRows, g.PrefixWidth);
+        var op = F.scaled_dot_product_attention(Rows(q, g.PrefixSlots, g.PrefixRows, g.PrefixWidth), kp, vp, g.PrefixMask);
+        var parts = new List<Tensor> { op.transpose(0, 1).reshape(h, (long)g.PrefixRows * g.PrefixWidth, d) };
+        if (g.SuffixRows > 0)
+        {
+            var ks = cat([kp.index_select(0, g.SuffixOwner), Rows(k, g.SuffixSlots, g.SuffixRows, g.SuffixWidth)], 2);
+            var vs = cat([vp.index_select(0, g.SuffixOwner), Rows(v, g.SuffixSlots, g.SuffixRows, g.SuffixWidth)], 2);
+            var os = F.scaled_dot_product_attention(Rows(q, g.SuffixSlots, g.SuffixRows, g.SuffixWidth), ks, vs, g.SuffixMask!);
+            parts.Add(os.transpose(0, 1).reshape(h, (long)g.SuffixRows * g.SuffixWidth, d));
+        }
+        return cat(parts, 1).index_select(1, g.Unpack).unsqueeze(0);
     }
 
     private static Tensor FeedForward(BlockWeights w, Tensor y)

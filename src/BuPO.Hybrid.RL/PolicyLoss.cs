@@ -10,6 +10,12 @@ public enum LossAggregation
     TokenMean,
     /// <summary>Mean over sequences of each sequence's token mean.</summary>
     SeqMeanTokenMean,
+    /// <summary>
+    /// Dr. GRPO (Liu et al., arXiv 2503.20783): mean over sequences of each sequence's token sum divided by a constant
+    /// (<see cref="PpoClipOptions.TokenSumNormalizer"/>, the generation budget), so neither a response's length nor the
+    /// batch's token count rescales its tokens' gradients.
+    /// </summary>
+    SeqMeanTokenSumNorm,
 }
 
 /// <summary>PPO-clip settings; defaults are BuPO's scripts (0.2 / 0.2 / dual clip 10).</summary>
@@ -20,6 +26,8 @@ public sealed record PpoClipOptions
     /// <summary>Dual-clip constant c applied where the advantage is negative; 0 turns it off.</summary>
     public double DualClip { get; init; } = 10.0;
     public LossAggregation Aggregation { get; init; } = LossAggregation.TokenMean;
+    /// <summary>The constant divisor of <see cref="LossAggregation.SeqMeanTokenSumNorm"/> (the trainer uses max-response-tokens).</summary>
+    public double TokenSumNormalizer { get; init; } = 1.0;
     /// <summary>The log-ratio is clamped to ±this before exp (the reference uses 20).</summary>
     public double LogRatioClamp { get; init; } = 20.0;
 }
@@ -67,7 +75,7 @@ public static class PolicyLoss
             dualActive = neg.logical_and(loss3 < clipped);
         }
         if (tokenWeights is not null) perToken = perToken * tokenWeights.detach().to_type(perToken.dtype);
-        var loss = Aggregate(perToken, m, options.Aggregation);
+        var loss = Aggregate(perToken, m, options.Aggregation, options.TokenSumNormalizer);
 
         var count = m.sum().clamp_min(1);
         double clipFrac, approxKl, dualFrac;
@@ -80,14 +88,18 @@ public static class PolicyLoss
         return new PolicyLossOutput(loss.MoveToOuterDisposeScope(), clipFrac, approxKl, dualFrac);
     }
 
-    /// <summary>Reduces per-token values [B, T] under a mask.</summary>
-    public static Tensor Aggregate(Tensor perToken, Tensor mask, LossAggregation aggregation)
+    /// <summary>
+    /// Reduces per-token values [B, T] under a mask. Sequence means count only sequences with at least one token;
+    /// <paramref name="tokenSumNormalizer"/> is the constant divisor of <see cref="LossAggregation.SeqMeanTokenSumNorm"/>.
+    /// </summary>
+    public static Tensor Aggregate(Tensor perToken, Tensor mask, LossAggregation aggregation, double tokenSumNormalizer = 1.0)
     {
         var m = mask.to_type(perToken.dtype);
         return aggregation switch
         {
             LossAggregation.TokenMean => (perToken * m).sum() / m.sum().clamp_min(1),
             LossAggregation.SeqMeanTokenMean => ((perToken * m).sum(1) / m.sum(1).clamp_min(1)).masked_select(m.sum(1) > 0).mean(),
+            LossAggregation.SeqMeanTokenSumNorm => ((perToken * m).sum(1) / tokenSumNormalizer).masked_select(m.sum(1) > 0).mean(),
             _ => throw new ArgumentOutOfRangeException(nameof(aggregation)),
         };
     }

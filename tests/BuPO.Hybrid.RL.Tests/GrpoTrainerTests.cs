@@ -109,7 +109,7 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
     [Fact]
     public void MicroBatchAccumulationEqualsOneBatch()
     {
-        foreach (var agg in new[] { "token-mean", "seq-mean-token-mean" })
+        foreach (var agg in new[] { "token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm" })
         {
             using var a = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);
             using var b = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);
@@ -124,6 +124,33 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
             {
                 using var d = (pa - pb).abs().max();
                 Assert.True(d.item<double>() < 1e-9, $"{agg}: {name} differs by {d.item<double>()}");
+            }
+        }
+    }
+
+    [Fact]
+    public void SharedPrefixUpdateEqualsThePerSequenceUpdate()
+    {
+        // Full policy and an IPA step on block 1, two epochs of two mini-batches, micro-batches small enough to split groups.
+        foreach (var (layer, ipa) in new[] { ((int?)null, false), (1, true) })
+        {
+            using var a = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);
+            using var b = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);
+            var seqs = Synthetic(5);
+            var o = Options with { MiniBatchPrompts = 2, PpoEpochs = 2, MicroBatchTokens = 12 };
+            using var ta = new GrpoTrainer(a, o with { SharedPrefix = true });
+            using var tb = new GrpoTrainer(b, o with { SharedPrefix = false });
+            var sa = ta.Update(1, seqs, layer, ipa, 1e-3);
+            var sb = tb.Update(1, seqs, layer, ipa, 1e-3);
+            Assert.Equal(4, sa.OptimizerSteps);
+            Assert.True(sa.TrainTokens < sb.TrainTokens, $"shared prefix trained {sa.TrainTokens} tokens, per sequence {sb.TrainTokens}");
+            Assert.Equal(sb.Loss, sa.Loss, 9);
+            Assert.Equal(sb.GradNorm, sa.GradNorm, 9);
+            Assert.Equal(sb.ClipFraction, sa.ClipFraction, 9);
+            foreach (var ((name, pa), (_, pb)) in a.GgufParameters.Zip(b.GgufParameters))
+            {
+                using var d = (pa - pb).abs().max();
+                Assert.True(d.item<double>() < 1e-9, $"layer {layer}: {name} differs by {d.item<double>()}");
             }
         }
     }

@@ -68,6 +68,39 @@ public class PolicyLossTests
     }
 
     [Fact]
+    public void EachAggregationModeMatchesItsHandComputedValue()
+    {
+        // Three sequences: token losses (2, 4, 6), (10), and one with no response tokens (all masked).
+        var per = T(2, 4, 6, 10, 0, 0, 7, 7, 7).reshape(3, 3);
+        var mask = T(1, 1, 1, 1, 0, 0, 0, 0, 0).reshape(3, 3);
+        // token-mean: (2 + 4 + 6 + 10) / 4 tokens.
+        Assert.Equal(22.0 / 4, PolicyLoss.Aggregate(per, mask, LossAggregation.TokenMean).item<double>(), 12);
+        // seq-mean-token-mean: mean over the two non-empty sequences of (4, 10).
+        Assert.Equal((4.0 + 10.0) / 2, PolicyLoss.Aggregate(per, mask, LossAggregation.SeqMeanTokenMean).item<double>(), 12);
+        // seq-mean-token-sum-norm (Dr. GRPO): mean over the two sequences of (12 / 8, 10 / 8) with the constant 8.
+        Assert.Equal((12.0 / 8 + 10.0 / 8) / 2, PolicyLoss.Aggregate(per, mask, LossAggregation.SeqMeanTokenSumNorm, 8).item<double>(), 12);
+    }
+
+    [Fact]
+    public void DrGrpoGradientDoesNotDependOnResponseLength()
+    {
+        // With a constant normaliser every token gets the same gradient whatever its sequence's length; with
+        // seq-mean-token-mean a token of the 1-token sequence gets 3x the gradient of one in the 3-token sequence.
+        var lp = zeros(2, 3, ScalarType.Float64).requires_grad_(true);
+        var mask = T(1, 1, 1, 1, 0, 0).reshape(2, 3);
+        var o = new PpoClipOptions { Aggregation = LossAggregation.SeqMeanTokenSumNorm, TokenSumNormalizer = 5 };
+        PolicyLoss.Compute(lp, zeros(2, 3, ScalarType.Float64), T(1, 1), mask, o).Loss.backward();
+        var g = lp.grad!.data<double>().ToArray();
+        // d/dlogp of -A r at r = 1 is -1 per token, / 5 (normaliser) / 2 (sequences).
+        foreach (var i in new[] { 0, 1, 2, 3 }) Assert.Equal(-1.0 / 5 / 2, g[i], 12);
+        Assert.Equal(0, g[4], 12);
+        var lp2 = zeros(2, 3, ScalarType.Float64).requires_grad_(true);
+        PolicyLoss.Compute(lp2, zeros(2, 3, ScalarType.Float64), T(1, 1), mask, o with { Aggregation = LossAggregation.SeqMeanTokenMean }).Loss.backward();
+        var g2 = lp2.grad!.data<double>().ToArray();
+        Assert.Equal(3 * g2[0], g2[3], 12);
+    }
+
+    [Fact]
     public void K3KlMatchesFormulaAndIsZeroAtEquality()
     {
         var lp = T(-1, -2, -0.5);

@@ -31,6 +31,10 @@ public sealed record DemoProfile
     public int RlPromptsPerStep { get; init; }
     public int RlSamplesPerPrompt { get; init; }
     public double RlLr { get; init; }
+    /// <summary>Prompts per PPO mini-batch (one optimizer step each).</summary>
+    public int RlMiniBatchPrompts { get; init; }
+    /// <summary>Passes over each rollout batch.</summary>
+    public int RlPpoEpochs { get; init; } = 1;
     public int BupoSteps { get; init; }
     public int RlTrainPrompts { get; init; }
     public int EvalProblems { get; init; }
@@ -44,7 +48,7 @@ public sealed record DemoProfile
         Tasks = new ArithmeticTaskOptions { MaxSteps = 2 },
         SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
         AnalysisPrompts = 32,
-        RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, BupoSteps = 10, RlTrainPrompts = 1024,
+        RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, RlMiniBatchPrompts = 8, BupoSteps = 10, RlTrainPrompts = 1024,
         EvalProblems = 200, EvalK = 8, MaxResponseTokens = 40,
     };
 
@@ -60,8 +64,12 @@ public sealed record DemoProfile
             RlPromptsPerStep = Positive(a.PromptsPerStep, RlPromptsPerStep, "--prompts-per-step"),
             BupoSteps = Positive(a.BupoSteps, BupoSteps, "--bupo-steps", 0),
             EvalProblems = Positive(a.EvalProblems, EvalProblems, "--eval-problems"),
+            RlMiniBatchPrompts = Positive(a.MiniBatchPrompts, RlMiniBatchPrompts, "--mini-batch-prompts"),
+            RlPpoEpochs = Positive(a.PpoEpochs, RlPpoEpochs, "--ppo-epochs"),
+            SftSteps = Positive(a.SftSteps, SftSteps, "--sft-steps"),
             RlLr = a.RlLr is { } lr ? (lr > 0 && double.IsFinite(lr) ? lr : throw new BupoException($"--rl-lr must be a positive number, got {lr}")) : RlLr,
         };
+        if (p.RlMiniBatchPrompts > p.RlPromptsPerStep) throw new BupoException($"--mini-batch-prompts ({p.RlMiniBatchPrompts}) must be <= the prompts per step ({p.RlPromptsPerStep})");
         if (p.BupoSteps > p.RlSteps) throw new BupoException($"--bupo-steps ({p.BupoSteps}) must be <= the RL steps ({p.RlSteps})");
         return p;
     }
@@ -73,7 +81,7 @@ public sealed record DemoProfile
         Tasks = new ArithmeticTaskOptions { MaxSteps = 1 },
         SftSteps = 200, SftBatch = 32, SftLr = 3e-3,
         AnalysisPrompts = 8,
-        RlSteps = 3, RlPromptsPerStep = 4, RlSamplesPerPrompt = 4, RlLr = 1e-4, BupoSteps = 2, RlTrainPrompts = 64,
+        RlSteps = 3, RlPromptsPerStep = 4, RlSamplesPerPrompt = 4, RlLr = 1e-4, RlMiniBatchPrompts = 2, BupoSteps = 2, RlTrainPrompts = 64,
         EvalProblems = 24, EvalK = 4, MaxResponseTokens = 24,
     };
 }
@@ -106,9 +114,12 @@ public static class DemoCommand
         var group = new Option<int?>("--group-size") { Description = "RL samples per prompt (default: the profile's)" };
         var prompts = new Option<int?>("--prompts-per-step") { Description = "RL prompts per step (default: the profile's)" };
         var evalProblems = new Option<int?>("--eval-problems") { Description = "Held-out problems evaluated (default: the profile's)" };
+        var miniBatch = new Option<int?>("--mini-batch-prompts") { Description = "RL prompts per PPO mini-batch, one optimizer step each (default: the profile's)" };
+        var ppoEpochs = new Option<int?>("--ppo-epochs") { Description = "RL passes over each rollout batch (default: the profile's)" };
+        var sftSteps = new Option<int?>("--sft-steps") { Description = "SFT steps (default: the profile's)" };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
-            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems,
+            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps,
         };
         cmd.SetAction(parse => Run(new DemoArgs
         {
@@ -116,6 +127,7 @@ public static class DemoCommand
             Device = parse.GetValue(device)!, Seed = parse.GetValue(seed), BupoLayer = parse.GetValue(layer)!, Threads = parse.GetValue(threads),
             TrainThreads = parse.GetValue(trainThreads), RlSteps = parse.GetValue(rlSteps), RlLr = parse.GetValue(rlLr), BupoSteps = parse.GetValue(bupoSteps),
             GroupSize = parse.GetValue(group), PromptsPerStep = parse.GetValue(prompts), EvalProblems = parse.GetValue(evalProblems),
+            MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps),
         }, parse.InvocationConfiguration.Output));
         return cmd;
     }
@@ -137,6 +149,9 @@ public static class DemoCommand
         public int? GroupSize { get; init; }
         public int? PromptsPerStep { get; init; }
         public int? EvalProblems { get; init; }
+        public int? MiniBatchPrompts { get; init; }
+        public int? PpoEpochs { get; init; }
+        public int? SftSteps { get; init; }
     }
 
     /// <summary>One row of the results table (results.json).</summary>
@@ -242,7 +257,7 @@ public static class DemoCommand
                 Model = sftGguf, Output = dir, Steps = p.RlSteps, PromptsPerStep = p.RlPromptsPerStep, SamplesPerPrompt = p.RlSamplesPerPrompt,
                 MaxResponseTokens = p.MaxResponseTokens, Parallel = Math.Min(RolloutEngine.MaxParallel, p.RlPromptsPerStep * p.RlSamplesPerPrompt), ContextSize = 0, Threads = a.Threads,
                 TrainThreads = a.TrainThreads, Lr = p.RlLr, RolloutQuant = "F32", CheckpointEvery = 0, Seed = a.Seed, Device = a.Device,
-                MiniBatchPrompts = p.RlPromptsPerStep, BupoLayer = bupoLayer?.ToString(CultureInfo.InvariantCulture),
+                MiniBatchPrompts = p.RlMiniBatchPrompts, PpoEpochs = p.RlPpoEpochs, BupoLayer = bupoLayer?.ToString(CultureInfo.InvariantCulture),
                 BupoSteps = bupoLayer != null ? p.BupoSteps : null, PromptTemplate = "raw",
             };
             var stepWatch = Stopwatch.StartNew();

@@ -126,8 +126,8 @@ public sealed class GrpoTrainer : IDisposable
                     using var scope = NewDisposeScope();
                     var seqs = micro.Select(i => sequences[i]).ToArray();
                     using var batch = MakeBatch(seqs, out var gather, out var scatter, out var targets, out var respMask);
-                    trainTokens += seqs.Sum(s => s.PromptTokens.Length + s.ResponseTokens.Length - 1);
-                    var fwd = Model.Forward(batch, new ForwardOptions
+                    trainTokens += batch.TokenCount;
+                    var fwd = batch.Forward(Model, new ForwardOptions
                     {
                         StopAfterBlock = ipa ? layer : null, ComputeLogits = false, GradientCheckpointing = _o.GradientCheckpointing,
                     });
@@ -145,14 +145,14 @@ public sealed class GrpoTrainer : IDisposable
                     if (_o.KlCoef > 0)
                     {
                         var refLp = Padded(micro.Select(i => old.Reference![i]).ToArray(), r);
-                        var k3 = PolicyLoss.Aggregate(PolicyLoss.K3Kl(lp, refLp), respMask, clip.Aggregation);
+                        var k3 = PolicyLoss.Aggregate(PolicyLoss.K3Kl(lp, refLp), respMask, clip.Aggregation, clip.TokenSumNormalizer);
                         loss = loss + _o.KlCoef * k3;
                         using (no_grad()) refKlSum += (PolicyLoss.K3Kl(lp, refLp) * respMask).sum().to_type(ScalarType.Float64).item<double>();
                     }
                     if (_o.EntropyCoef > 0)
                     {
                         var ent = ToPadded(head.Entropy(hidden), scatter, b, r);
-                        loss = loss - _o.EntropyCoef * PolicyLoss.Aggregate(ent, respMask, clip.Aggregation);
+                        loss = loss - _o.EntropyCoef * PolicyLoss.Aggregate(ent, respMask, clip.Aggregation, clip.TokenSumNormalizer);
                     }
                     var microTokens = seqs.Sum(s => (long)s.ResponseTokens.Length);
                     // Micro-batch aggregates are means over the micro-batch; weight them so the sum is the mini-batch's.
@@ -230,7 +230,8 @@ public sealed class GrpoTrainer : IDisposable
         long tokens = 0;
         using (no_grad())
         {
-            var idx = Enumerable.Range(0, n).Where(i => sequences[i].ResponseTokens.Length > 0).ToArray();
+            // Group order (stable) so that a group's responses share one prompt forward; results are stored by index.
+            var idx = Enumerable.Range(0, n).Where(i => sequences[i].ResponseTokens.Length > 0).OrderBy(i => sequences[i].Group).ToArray();
             foreach (var i in Enumerable.Range(0, n).Where(i => sequences[i].ResponseTokens.Length == 0))
             {
                 full[i] = [];
@@ -242,7 +243,7 @@ public sealed class GrpoTrainer : IDisposable
                 using var scope = NewDisposeScope();
                 var seqs = micro.Select(i => sequences[i]).ToArray();
                 using var batch = MakeBatch(seqs, out var gather, out _, out var targets, out _);
-                var fwd = Model.Forward(batch, new ForwardOptions
+                var fwd = batch.Forward(Model, new ForwardOptions
                 {
                     ComputeLogits = false,
                     Residuals = layer is { } k ? ForwardOptions.Blocks(k) : ForwardOptions.Blocks(),
@@ -260,7 +261,7 @@ public sealed class GrpoTrainer : IDisposable
                 }
                 if (refs != null)
                 {
-                    var rf = _reference!.Forward(batch, new ForwardOptions { ComputeLogits = false, StopAfterBlock = ipa ? layer : null });
+                    var rf = batch.Forward(_reference!, new ForwardOptions { ComputeLogits = false, StopAfterBlock = ipa ? layer : null });
                     var refHead = ipa ? new InternalPolicyHead(_reference, LensNorm.Identity, _o.Temperature) : InternalPolicyHead.FullPolicy(_reference, _o.Temperature);
                     Split(refHead.LogProbs(Select(rf.LastHidden, gather), targets), seqs, micro, refs);
                     rf.Dispose();
@@ -306,63 +307,130 @@ public sealed class GrpoTrainer : IDisposable
     }
 
     /// <summary>
-    /// Splits sequence indices (in order) into micro-batches whose padded size (count × longest input) stays within
-    /// the token budget; a sequence longer than the budget goes alone.
+    /// Splits sequence indices (in order) into micro-batches within the token budget: with the shared prefix, whole runs
+    /// of consecutive responses to one prompt (a unit costs its prompt once plus its responses); without, sequences
+    /// whose padded size (count × longest input) fits. A unit or sequence over the budget goes alone.
     /// </summary>
     private IEnumerable<int[]> MicroBatches(int[] indices, IReadOnlyList<TrainingSequence> sequences)
     {
         var current = new List<int>();
+        long cost = 0;
         var maxLen = 0;
-        foreach (var i in indices)
+        foreach (var unit in _o.SharedPrefix ? PrefixUnits(indices, sequences) : indices.Select(i => new[] { i }))
         {
-            var len = InputLength(sequences[i]);
-            var newMax = Math.Max(maxLen, len);
-            if (current.Count > 0 && (long)newMax * (current.Count + 1) > _o.MicroBatchTokens)
+            long newCost;
+            if (_o.SharedPrefix)
+                newCost = cost + sequences[unit[0]].PromptTokens.Length + unit.Sum(i => (long)Math.Max(0, sequences[i].ResponseTokens.Length - 1));
+            else
+            {
+                maxLen = Math.Max(maxLen, InputLength(sequences[unit[0]]));
+                newCost = (long)maxLen * (current.Count + 1);
+            }
+            if (current.Count > 0 && newCost > _o.MicroBatchTokens)
             {
                 yield return current.ToArray();
                 current.Clear();
-                newMax = len;
+                maxLen = _o.SharedPrefix ? 0 : InputLength(sequences[unit[0]]);
+                newCost = _o.SharedPrefix ? newCost - cost : maxLen;
             }
-            current.Add(i);
-            maxLen = newMax;
+            current.AddRange(unit);
+            cost = newCost;
         }
         if (current.Count > 0) yield return current.ToArray();
+    }
+
+    /// <summary>Runs of consecutive indices whose sequences have the same group and the same prompt tokens.</summary>
+    private static IEnumerable<int[]> PrefixUnits(IReadOnlyList<int> indices, IReadOnlyList<TrainingSequence> sequences)
+    {
+        var unit = new List<int>();
+        foreach (var i in indices)
+        {
+            if (unit.Count > 0)
+            {
+                var first = sequences[unit[0]];
+                if (first.Group != sequences[i].Group || !first.PromptTokens.AsSpan().SequenceEqual(sequences[i].PromptTokens))
+                {
+                    yield return unit.ToArray();
+                    unit.Clear();
+                }
+            }
+            unit.Add(i);
+        }
+        if (unit.Count > 0) yield return unit.ToArray();
     }
 
     /// <summary>The model input: prompt and response without its last token (which predicts nothing we train).</summary>
     private static int InputLength(TrainingSequence s) => s.PromptTokens.Length + Math.Max(0, s.ResponseTokens.Length - 1);
 
-    /// <summary>
-    /// Right-padded inputs; <paramref name="gather"/>: flat [B*T] row of the hidden state that predicts each response token
-    /// (in sequence order); <paramref name="scatter"/>: its slot in a [B*R] response layout; <paramref name="targets"/>:
-    /// the response tokens; <paramref name="mask"/>: [B, R] response mask.
-    /// </summary>
-    private TokenBatch MakeBatch(TrainingSequence[] seqs, out Tensor gather, out Tensor scatter, out Tensor targets, out Tensor mask)
+    /// <summary>A micro-batch's model input: padded rows (one per sequence) or a packed shared-prefix batch.</summary>
+    private sealed class ModelInput(TokenBatch? padded, PrefixGroupBatch? grouped, long tokenCount) : IDisposable
     {
-        var inputs = seqs.Select(s => s.PromptTokens.Concat(s.ResponseTokens.Take(Math.Max(0, s.ResponseTokens.Length - 1))).ToArray()).ToArray();
-        var t = inputs.Max(x => x.Length);
+        /// <summary>Tokens through the model (padding not counted).</summary>
+        public long TokenCount => tokenCount;
+
+        public ForwardResult Forward(TransformerModel model, ForwardOptions options)
+            => grouped is not null ? model.Forward(grouped, options) : model.Forward(padded!, options);
+
+        public void Dispose()
+        {
+            padded?.Dispose();
+            grouped?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The model input of <paramref name="seqs"/>; <paramref name="gather"/>: flat row of the hidden state that predicts
+    /// each response token (in sequence order); <paramref name="scatter"/>: its slot in a [B*R] response layout;
+    /// <paramref name="targets"/>: the response tokens; <paramref name="mask"/>: [B, R] response mask.
+    /// </summary>
+    private ModelInput MakeBatch(TrainingSequence[] seqs, out Tensor gather, out Tensor scatter, out Tensor targets, out Tensor mask)
+    {
         var r = Math.Max(1, seqs.Max(s => s.ResponseTokens.Length));
         var g = new List<long>();
         var sc = new List<long>();
         var tg = new List<long>();
         var m = new float[seqs.Length * r];
-        for (var b = 0; b < seqs.Length; b++)
+        ModelInput input;
+        static int[] Input(TrainingSequence s) => s.ResponseTokens.Take(Math.Max(0, s.ResponseTokens.Length - 1)).ToArray();
+        if (_o.SharedPrefix)
         {
-            var p = seqs[b].PromptTokens.Length;
+            // Consecutive sequences of one group with the same prompt become one PrefixGroup.
+            var groups = new List<PrefixGroup>();
+            var place = new (int Group, int Suffix)[seqs.Length];
+            var units = PrefixUnits(Enumerable.Range(0, seqs.Length).ToArray(), seqs).ToArray();
+            foreach (var unit in units)
+            {
+                for (var j = 0; j < unit.Length; j++) place[unit[j]] = (groups.Count, j);
+                groups.Add(new PrefixGroup(seqs[unit[0]].PromptTokens, unit.Select(i => Input(seqs[i])).ToArray()));
+            }
+            var packed = new PrefixGroupBatch(groups, Model.Device);
+            for (var b = 0; b < seqs.Length; b++)
+                for (var j = 0; j < seqs[b].ResponseTokens.Length; j++)
+                    g.Add(packed.PredictorIndex(place[b].Group, place[b].Suffix, j));
+            input = new ModelInput(null, packed, packed.TokenCount);
+        }
+        else
+        {
+            var inputs = seqs.Select(s => s.PromptTokens.Concat(Input(s)).ToArray()).ToArray();
+            var t = inputs.Max(x => x.Length);
+            for (var b = 0; b < seqs.Length; b++)
+                for (var j = 0; j < seqs[b].ResponseTokens.Length; j++)
+                    g.Add((long)b * t + seqs[b].PromptTokens.Length - 1 + j);
+            input = new ModelInput(TokenBatch.Create(inputs, Model.Device), null, inputs.Sum(x => (long)x.Length));
+        }
+        for (var b = 0; b < seqs.Length; b++)
             for (var j = 0; j < seqs[b].ResponseTokens.Length; j++)
             {
-                g.Add((long)b * t + p - 1 + j);
                 sc.Add((long)b * r + j);
                 tg.Add(seqs[b].ResponseTokens[j]);
                 m[b * r + j] = 1;
             }
-        }
         var dev = Model.Device;
         gather = tensor(g.ToArray(), ScalarType.Int64, dev);
         scatter = tensor(sc.ToArray(), ScalarType.Int64, dev);
         targets = tensor(tg.ToArray(), ScalarType.Int64, dev);
         mask = tensor(m, [seqs.Length, r], ScalarType.Float32, dev);
-        return TokenBatch.Create(inputs, dev);
+        return input;
     }
 
     private static Tensor Select(Tensor hidden, Tensor gather) => hidden.reshape(-1, hidden.shape[^1]).index_select(0, gather);

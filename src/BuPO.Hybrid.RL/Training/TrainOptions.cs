@@ -110,7 +110,7 @@ public sealed record TrainOptions
     [Description("Dual-clip constant c for negative advantages (0 = off)")]
     public double DualClip { get; init; } = 10.0;
 
-    [Description("Loss aggregation: token-mean or seq-mean-token-mean")]
+    [Description("Loss aggregation: token-mean (over the mini-batch's response tokens), seq-mean-token-mean, or seq-mean-token-sum-norm (Dr. GRPO: token sums over the constant max-response-tokens)")]
     public string LossAgg { get; init; } = "token-mean";
 
     [Description("Coefficient of the k3 KL-to-reference penalty (0 = off; the reference is the initial model)")]
@@ -176,6 +176,9 @@ public sealed record TrainOptions
 
     [Description("Token budget of a micro-batch (padded sequence tokens); gradients accumulate over micro-batches")]
     public int MicroBatchTokens { get; init; } = 16384;
+
+    [Description("Shared-prefix training forward: the responses of a prompt share one forward of the prompt (same log-probs and gradients as one sequence each, fewer tokens)")]
+    public bool SharedPrefix { get; init; } = true;
 
     [Description("Recompute blocks in backward instead of keeping activations")]
     public bool GradientCheckpointing { get; init; }
@@ -256,11 +259,12 @@ public sealed record TrainOptions
     {
         "token-mean" => LossAggregation.TokenMean,
         "seq-mean-token-mean" => LossAggregation.SeqMeanTokenMean,
-        _ => throw new BupoException($"--loss-agg: '{LossAgg}' is not token-mean or seq-mean-token-mean"),
+        "seq-mean-token-sum-norm" => LossAggregation.SeqMeanTokenSumNorm,
+        _ => throw new BupoException($"--loss-agg: '{LossAgg}' is not token-mean, seq-mean-token-mean or seq-mean-token-sum-norm"),
     };
 
     /// <summary>PPO clip settings for <see cref="PolicyLoss"/>.</summary>
-    public PpoClipOptions ClipOptions => new() { ClipLow = ClipLow, ClipHigh = ClipHigh, DualClip = DualClip, Aggregation = Aggregation };
+    public PpoClipOptions ClipOptions => new() { ClipLow = ClipLow, ClipHigh = ClipHigh, DualClip = DualClip, Aggregation = Aggregation, TokenSumNormalizer = MaxResponseTokens };
 
     /// <summary>
     /// Checks every value; throws a one-line <see cref="BupoException"/> naming the option. <paramref name="needDataset"/>:
