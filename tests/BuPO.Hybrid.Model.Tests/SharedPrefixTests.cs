@@ -1,4 +1,4 @@
-using BuPO.Hybrid.Gguf;
+using BuPO.Hybrid.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -20,20 +20,8 @@ public sealed class SharedPrefixTests : IDisposable
         try { Directory.Delete(_dir, true); } catch (IOException) { }
     }
 
-    /// <summary>A random model of the named shape with a 97-token vocabulary of its own, in float64.</summary>
-    private TransformerModel Random(string shape)
-    {
-        var vocab = Path.Combine(_dir, "vocab.gguf");
-        if (!File.Exists(vocab))
-            new GgufWriter()
-                .SetString("general.architecture", "llama")
-                .SetString("tokenizer.ggml.model", "gpt2")
-                .Set("tokenizer.ggml.tokens", GgufValue.OfArray(Enumerable.Range(0, 97).Select(i => $"t{i}").ToArray()))
-                .WriteTo(vocab);
-        var path = Path.Combine(_dir, shape + ".gguf");
-        using (var v = GgufFile.Open(vocab)) RandomGgufModel.Write(path, RandomModelSpec.Named(shape) with { Seed = 7 }, v);
-        return TransformerModel.FromGguf(path, CPU, ScalarType.Float64);
-    }
+    /// <summary>A random model of the named shape with a vocabulary of its own, in float64.</summary>
+    private TransformerModel Random(string shape) => TransformerModel.FromGguf(OwnVocabModels.Write(_dir, shape), CPU, ScalarType.Float64);
 
     /// <summary>Three prompts of lengths 5, 1 and 9 with 3, 2 and 4 responses of unequal lengths (one of 1 token, one empty).</summary>
     private static (int[] Prompt, int[][] Responses)[] Groups(int vocab)

@@ -117,9 +117,10 @@ public static class DemoCommand
         var miniBatch = new Option<int?>("--mini-batch-prompts") { Description = "RL prompts per PPO mini-batch, one optimizer step each (default: the profile's)" };
         var ppoEpochs = new Option<int?>("--ppo-epochs") { Description = "RL passes over each rollout batch (default: the profile's)" };
         var sftSteps = new Option<int?>("--sft-steps") { Description = "SFT steps (default: the profile's)" };
+        var parallelRuns = new Option<bool>("--parallel-runs") { Description = "Run GRPO and BuPO (and two evaluations) side by side, one thread each (default: on when the machine has 2+ cores)", DefaultValueFactory = _ => Environment.ProcessorCount >= 2 };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
-            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps,
+            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps, parallelRuns,
         };
         cmd.SetAction(parse => Run(new DemoArgs
         {
@@ -128,6 +129,7 @@ public static class DemoCommand
             TrainThreads = parse.GetValue(trainThreads), RlSteps = parse.GetValue(rlSteps), RlLr = parse.GetValue(rlLr), BupoSteps = parse.GetValue(bupoSteps),
             GroupSize = parse.GetValue(group), PromptsPerStep = parse.GetValue(prompts), EvalProblems = parse.GetValue(evalProblems),
             MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps),
+            ParallelRuns = parse.GetValue(parallelRuns),
         }, parse.InvocationConfiguration.Output));
         return cmd;
     }
@@ -152,6 +154,7 @@ public static class DemoCommand
         public int? MiniBatchPrompts { get; init; }
         public int? PpoEpochs { get; init; }
         public int? SftSteps { get; init; }
+        public bool ParallelRuns { get; init; }
     }
 
     /// <summary>One row of the results table (results.json).</summary>
@@ -190,7 +193,14 @@ public static class DemoCommand
         var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-steps{p.Tasks.MaxSteps}-seed{a.Seed}");
         Directory.CreateDirectory(cacheDir);
         var stages = new List<(string Stage, double Seconds, string Note)>();
-        void Stage(string name, string note, Stopwatch sw) { stages.Add((name, sw.Elapsed.TotalSeconds, note)); console.MarkupLineInterpolated($"[green]✓[/] {name}: {note} ({sw.Elapsed.TotalSeconds:0.0} s)"); }
+        void Stage(string name, string note, Stopwatch sw)
+        {
+            lock (console)
+            {
+                stages.Add((name, sw.Elapsed.TotalSeconds, note));
+                console.MarkupLineInterpolated($"[green]✓[/] {name}: {note} ({sw.Elapsed.TotalSeconds:0.0} s)");
+            }
+        }
         console.MarkupLineInterpolated($"[bold]bupo-hybrid demo[/] ({p.Name}): {p.Model}");
         console.MarkupLineInterpolated($"work dir {cacheDir}; report {outDir}");
 
@@ -244,8 +254,8 @@ public static class DemoCommand
             return r;
         }
         var sftAnalysis = Analyze(sftGguf, "analysis_sft");
-        var k = fixedLayer ?? sftAnalysis.BoundaryLayer;
-        Stage("analyze SFT", $"boundary layer {sftAnalysis.BoundaryLayer} ({sftAnalysis.BoundaryLayerReason}); BuPO trains block k = {k}", sw);
+        var (k, kReason) = ChooseLayer(fixedLayer, sftAnalysis.BoundaryLayer, p.Model.Layers);
+        Stage("analyze SFT", $"boundary layer {sftAnalysis.BoundaryLayer} ({sftAnalysis.BoundaryLayerReason}); BuPO trains block k = {k} ({kReason})", sw);
 
         // ---- stages 3-4: GRPO and BuPO from the same checkpoint, same seeds and budgets
         TrainingResult Train(string name, int? bupoLayer)
@@ -269,20 +279,28 @@ public static class DemoCommand
             Stage(name, $"{p.RlSteps} steps x {p.RlPromptsPerStep} prompts x {p.RlSamplesPerPrompt} samples{(bupoLayer != null ? $", IPA on block {bupoLayer} for {p.BupoSteps} steps" : "")}; last reward {last.RewardMean:0.000}", stepWatch);
             return result;
         }
-        var grpo = Train("grpo", null);
-        var bupo = Train("bupo", k);
+        // The two runs share nothing but the read-only SFT model: on two or more cores they run side by side, one thread each.
+        TrainingResult grpo, bupo;
+        if (a.ParallelRuns)
+        {
+            var tg = Task.Run(() => Train("grpo", null));
+            var tb = Task.Run(() => Train("bupo", k));
+            Task.WaitAll(tg, tb);
+            (grpo, bupo) = (tg.Result, tb.Result);
+        }
+        else (grpo, bupo) = (Train("grpo", null), Train("bupo", k));
 
         // ---- stage 5: evaluation on the held-out split
         sw.Restart();
         var models = new (string Name, string Gguf)[] { ("init (untrained)", initGguf), ("SFT", sftGguf), ("GRPO", grpo.SamplerGguf), ("BuPO", bupo.SamplerGguf) };
         // The problems as the model sees them (the demo's "Q: ...\nA: " format) under the raw template, as in training.
         var heldOutPrompts = heldOut.Select(i => i with { Problem = ArithmeticTaskGenerator.FormatPrompt(i.Problem) }).ToList();
-        foreach (var (name, gguf) in models)
+        Parallel.ForEach(models, new ParallelOptions { MaxDegreeOfParallelism = a.ParallelRuns ? 2 : 1 }, m =>
         {
-            var r = Evaluate(gguf, heldOutPrompts, p, a);
-            AtomicFile.WriteAllText(Path.Combine(outDir, EvalFile(name)), JsonSerializer.Serialize(r, Json));
-            console.MarkupLineInterpolated($"  eval {name}: avg@{p.EvalK} {r.AvgAtK:0.000} ({r.Seconds:0.0} s)");
-        }
+            var r = Evaluate(m.Gguf, heldOutPrompts, p, a);
+            AtomicFile.WriteAllText(Path.Combine(outDir, EvalFile(m.Name)), JsonSerializer.Serialize(r, Json));
+            lock (console) console.MarkupLineInterpolated($"  eval {m.Name}: avg@{p.EvalK} {r.AvgAtK:0.000} ({r.Seconds:0.0} s)");
+        });
         Stage("evaluate", $"{heldOut.Count} held-out problems x {p.EvalK} samples at T = 1", sw);
 
         // ---- stage 6: analysis after training
@@ -450,9 +468,26 @@ public static class DemoCommand
         AtomicFile.Write(path, tmp => File.WriteAllBytes(tmp, png));
     }
 
+    /// <summary>
+    /// BuPO's block: the fixed one, else the SFT model's boundary layer when it is interior; when the rule picks the top
+    /// block (every FFN still adds entropy: no integration phase in so small a model), IPA on it would train nearly the
+    /// full policy, so the middle block ⌊L/2⌋ is used instead and the report says so.
+    /// </summary>
+    public static (int Layer, string Reason) ChooseLayer(int? fixedLayer, int boundary, int layers)
+    {
+        if (fixedLayer is { } f) return (f, "--bupo-layer");
+        if (boundary < layers - 1) return (boundary, "the boundary layer");
+        return (layers / 2, $"the boundary rule picks the top block {boundary}, which is nearly the full policy: the middle block instead");
+    }
+
     private sealed class Observer(IAnsiConsole console, string name, int steps) : ITrainingObserver
     {
-        public void OnStep(StepMetrics m, TrainOptions o) => console.MarkupLineInterpolated(
+        public void OnStep(StepMetrics m, TrainOptions o)
+        {
+            lock (console) Write(m);
+        }
+
+        private void Write(StepMetrics m) => console.MarkupLineInterpolated(
             $"  {name} step {m.Step}/{steps} [[{m.Phase}]]: reward {m.RewardMean:0.000}, accuracy {m.Accuracy:0.000}, length {m.ResponseLengthMean:0.0}, {m.StepSeconds:0.0} s");
     }
 }

@@ -40,9 +40,15 @@ public static class EvalCommand
         var threads = new Option<int>("--threads") { Description = "CPU threads (0 = all processors)", DefaultValueFactory = _ => 0 };
         var gpuLayers = new Option<int>("--gpu-layers") { Description = "Layers to offload to the GPU (-1 = all; needs a GPU build of llama.cpp)", DefaultValueFactory = _ => 0 };
         var libDir = new Option<string?>("--llama-lib-dir") { Description = $"Folder of the llama.cpp libraries (default: ${LlamaBackend.LibDirEnvironmentVariable}, then the bundled build)" };
+        var policyLayer = new Option<int?>("--policy-layer")
+        {
+            Description = "Sample from block k's internal layer policy softmax(h_k E_u^T / T) (no final norm, as BuPO's IPA trains it) with the torch engine instead of llama.cpp's final policy (0-based block; no top-p/top-k)",
+        };
+        var device = new Option<string>("--device") { Description = "Torch device of --policy-layer: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
         var cmd = new Command("eval", "avg@K and pass@k of a GGUF model on math datasets (llama.cpp rollouts, math answer verifier)")
         {
             model, dataset, k, limit, template, maxTokens, temperature, topP, topK, seed, parallel, passK, json, dataDir, threads, gpuLayers, libDir,
+            policyLayer, device,
         };
         cmd.SetAction(parse =>
         {
@@ -62,6 +68,9 @@ public static class EvalCommand
             var sampling = new RolloutSampling { MaxTokens = mt, Temperature = parse.GetValue(temperature), TopP = parse.GetValue(topP), TopK = parse.GetValue(topK) };
             try { sampling.Validate(); }
             catch (BupoException e) { throw new BupoException("--" + e.Message); }
+            var layer = parse.GetValue(policyLayer);
+            if (layer is < 0) throw new BupoException($"--policy-layer must be a block index >= 0, got {layer}");
+            if (layer != null && (sampling.TopP < 1 || sampling.TopK > 0)) throw new BupoException("--policy-layer samples the whole internal distribution: leave --top-p and --top-k off");
             var tmpl = parse.GetValue(template)!;
             if (!tmpl.Equals("auto", StringComparison.OrdinalIgnoreCase)) _ = PromptTemplates.Format(tmpl, "x", _ => "x");   // unknown name: error now
 
@@ -80,16 +89,26 @@ public static class EvalCommand
             LlamaBackend.Initialize(parse.GetValue(libDir), minLevel: LlamaLogLevel.Error);
             var options = new EvalOptions { K = kk, Template = tmpl, Sampling = sampling, Seed = parse.GetValue(seed), PassKs = ks };
             var engineOptions = new RolloutEngineOptions { Parallel = par, Threads = th, GpuLayers = gl };
-            return Run(file.FullName, sets, options, engineOptions, parse.GetValue(json), parse.InvocationConfiguration.Output);
+            return Run(file.FullName, sets, options, engineOptions, parse.GetValue(json), parse.InvocationConfiguration.Output, layer, parse.GetValue(device)!);
         });
         return cmd;
     }
 
     private static int Run(string modelPath, List<(string Name, IReadOnlyList<PromptItem> Items)> sets, EvalOptions options,
-        RolloutEngineOptions engineOptions, FileInfo? json, TextWriter stdout)
+        RolloutEngineOptions engineOptions, FileInfo? json, TextWriter stdout, int? policyLayer = null, string device = "cpu")
     {
         var console = CliConsole.Create(stdout);
         using var engine = new RolloutEngine(modelPath, engineOptions);
+        BuPO.Hybrid.Model.TransformerModel? torchModel = null;
+        TorchPolicySampler? layerSampler = null;
+        if (policyLayer is { } pl)
+        {
+            var dev = BuPO.Hybrid.Model.ModelDevice.Parse(device);
+            torchModel = BuPO.Hybrid.Model.TransformerModel.FromGguf(modelPath, dev);
+            layerSampler = new TorchPolicySampler(torchModel, engine.Tokenizer, pl);
+            console.WriteLine($"sampling block {pl}'s internal layer policy softmax(h_{pl} E_u^T / T) with the torch engine ({device})");
+        }
+        using var _ = torchModel;
         var template = PromptTemplates.Resolve(options.Template, engine);
         console.WriteLine($"model: {modelPath} ({engine.Model.Architecture}, {engine.Model.Description})");
         console.WriteLine($"template {template}, K = {options.K}, temperature {CliConsole.F(options.Sampling.Temperature, "0.###")}, " +
@@ -105,12 +124,12 @@ public static class EvalCommand
                     .Start(pctx =>
                     {
                         var task = pctx.AddTask($"{name}: {items.Count} problems x {options.K}", maxValue: items.Count * options.K);
-                        r = Evaluator.Run(engine, name, items, options, new CliConsole.SyncProgress<int>(done => task.Value = done));
+                        r = Evaluator.Run(engine, name, items, options, new CliConsole.SyncProgress<int>(done => task.Value = done), generator: layerSampler);
                     });
             }
             else
             {
-                r = Evaluator.Run(engine, name, items, options);
+                r = Evaluator.Run(engine, name, items, options, generator: layerSampler);
             }
             results.Add(r!);
             console.WriteLine($"{name}: {r!.Stats.GeneratedTokens} tokens in {CliConsole.F(r.Stats.Seconds, "F1")} s ({CliConsole.F(r.Stats.TokensPerSecond, "F0")} tokens/s)");
@@ -138,6 +157,7 @@ public static class EvalCommand
                 template,
                 k = options.K,
                 seed = options.Seed,
+                policy = policyLayer is { } l ? $"layer {l} (internal, torch)" : "final (llama.cpp)",
                 sampling = new { temperature = options.Sampling.Temperature, top_p = options.Sampling.TopP, top_k = options.Sampling.TopK, max_tokens = options.Sampling.MaxTokens },
                 average_avg_at_k = DatasetScore.MacroAverage(results.Select(r => r.Score).ToList()),
                 datasets = results.Select(r => new

@@ -55,8 +55,10 @@ public static class Evaluator
     /// <param name="progress">Receives the number of finished rollouts (out of items x K).</param>
     /// <param name="ct">Cancels between decodes.</param>
     /// <exception cref="BupoException">Bad options, an item without an answer, a prompt that does not fit.</exception>
+    /// <param name="generator">Samples the rollouts instead of <paramref name="engine"/> (which still gives the tokenizer and the
+    /// template), e.g. a <see cref="TorchPolicySampler"/> on an internal layer policy; null = the engine.</param>
     public static EvalResult Run(RolloutEngine engine, string dataset, IReadOnlyList<PromptItem> items, EvalOptions options,
-        IProgress<int>? progress = null, CancellationToken ct = default)
+        IProgress<int>? progress = null, CancellationToken ct = default, IRolloutGenerator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(items);
@@ -76,7 +78,7 @@ public static class Evaluator
         IReadOnlyList<Rollout> rollouts;
         try
         {
-            rollouts = engine.Generate(new RolloutRequest(prompts, options.K, options.Sampling, options.Seed), progress, ct);
+            rollouts = (generator ?? engine).Generate(new RolloutRequest(prompts, options.K, options.Sampling, options.Seed), progress, ct);
         }
         catch (BupoException e)
         {
@@ -119,17 +121,17 @@ public static class Evaluator
             problems[i] = new ProblemEval(items[i].Id, items[i].Answer!, correct, extracted, lengths, finish, texts);
         }
         var score = DatasetScore.Aggregate(dataset, problems.Select(p => p.Outcome).ToList(), ks);
-        return new EvalResult(dataset, template, score, problems, engine.LastStats);
+        return new EvalResult(dataset, template, score, problems, (generator ?? engine).LastStats);
     }
 
     /// <summary>Loads <paramref name="datasetNameOrPath"/> with <see cref="PromptDataset.Load"/> and evaluates it.</summary>
     public static EvalResult Run(RolloutEngine engine, string datasetNameOrPath, EvalOptions options, int? limit = null,
-        PromptDatasetOptions? data = null, IProgress<int>? progress = null, CancellationToken ct = default)
+        PromptDatasetOptions? data = null, IProgress<int>? progress = null, CancellationToken ct = default, IRolloutGenerator? generator = null)
     {
         var items = PromptDataset.Load(datasetNameOrPath, limit: limit, options: data);
         var name = PromptDataset.KnownNames.ContainsKey(datasetNameOrPath) && !File.Exists(datasetNameOrPath)
             ? datasetNameOrPath.ToLowerInvariant()
             : Path.GetFileNameWithoutExtension(datasetNameOrPath);
-        return Run(engine, name, items, options, progress, ct);
+        return Run(engine, name, items, options, progress, ct, generator);
     }
 }

@@ -22,7 +22,7 @@ namespace BuPO.Hybrid.RL;
 /// CPU kernels sum in an order that depends on the batch (matrix-multiply tiling, KV cell placement), so logits can
 /// differ in their last bits when the batch differs. Not thread-safe.
 /// </remarks>
-public sealed unsafe class RolloutEngine : IDisposable
+public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
 {
     /// <summary>llama.cpp's limit on distinct sequence ids (LLAMA_MAX_SEQ).</summary>
     public const int MaxParallel = 256;

@@ -48,6 +48,7 @@ internal sealed class BenchModelSource
         Description = "Tokenizer for --random: a GGUF holding tokenizer.* keys, or 'generated' (default: ../shared's Qwen2 vocab when present, else generated)",
     };
     public Option<string> RandomType { get; } = new("--random-type") { Description = "Type of the 2-D weights of a --random model: F32, F16, BF16 or Q8_0", DefaultValueFactory = _ => "F16" };
+    public Option<int?> RandomLayers { get; } = new("--random-layers") { Description = "Blocks of a --random model (default: the named shape's), to time a shape's widths at a depth the machine can run" };
     public Option<DirectoryInfo?> CacheDir { get; } = new("--cache-dir") { Description = "Folder for --random models (default: $XDG_CACHE_HOME/bupo-hybrid/bench or ~/.cache/bupo-hybrid/bench)" };
 
     public BenchModelSource()
@@ -61,6 +62,7 @@ internal sealed class BenchModelSource
         command.Options.Add(Random);
         command.Options.Add(Vocab);
         command.Options.Add(RandomType);
+        command.Options.Add(RandomLayers);
         command.Options.Add(CacheDir);
     }
 
@@ -73,11 +75,13 @@ internal sealed class BenchModelSource
         if (model != null)
         {
             if (parse.GetValue(Vocab) != null) throw new BupoException("--vocab applies to --random models only");
+            if (parse.GetValue(RandomLayers) != null) throw new BupoException("--random-layers applies to --random models only");
             LlamaModel.ValidateGgufFile(model.FullName);
         }
         else
         {
             RandomModelSpec.Named(random!); // an unknown name is a one-line error naming the known shapes
+            if (parse.GetValue(RandomLayers) is < 1) throw new BupoException($"--random-layers must be >= 1, got {parse.GetValue(RandomLayers)}");
             var vocab = parse.GetValue(Vocab);
             if (vocab != null && !IsGenerated(vocab)) LlamaModel.ValidateGgufFile(vocab);
         }
@@ -101,6 +105,12 @@ internal sealed class BenchModelSource
         var name = parse.GetValue(Random)!.ToLowerInvariant();
         var type = Enum.Parse<GgmlType>(parse.GetValue(RandomType)!, ignoreCase: true);
         var spec = RandomModelSpec.Named(name) with { TensorType = type };
+        var layersTag = "";
+        if (parse.GetValue(RandomLayers) is { } layers && layers != spec.Layers)
+        {
+            spec = spec with { Layers = layers, Name = spec.Name + $"-L{layers}" };
+            layersTag = $"-L{layers}";
+        }
         var cache = parse.GetValue(CacheDir)?.FullName ?? DefaultCacheDir();
         try { Directory.CreateDirectory(cache); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -113,7 +123,7 @@ internal sealed class BenchModelSource
         using (var v = GgufFile.Open(vocabPath))
             vocabSize = v.GetArray("tokenizer.ggml.tokens")?.Count
                         ?? throw new BupoException($"{vocabPath}: has no tokenizer.ggml.tokens: not a vocabulary GGUF");
-        var path = Path.Combine(cache, $"random-{name}-{vocabTag}-{type}.gguf");
+        var path = Path.Combine(cache, $"random-{name}{layersTag}-{vocabTag}-{type}.gguf");
         var hit = File.Exists(path);
         if (!hit)
         {
@@ -124,7 +134,7 @@ internal sealed class BenchModelSource
         var words = $"{vocabWords} ({vocabSize.ToString("N0", CultureInfo.InvariantCulture)} tokens)";
         if (vocabKind == "generated" && name == "qwen3-0.6b")
             words += "; NOT Qwen3's 151,936-token vocab: the unembedding cost is far smaller than the real model's";
-        return new BenchModel(path, $"random {name} ({type})", name, words, vocabSize, vocabKind, hit);
+        return new BenchModel(path, $"random {name}{layersTag} ({type})", name, words, vocabSize, vocabKind, hit);
     }
 
     private static bool IsGenerated(string vocab) => string.Equals(vocab, "generated", StringComparison.OrdinalIgnoreCase);

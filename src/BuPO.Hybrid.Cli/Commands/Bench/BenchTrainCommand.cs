@@ -50,10 +50,13 @@ public static class BenchTrainCommand
         var seed = new Option<int>("--seed") { Description = "Seed of the random tokens and advantages", DefaultValueFactory = _ => 1 };
         var threads = BenchCommon.ThreadsOption("TorchSharp");
         var json = BenchCommon.JsonOption();
+        var group = new Option<int?>("--group") { Description = "RL shape: responses per prompt G. Times the trainer's real update (GrpoTrainer.Update: old log-probs, then forward + backward + AdamW) on --batch prompts, shared-prefix path vs one sequence per response" };
+        var promptTokens = new Option<int>("--prompt-tokens") { Description = "RL shape: prompt tokens P (with --group)", DefaultValueFactory = _ => 90 };
+        var responseTokens = new Option<int>("--response-tokens") { Description = "RL shape: response tokens R (with --group)", DefaultValueFactory = _ => 22 };
 
         var cmd = new Command("train", "Trainer tokens/s of forward + backward + AdamW: full policy (GRPO) vs a BuPO layer-k step, reference style vs only blocks 0..k");
         source.AddTo(cmd);
-        foreach (var o in new Option[] { batch, seq, layer, steps, warmup, modes, sequential, optimizer, device, dtype, checkpointing, chunk, lr, seed, threads, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { batch, seq, layer, steps, warmup, modes, sequential, optimizer, device, dtype, checkpointing, chunk, lr, seed, threads, json, group, promptTokens, responseTokens }) cmd.Options.Add(o);
         cmd.SetAction(parse =>
         {
             var stdout = parse.InvocationConfiguration.Output;
@@ -76,12 +79,20 @@ public static class BenchTrainCommand
             var b = BenchCommon.Positive("--batch", parse.GetValue(batch) ?? (cuda ? 8 : 2));
             var t = BenchCommon.Positive("--seq", parse.GetValue(seq) ?? (cuda ? 1024 : 128));
 
+            var g = parse.GetValue(group) is { } gv ? BenchCommon.Positive("--group", gv) : (int?)null;
+            var pTokens = BenchCommon.Positive("--prompt-tokens", parse.GetValue(promptTokens));
+            var rTokens = BenchCommon.Positive("--response-tokens", parse.GetValue(responseTokens));
+            if (g is not null && modeList.Contains(Mode.Reference)) throw new BupoException("--group: the RL-shape benchmark runs the trainer's full and bupo steps; leave 'reference' out of --modes");
+
             var console = CliConsole.Create(stdout);
             var model = source.Resolve(parse, m => BenchCommon.Log(stderr, m));
             var config = TransformerConfig.FromGguf(model.Path);
             var k = parse.GetValue(layer) ?? (config.LayerCount > 5 ? 5 : (config.LayerCount - 1) / 2);
             if (k < 0 || k >= config.LayerCount) throw new BupoException($"--layer {k}: the model has {config.LayerCount} blocks, 0..{config.LayerCount - 1}");
             if (nThreads > 0) torch.set_num_threads(nThreads);
+            if (g is { } groupSize)
+                return RunGroupShape(console, stderr, model, config, dev, type, modeList, parse.GetValue(batch) ?? (cuda ? 8 : 2), groupSize, pTokens, rTokens, k,
+                    warm, timed, learningRate, parse.GetValue(checkpointing), parse.GetValue(seed), nThreads, parse.GetValue(json));
 
             BenchCommon.Log(stderr, $"loading {model.Label} into the trainer ({TypeName(type)}, {dev})");
             using var net = TransformerModel.FromGguf(model.Path, dev, type);
@@ -148,6 +159,105 @@ public static class BenchTrainCommand
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The RL-shape benchmark: <paramref name="prompts"/> prompts of P tokens with G responses of R tokens each, one update of
+    /// the real trainer (<see cref="RL.Training.GrpoTrainer.Update"/>: the no-grad old-log-prob pass, then forward + backward
+    /// + AdamW in one mini-batch) per timed step, with the shared-prefix forward and with one sequence per response,
+    /// interleaved so that load changes hit both alike.
+    /// </summary>
+    private static int RunGroupShape(IAnsiConsole console, TextWriter stderr, BenchModel model, TransformerConfig config, Device dev, ScalarType type,
+        IReadOnlyList<Mode> modes, int prompts, int g, int p, int r, int k, int warm, int timed, double lr, bool checkpointing, int seed, int threads, FileInfo? json)
+    {
+        BenchCommon.Positive("--batch", prompts);
+        BenchCommon.Log(stderr, $"loading {model.Label} into the trainer ({TypeName(type)}, {dev})");
+        using var net = TransformerModel.FromGguf(model.Path, dev, type);
+        var rng = new Random(seed);
+        var vocab = config.VocabSize;
+        var seqs = new List<RL.Training.TrainingSequence>();
+        for (var i = 0; i < prompts; i++)
+        {
+            var prompt = Enumerable.Range(0, p).Select(_ => rng.Next(vocab)).ToArray();
+            for (var j = 0; j < g; j++)
+            {
+                var resp = Enumerable.Range(0, r).Select(_ => rng.Next(vocab)).ToArray();
+                seqs.Add(new RL.Training.TrainingSequence(i, prompt, resp, Enumerable.Repeat((float)-Math.Log(vocab), r).ToArray(), j % 2 == 0 ? 1.0 : -1.0));
+            }
+        }
+        var variants = modes.SelectMany(m => new[] { (Mode: m, Shared: false), (Mode: m, Shared: true) }).ToArray();
+        var options = new RL.Training.TrainOptions
+        {
+            Model = model.Path, MiniBatchPrompts = prompts, PromptsPerStep = prompts, SamplesPerPrompt = g, MaxResponseTokens = r, Lr = lr,
+            MicroBatchTokens = int.MaxValue, GradientCheckpointing = checkpointing, Seed = seed, Tis = true,
+        };
+        var trainers = variants.Select(v => new RL.Training.GrpoTrainer(net, options with { SharedPrefix = v.Shared })).ToArray();
+        var times = variants.Select(_ => new List<double>()).ToArray();
+        var stats = new RL.Training.UpdateStats?[variants.Length];
+        try
+        {
+            for (var step = 0; step < warm + timed; step++)
+                for (var v = 0; v < variants.Length; v++)
+                {
+                    var ipa = variants[v].Mode == Mode.Bupo;
+                    BenchCommon.Sync(dev);
+                    var sw = Stopwatch.StartNew();
+                    stats[v] = trainers[v].Update(step + 1, seqs, ipa ? k : null, ipa, lr);
+                    BenchCommon.Sync(dev);
+                    var ms = sw.Elapsed.TotalMilliseconds;
+                    if (step >= warm) times[v].Add(ms);
+                    BenchCommon.Log(stderr, FormattableString.Invariant($"{(step < warm ? "warm-up" : "step")} {ModeNames[(int)variants[v].Mode]} {(variants[v].Shared ? "shared-prefix" : "per-sequence")}: {ms:F1} ms"));
+                    GC.Collect();
+                    GC.WaitForPendingFinalizers();
+                }
+        }
+        finally
+        {
+            foreach (var t in trainers) t.Dispose();
+        }
+        var table = new Table
+        {
+            Title = new TableTitle(Markup.Escape($"bench train (RL shape): {model.Label}, {config.LayerCount} blocks, {prompts} prompts x G {g}, P {p}, R {r}, layer k = {k}, {TypeName(type)}, {dev}")),
+        };
+        table.AddColumns("step", "path", "ms/update", "min ms", "trained tokens", "response tokens/s", "shared-prefix speedup");
+        foreach (var c in table.Columns.Skip(2)) c.RightAligned();
+        var rows = new JsonArray();
+        for (var v = 0; v < variants.Length; v++)
+        {
+            var mean = times[v].Average();
+            var baseline = Array.FindIndex(variants, x => x.Mode == variants[v].Mode && !x.Shared);
+            var speedup = times[baseline].Average() / mean;
+            var responseTokens = (long)prompts * g * r;
+            var desc = variants[v].Mode == Mode.Full ? "full policy (GRPO)" : $"layer-{k} policy (IPA), blocks 0..{k}";
+            var path = variants[v].Shared ? "shared prefix" : "one sequence per response";
+            table.AddRow(Markup.Escape(desc), path, BenchCommon.F(mean, 1), BenchCommon.F(times[v].Min(), 1), stats[v]!.TrainTokens.ToString("N0", System.Globalization.CultureInfo.InvariantCulture),
+                BenchCommon.F(responseTokens / (mean / 1000), 0), variants[v].Shared ? BenchCommon.Ratio(speedup) : "1.00x");
+            rows.Add(new JsonObject
+            {
+                ["mode"] = ModeNames[(int)variants[v].Mode], ["shared_prefix"] = variants[v].Shared, ["description"] = desc,
+                ["ms_per_update"] = BenchCommon.Num(mean, 3), ["min_ms_per_update"] = BenchCommon.Num(times[v].Min(), 3),
+                ["update_ms"] = new JsonArray(times[v].Select(x => BenchCommon.Num(x, 3)).ToArray()),
+                ["train_tokens"] = stats[v]!.TrainTokens, ["response_tokens"] = responseTokens,
+                ["speedup_vs_per_sequence"] = BenchCommon.Num(speedup),
+            });
+        }
+        console.Write(table);
+        console.WriteLine("ms/update: GrpoTrainer.Update as train runs it (old log-probs with no grad, then one mini-batch of forward + backward + grad-norm clip + AdamW); paths interleaved.");
+        console.WriteLine("trained tokens: tokens through the differentiable forward (the shared prefix counts each prompt once).");
+        console.WriteLine(model.Note);
+        console.WriteLine(BenchCommon.MachineNote() + (BenchCommon.PeakRssGiB() is { } rss ? FormattableString.Invariant($"; process peak RSS {rss:F2} GiB") : ""));
+        if (json is { } file)
+        {
+            var settings = new JsonObject
+            {
+                ["prompts"] = prompts, ["group"] = g, ["prompt_tokens"] = p, ["response_tokens"] = r, ["layer"] = k, ["n_layer"] = config.LayerCount,
+                ["steps"] = timed, ["warmup"] = warm, ["device"] = dev.ToString(), ["dtype"] = TypeName(type), ["checkpointing"] = checkpointing, ["lr"] = lr,
+                ["threads"] = threads == 0 ? torch.get_num_threads() : threads,
+                ["peak_rss_gib"] = BenchCommon.PeakRssGiB() is { } pk ? BenchCommon.Num(pk, 3) : null,
+            };
+            BenchCommon.WriteJson(file, BenchCommon.Document("train", model, settings, rows), console);
+        }
+        return 0;
     }
 
     private static string TypeName(ScalarType t) => t switch { ScalarType.BFloat16 => "bf16", ScalarType.Float64 => "f64", _ => "f32" };
