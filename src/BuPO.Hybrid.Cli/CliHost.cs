@@ -24,6 +24,7 @@ public static class CliHost
         root.Subcommands.Add(Commands.TrainCommand.Create());
         root.Subcommands.Add(Commands.EvalCommand.Create());
         root.Subcommands.Add(Commands.DemoCommand.Create());
+        root.Subcommands.Add(Commands.ReportCommand.Create());
         root.Subcommands.Add(Commands.BenchCommand.Create());
         return root;
     }

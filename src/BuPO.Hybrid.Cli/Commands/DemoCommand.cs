@@ -117,10 +117,9 @@ public static class DemoCommand
         var miniBatch = new Option<int?>("--mini-batch-prompts") { Description = "RL prompts per PPO mini-batch, one optimizer step each (default: the profile's)" };
         var ppoEpochs = new Option<int?>("--ppo-epochs") { Description = "RL passes over each rollout batch (default: the profile's)" };
         var sftSteps = new Option<int?>("--sft-steps") { Description = "SFT steps (default: the profile's)" };
-        var parallelRuns = new Option<bool>("--parallel-runs") { Description = "Run GRPO and BuPO (and two evaluations) side by side, one thread each (default: on when the machine has 2+ cores)", DefaultValueFactory = _ => Environment.ProcessorCount >= 2 };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
-            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps, parallelRuns,
+            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps,
         };
         cmd.SetAction(parse => Run(new DemoArgs
         {
@@ -129,7 +128,6 @@ public static class DemoCommand
             TrainThreads = parse.GetValue(trainThreads), RlSteps = parse.GetValue(rlSteps), RlLr = parse.GetValue(rlLr), BupoSteps = parse.GetValue(bupoSteps),
             GroupSize = parse.GetValue(group), PromptsPerStep = parse.GetValue(prompts), EvalProblems = parse.GetValue(evalProblems),
             MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps),
-            ParallelRuns = parse.GetValue(parallelRuns),
         }, parse.InvocationConfiguration.Output));
         return cmd;
     }
@@ -154,7 +152,6 @@ public static class DemoCommand
         public int? MiniBatchPrompts { get; init; }
         public int? PpoEpochs { get; init; }
         public int? SftSteps { get; init; }
-        public bool ParallelRuns { get; init; }
     }
 
     /// <summary>One row of the results table (results.json).</summary>
@@ -279,23 +276,18 @@ public static class DemoCommand
             Stage(name, $"{p.RlSteps} steps x {p.RlPromptsPerStep} prompts x {p.RlSamplesPerPrompt} samples{(bupoLayer != null ? $", IPA on block {bupoLayer} for {p.BupoSteps} steps" : "")}; last reward {last.RewardMean:0.000}", stepWatch);
             return result;
         }
-        // The two runs share nothing but the read-only SFT model: on two or more cores they run side by side, one thread each.
-        TrainingResult grpo, bupo;
-        if (a.ParallelRuns)
-        {
-            var tg = Task.Run(() => Train("grpo", null));
-            var tb = Task.Run(() => Train("bupo", k));
-            Task.WaitAll(tg, tb);
-            (grpo, bupo) = (tg.Result, tb.Result);
-        }
-        else (grpo, bupo) = (Train("grpo", null), Train("bupo", k));
+        // One after the other: two TorchSharp training loops on two threads of one process crashed natively here (a Scalar
+        // freed by the other thread's GC during a native call), so the runs never share a process at the same time.
+        var grpo = Train("grpo", null);
+        var bupo = Train("bupo", k);
 
         // ---- stage 5: evaluation on the held-out split
         sw.Restart();
         var models = new (string Name, string Gguf)[] { ("init (untrained)", initGguf), ("SFT", sftGguf), ("GRPO", grpo.SamplerGguf), ("BuPO", bupo.SamplerGguf) };
         // The problems as the model sees them (the demo's "Q: ...\nA: " format) under the raw template, as in training.
         var heldOutPrompts = heldOut.Select(i => i with { Problem = ArithmeticTaskGenerator.FormatPrompt(i.Problem) }).ToList();
-        Parallel.ForEach(models, new ParallelOptions { MaxDegreeOfParallelism = a.ParallelRuns ? 2 : 1 }, m =>
+        // llama.cpp only (no torch): two evaluations side by side on two or more cores, one thread each.
+        Parallel.ForEach(models, new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 2) }, m =>
         {
             var r = Evaluate(m.Gguf, heldOutPrompts, p, a);
             AtomicFile.WriteAllText(Path.Combine(outDir, EvalFile(m.Name)), JsonSerializer.Serialize(r, Json));
@@ -326,8 +318,10 @@ public static class DemoCommand
         AtomicFile.WriteAllText(Path.Combine(outDir, "results.csv"), csv.ToString());
         var grpoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "grpo", "metrics.jsonl"));
         var bupoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "bupo", "metrics.jsonl"));
-        SaveCurves(Path.Combine(outDir, "reward_curves.png"), "Mean reward per step (training rollouts)", "mean reward", grpoSteps, bupoSteps, m => m.RewardMean, k, p.BupoSteps);
-        SaveCurves(Path.Combine(outDir, "accuracy_curves.png"), "Accuracy per step (training rollouts)", "accuracy", grpoSteps, bupoSteps, m => m.Accuracy, k, p.BupoSteps);
+        // The curves `bupo-hybrid report` draws, from the same code.
+        var runCurves = new[] { RunCurves.Read(Path.Combine(outDir, "grpo"), "GRPO"), RunCurves.Read(Path.Combine(outDir, "bupo"), "BuPO") };
+        RunReport.SavePlot(Path.Combine(outDir, "reward_curves.png"), RunReport.Curves.Single(c => c.File == "reward"), runCurves);
+        RunReport.SavePlot(Path.Combine(outDir, "accuracy_curves.png"), RunReport.Curves.Single(c => c.File == "accuracy"), runCurves);
         SaveEntropy(Path.Combine(outDir, "layer_entropy.png"), sftAnalysis, grpoAnalysis, bupoAnalysis, k);
         stages.Add(("report", sw.Elapsed.TotalSeconds, ""));
         AtomicFile.WriteAllText(Path.Combine(outDir, "stages.json"), JsonSerializer.Serialize(stages.Select(s => new { stage = s.Stage, seconds = s.Seconds, note = s.Note }), Json));
@@ -433,23 +427,6 @@ public static class DemoCommand
         foreach (var s in stages) sb.AppendLine($"| {s.Stage} | {s.Seconds:0.0} | {s.Note} |");
         sb.AppendLine().AppendLine($"Total: {seconds:0} s.");
         return sb.ToString();
-    }
-
-    private static void SaveCurves(string path, string title, string y, IReadOnlyList<StepMetrics> grpo, IReadOnlyList<StepMetrics> bupo, Func<StepMetrics, double> f, int k, int ipaSteps)
-    {
-        var plot = new Plot();
-        foreach (var (name, steps) in new[] { ("GRPO", grpo), ($"BuPO (k = {k})", bupo) })
-        {
-            var s = plot.Add.Scatter(steps.Select(m => (double)m.Step).ToArray(), steps.Select(f).ToArray());
-            s.LegendText = name;
-        }
-        // Where BuPO leaves the internal policy of block k for the full policy.
-        var phase = plot.Add.VerticalLine(ipaSteps + 0.5); phase.LegendText = $"BuPO: IPA (steps 1-{ipaSteps}) | GRPO"; phase.LinePattern = LinePattern.Dotted;
-        plot.Title(title); plot.XLabel("step"); plot.YLabel(y);
-        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
-        plot.ShowLegend(Alignment.LowerRight);
-        var png = plot.GetImageBytes(800, 500, ImageFormat.Png);
-        AtomicFile.Write(path, tmp => File.WriteAllBytes(tmp, png));
     }
 
     private static void SaveEntropy(string path, AnalysisResult sft, AnalysisResult grpo, AnalysisResult bupo, int k)

@@ -13,6 +13,14 @@ namespace BuPO.Hybrid.RL.Training;
 /// <param name="Advantage">Â of the response (the same for every token).</param>
 public sealed record TrainingSequence(int Group, int[] PromptTokens, int[] ResponseTokens, float[] SamplerLogProbs, double Advantage);
 
+/// <summary>One optimizer step (one mini-batch) of an update.</summary>
+/// <param name="Loss">The mini-batch's aggregated loss.</param>
+/// <param name="ClipFraction">Share of its response tokens whose clipped term was active.</param>
+/// <param name="ApproxKl">Mean log π_old - log π_new over its response tokens.</param>
+/// <param name="GradNorm">Pre-clip gradient norm (NaN or infinite when the step was skipped).</param>
+/// <param name="Skipped">Whether the non-finite norm skipped the step.</param>
+public sealed record OptimizerStepStats(double Loss, double ClipFraction, double ApproxKl, double GradNorm, bool Skipped);
+
 /// <summary>What one <see cref="GrpoTrainer.Update"/> did, averaged over its response tokens or optimizer steps.</summary>
 public sealed record UpdateStats
 {
@@ -29,6 +37,8 @@ public sealed record UpdateStats
     /// <summary>Mean pre-clip gradient norm of the optimizer steps.</summary>
     public double GradNorm { get; init; }
     public int OptimizerSteps { get; init; }
+    /// <summary>Each mini-batch in order (epochs included): loss, clip fraction, approx KL, grad norm.</summary>
+    public IReadOnlyList<OptimizerStepStats> PerOptimizerStep { get; init; } = [];
     /// <summary>Optimizer steps skipped because the gradient norm was not finite.</summary>
     public int SkippedSteps { get; init; }
     /// <summary>Entropy of the full policy (temperature T) over the response tokens, from the no-grad pass.</summary>
@@ -109,6 +119,7 @@ public sealed class GrpoTrainer : IDisposable
         double lossSum = 0, clipSum = 0, dualSum = 0, klSum = 0, refKlSum = 0, gradNormSum = 0;
         long tokenSum = 0, trainTokens = 0;
         int optSteps = 0, skipped = 0, miniBatches = 0;
+        var perStep = new List<OptimizerStepStats>();
         var clip = _o.ClipOptions;
         for (var epoch = 0; epoch < _o.PpoEpochs; epoch++)
         {
@@ -120,7 +131,7 @@ public sealed class GrpoTrainer : IDisposable
                 var mbSeqs = mb.Count(i => sequences[i].ResponseTokens.Length > 0);
                 if (mbTokens == 0) continue;
                 ZeroGrad();
-                double mbLoss = 0;
+                double mbLoss = 0, mbClip = 0, mbKl = 0;
                 foreach (var micro in MicroBatches(mb.Where(i => sequences[i].ResponseTokens.Length > 0).ToArray(), sequences))
                 {
                     using var scope = NewDisposeScope();
@@ -161,6 +172,8 @@ public sealed class GrpoTrainer : IDisposable
                     scaled.backward();
                     mbLoss += scaled.detach().to_type(ScalarType.Float64).item<double>();
                     clipSum += pl.ClipFraction * microTokens;
+                    mbClip += pl.ClipFraction * microTokens;
+                    mbKl += pl.ApproxKl * microTokens;
                     dualSum += pl.DualClipFraction * microTokens;
                     klSum += pl.ApproxKl * microTokens;
                     tokenSum += microTokens;
@@ -181,6 +194,7 @@ public sealed class GrpoTrainer : IDisposable
                     optSteps++;
                 }
                 ZeroGrad();
+                perStep.Add(new OptimizerStepStats(mbLoss, mbClip / mbTokens, mbKl / mbTokens, norm, !double.IsFinite(norm)));
                 lossSum += mbLoss;
                 miniBatches++;
             }
@@ -197,6 +211,7 @@ public sealed class GrpoTrainer : IDisposable
             RefKl = _o.KlCoef > 0 ? refKlSum / n : double.NaN,
             GradNorm = optSteps == 0 ? double.NaN : gradNormSum / optSteps,
             OptimizerSteps = optSteps,
+            PerOptimizerStep = perStep,
             SkippedSteps = skipped,
             EntropyFull = old.EntropyFull,
             EntropyLayer = old.EntropyLayer,

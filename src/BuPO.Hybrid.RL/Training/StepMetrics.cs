@@ -143,7 +143,18 @@ public sealed class MetricsWriter : IDisposable
     public string JsonlPath { get; }
     public string CsvPath { get; }
 
-    public MetricsWriter(string outputDir, int? keepThroughStep)
+    // TorchSharp's writer appends each event to its file as it is added: nothing to flush or close.
+    private readonly TorchSharp.Modules.SummaryWriter? _tensorBoard;
+    private int _optimizerStep;
+
+    /// <summary>Folder of the TensorBoard event files (<c>tensorboard --logdir</c> it), or null when off.</summary>
+    public string? TensorBoardDir { get; }
+
+    /// <param name="outputDir">The run folder.</param>
+    /// <param name="keepThroughStep">On resume: keep the lines of steps up to this one, drop later ones.</param>
+    /// <param name="tensorBoard">Also write TensorBoard event files to <c>outputDir/tensorboard</c> (a new file per start).</param>
+    /// <param name="optimizerStepsBefore">Optimizer steps already taken (resume), so TensorBoard's optimizer-step axis continues.</param>
+    public MetricsWriter(string outputDir, int? keepThroughStep, bool tensorBoard = false, int optimizerStepsBefore = 0)
     {
         JsonlPath = Path.Combine(outputDir, "metrics.jsonl");
         CsvPath = Path.Combine(outputDir, "metrics.csv");
@@ -162,6 +173,29 @@ public sealed class MetricsWriter : IDisposable
         _jsonl = new StreamWriter(JsonlPath, append: true, new UTF8Encoding(false)) { NewLine = "\n" };
         _csv = new StreamWriter(CsvPath, append: true, new UTF8Encoding(false)) { NewLine = "\n" };
         if (newCsv) { _csv.WriteLine(header); _csv.Flush(); }
+        if (tensorBoard)
+        {
+            TensorBoardDir = Path.Combine(outputDir, "tensorboard");
+            Directory.CreateDirectory(TensorBoardDir);
+            _tensorBoard = TorchSharp.torch.utils.tensorboard.SummaryWriter(TensorBoardDir);
+        }
+        _optimizerStep = optimizerStepsBefore;
+    }
+
+    /// <summary>The scalars of a step as TensorBoard shows them (tag → value), NaN ones left out.</summary>
+    public static IEnumerable<(string Tag, double Value)> TensorBoardScalars(StepMetrics m)
+    {
+        (string, double)[] all =
+        [
+            ("reward/mean", m.RewardMean), ("reward/accuracy", m.Accuracy), ("reward/std", m.RewardStd),
+            ("response/length_mean", m.ResponseLengthMean), ("response/truncated_fraction", m.TruncatedFraction),
+            ("entropy/full", m.EntropyFull), ("entropy/layer", m.EntropyLayer),
+            ("update/loss", m.Loss), ("update/clip_fraction", m.ClipFraction), ("update/approx_kl", m.ApproxKl), ("update/ref_kl", m.RefKl),
+            ("update/grad_norm", m.GradNorm), ("update/lr", m.Lr),
+            ("sampler/mismatch_kl", m.MismatchKl), ("sampler/mismatch_outside_fraction", m.MismatchOutsideFraction),
+            ("speed/rollout_tokens_per_s", m.RolloutTokensPerSecond), ("speed/train_tokens_per_s", m.TrainTokensPerSecond), ("speed/step_seconds", m.StepSeconds),
+        ];
+        return all.Where(x => double.IsFinite(x.Item2));
     }
 
     /// <summary>Writes a non-step event line (e.g. the boundary-layer analysis) to metrics.jsonl.</summary>
@@ -177,6 +211,32 @@ public sealed class MetricsWriter : IDisposable
         _jsonl.Flush();
         _csv.WriteLine(m.ToCsvRow());
         _csv.Flush();
+        if (_tensorBoard is { } tb)
+        {
+            foreach (var (tag, v) in TensorBoardScalars(m)) tb.add_scalar(tag, (float)v, m.Step);
+        }
+    }
+
+    /// <summary>
+    /// One event line per RL step with its optimizer steps in order (<c>"event":"optimizer_steps"</c>: loss, clip fraction,
+    /// approx KL, grad norm per mini-batch), and the same per optimizer step in TensorBoard (<c>optimizer/*</c>).
+    /// </summary>
+    public void WriteOptimizerSteps(int step, IReadOnlyList<OptimizerStepStats> steps)
+    {
+        static double? N(double v) => double.IsFinite(v) ? v : null;
+        WriteEvent(JsonSerializer.Serialize(new
+        {
+            @event = "optimizer_steps", step,
+            loss = steps.Select(s => N(s.Loss)), clip_fraction = steps.Select(s => N(s.ClipFraction)),
+            approx_kl = steps.Select(s => N(s.ApproxKl)), grad_norm = steps.Select(s => N(s.GradNorm)), skipped = steps.Select(s => s.Skipped),
+        }));
+        foreach (var s in steps)
+        {
+            _optimizerStep++;
+            if (_tensorBoard is not { } tb) continue;
+            foreach (var (tag, v) in new[] { ("optimizer/loss", s.Loss), ("optimizer/clip_fraction", s.ClipFraction), ("optimizer/approx_kl", s.ApproxKl), ("optimizer/grad_norm", s.GradNorm) })
+                if (double.IsFinite(v)) tb.add_scalar(tag, (float)v, _optimizerStep);
+        }
     }
 
     /// <summary>Reads the step lines of a metrics.jsonl.</summary>

@@ -211,6 +211,9 @@ public sealed record TrainOptions
     [Description("Block weights given adapters (default: attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up, ffn_down)")]
     public string[] LoraTargets { get; init; } = [];
 
+    [Description("Also write TensorBoard event files (per step and per optimizer step) to OUTPUT/tensorboard")]
+    public bool TensorBoard { get; init; } = true;
+
     [Description("Save a checkpoint every N steps (0 = only at the end and on Ctrl+C)")]
     public int CheckpointEvery { get; init; } = 50;
 

@@ -179,7 +179,7 @@ public static class TrainingRun
             resume.Restore(model, trainer.Optimizer, lora);
             observer.OnMessage($"resumed from {resume.Directory} (step {resume.Step})");
         }
-        using var metrics = new MetricsWriter(outputDir, resume?.Step);
+        using var metrics = new MetricsWriter(outputDir, resume?.Step, o.TensorBoard, resume is null ? 0 : (int)trainer.Optimizer.Steps);
         if (analysis != null) metrics.WriteEvent(analysis.ToJsonLine());
 
         var results = new List<StepMetrics>();
@@ -307,6 +307,7 @@ public static class TrainingRun
                 StepSeconds = swStep.Elapsed.TotalSeconds,
             };
             metrics.Write(m);
+            metrics.WriteOptimizerSteps(step, stats.PerOptimizerStep);
             results.Add(m);
             lastDone = step;
             observer.OnStep(m, o);
