@@ -5,8 +5,16 @@ using BuPO.Hybrid.Data;
 
 namespace BuPO.Hybrid.Demo;
 
-/// <summary>Which side of the train / held-out split a problem falls on.</summary>
-public enum TaskSplit { Train, HeldOut }
+/// <summary>Which split a problem falls on (a fixed function of its canonical expression, so the splits are disjoint).</summary>
+public enum TaskSplit
+{
+    /// <summary>Supervised fine-tuning data.</summary>
+    Train,
+    /// <summary>Evaluation only.</summary>
+    HeldOut,
+    /// <summary>RL prompts: problems the SFT never saw, like the held-out ones (empty unless <see cref="ArithmeticTaskOptions.RlFraction"/> &gt; 0).</summary>
+    Rl,
+}
 
 /// <summary>Options of <see cref="ArithmeticTaskGenerator"/>. Difficulty is the number of steps and the operand size.</summary>
 public sealed record ArithmeticTaskOptions
@@ -29,6 +37,12 @@ public sealed record ArithmeticTaskOptions
     /// <summary>The share of canonical problems reserved for the held-out split, in (0, 1).</summary>
     public double HeldOutFraction { get; init; } = 0.1;
 
+    /// <summary>
+    /// The share reserved for RL prompts, in [0, 1 - held-out). RL on problems the SFT memorized teaches nothing that
+    /// carries over to unseen ones; RL on unseen problems does.
+    /// </summary>
+    public double RlFraction { get; init; }
+
     internal void Validate()
     {
         if (MinSteps < 1 || MaxSteps > ArithmeticTaskGenerator.MaxStepsLimit || MinSteps > MaxSteps)
@@ -36,6 +50,7 @@ public sealed record ArithmeticTaskOptions
         if (MaxOperand < 2) throw new BupoException($"max operand must be at least 2, got {MaxOperand}");
         if (MaxValue < MaxOperand) throw new BupoException($"max value ({MaxValue}) must be at least the max operand ({MaxOperand})");
         if (!(HeldOutFraction > 0 && HeldOutFraction < 1)) throw new BupoException($"held-out fraction must be in (0, 1), got {HeldOutFraction}");
+        if (!(RlFraction >= 0 && HeldOutFraction + RlFraction < 1)) throw new BupoException($"RL fraction must be in [0, 1 - held-out fraction), got {RlFraction}");
     }
 }
 
@@ -110,7 +125,10 @@ public sealed class ArithmeticTaskGenerator
     public static string FormatPrompt(string problem) => $"Q: {problem}\nA: ";
 
     /// <summary>The split of a canonical expression: held out where its FNV-1a hash falls below <paramref name="heldOutFraction"/>.</summary>
-    public static TaskSplit SplitOf(string expression, double heldOutFraction)
+    public static TaskSplit SplitOf(string expression, double heldOutFraction) => SplitOf(expression, heldOutFraction, 0);
+
+    /// <summary>The split of a canonical expression: held out below <paramref name="heldOutFraction"/>, RL in the next <paramref name="rlFraction"/>.</summary>
+    public static TaskSplit SplitOf(string expression, double heldOutFraction, double rlFraction)
     {
         var h = 14695981039346656037UL;
         foreach (var c in expression)
@@ -121,7 +139,7 @@ public sealed class ArithmeticTaskGenerator
         // Mix the low-entropy FNV output (SplitMix64 finalizer) before taking a uniform fraction.
         h = Mix(h);
         var u = (h >> 11) * (1.0 / (1UL << 53));
-        return u < heldOutFraction ? TaskSplit.HeldOut : TaskSplit.Train;
+        return u < heldOutFraction ? TaskSplit.HeldOut : u < heldOutFraction + rlFraction ? TaskSplit.Rl : TaskSplit.Train;
     }
 
     /// <summary>The next problem of <paramref name="split"/>, with a step count drawn uniformly from the options' range.</summary>
@@ -231,7 +249,7 @@ public sealed class ArithmeticTaskGenerator
         problem.Append(CultureInfo.InvariantCulture, $" How many {item} does {name} have now?");
         solution.Append(CultureInfo.InvariantCulture, $"\\boxed{{{value}}}");
         var canonical = expression.ToString();
-        return new ArithmeticTask(problem.ToString(), solution.ToString(), value, steps, canonical, SplitOf(canonical, o.HeldOutFraction));
+        return new ArithmeticTask(problem.ToString(), solution.ToString(), value, steps, canonical, SplitOf(canonical, o.HeldOutFraction, o.RlFraction));
     }
 
     /// <summary>Factors in [2, MaxFactor] that divide <paramref name="value"/> (a positive value only).</summary>

@@ -113,6 +113,25 @@ public class ArithmeticTaskGeneratorTests
     }
 
     [Fact]
+    public void RlSplit_IsDisjointFromSftAndHeldOut_AndKeepsTheHeldOutSplit()
+    {
+        var options = new ArithmeticTaskOptions { MaxSteps = 2, RlFraction = 0.3 };
+        var gen = new ArithmeticTaskGenerator(5, options);
+        var sft = gen.Generate(3000).Select(t => t.Expression).ToHashSet();
+        var rl = gen.Generate(1000, TaskSplit.Rl);
+        var heldOut = gen.Generate(1000, TaskSplit.HeldOut).Select(t => t.Expression).ToHashSet();
+        Assert.All(rl, t => Assert.Equal(TaskSplit.Rl, t.Split));
+        Assert.DoesNotContain(rl, t => sft.Contains(t.Expression) || heldOut.Contains(t.Expression));
+        Assert.DoesNotContain(sft, heldOut.Contains);
+        // The held-out split is the same set with or without an RL split (the RL share is cut from the SFT side).
+        Assert.All(heldOut, e => Assert.Equal(TaskSplit.HeldOut, ArithmeticTaskGenerator.SplitOf(e, options.HeldOutFraction)));
+        var expressions = Enumerable.Range(0, 20000).Select(i => $"{i}+{i % 7}").ToArray();
+        var share = expressions.Count(e => ArithmeticTaskGenerator.SplitOf(e, 0.1, 0.3) == TaskSplit.Rl) / (double)expressions.Length;
+        Assert.InRange(share, 0.29, 0.31);
+        Assert.Throws<BupoException>(() => new ArithmeticTaskGenerator(1, new ArithmeticTaskOptions { HeldOutFraction = 0.5, RlFraction = 0.5 }));
+    }
+
+    [Fact]
     public void HeldOutShare_IsNearTheFraction()
     {
         // 20,000 distinct expressions: the hash puts about the asked share in the held-out split.

@@ -90,11 +90,42 @@ public sealed class TrainingRunTests : IDisposable
             Assert.True(s.RolloutSeconds > 0 && s.TrainSeconds > 0 && s.StepSeconds >= s.RolloutSeconds + s.TrainSeconds);
         }
         Assert.Equal(9, File.ReadAllLines(result.MetricsCsv).Length);
+        // One optimizer_steps line per step: 2 mini-batches of 2 prompts each, in order.
+        var optLines = File.ReadLines(result.MetricsJsonl).Where(l => l.Contains("\"event\":\"optimizer_steps\"")).ToList();
+        Assert.Equal(8, optLines.Count);
+        foreach (var l in optLines)
+        {
+            using var doc = JsonDocument.Parse(l);
+            Assert.Equal(2, doc.RootElement.GetProperty("clip_fraction").GetArrayLength());
+            Assert.Equal(2, doc.RootElement.GetProperty("grad_norm").GetArrayLength());
+        }
+        // TensorBoard: one event file of TFRecords, with a reward/mean scalar for every step.
+        var events = Directory.GetFiles(Path.Combine(o.Output, "tensorboard"), "events.out.tfevents.*");
+        Assert.Single(events);
+        var records = TfRecords(File.ReadAllBytes(events[0]));
+        Assert.Equal(8, records.Count(r => Contains(r, "reward/mean"u8)));
+        Assert.Equal(16, records.Count(r => Contains(r, "optimizer/grad_norm"u8)));
         // The final checkpoint; a new run into the same folder is refused.
         Assert.True(File.Exists(Path.Combine(result.LastCheckpoint!, "state.json")));
         var again = Assert.Throws<BupoException>(() => TrainingRun.Run(o, MentionsBoy, Prompts));
         Assert.Contains("--resume latest", again.Message);
     }
+
+    /// <summary>The payloads of a TFRecord file: [u64 length][u32 crc][payload][u32 crc] each.</summary>
+    private static List<byte[]> TfRecords(byte[] file)
+    {
+        var list = new List<byte[]>();
+        for (var at = 0; at < file.Length;)
+        {
+            var len = (int)BitConverter.ToUInt64(file, at);
+            Assert.InRange(at + 12 + len + 4, 0, file.Length);
+            list.Add(file.AsSpan(at + 12, len).ToArray());
+            at += 12 + len + 4;
+        }
+        return list;
+    }
+
+    private static bool Contains(byte[] haystack, ReadOnlySpan<byte> needle) => haystack.AsSpan().IndexOf(needle) >= 0;
 
     [Theory]
     [InlineData(0)]

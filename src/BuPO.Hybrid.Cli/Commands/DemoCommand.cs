@@ -45,7 +45,7 @@ public sealed record DemoProfile
     {
         Name = "default",
         Model = new DemoModelSpec { Layers = 6, Embedding = 64, HeadDim = 16, FeedForward = 192, ContextLength = 256 },
-        Tasks = new ArithmeticTaskOptions { MaxSteps = 2 },
+        Tasks = new ArithmeticTaskOptions { MaxSteps = 2, RlFraction = 0.3 },
         SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
         AnalysisPrompts = 32,
         RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, RlMiniBatchPrompts = 8, BupoSteps = 10, RlTrainPrompts = 1024,
@@ -187,7 +187,7 @@ public static class DemoCommand
         var outDir = Path.GetFullPath(a.Out);
         Directory.CreateDirectory(outDir);
         var seed = (ulong)a.Seed;
-        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-steps{p.Tasks.MaxSteps}-seed{a.Seed}");
+        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-steps{p.Tasks.MaxSteps}{(p.Tasks.RlFraction > 0 ? $"-rl{p.Tasks.RlFraction.ToString(CultureInfo.InvariantCulture)}" : "")}-seed{a.Seed}");
         Directory.CreateDirectory(cacheDir);
         var stages = new List<(string Stage, double Seconds, string Note)>();
         void Stage(string name, string note, Stopwatch sw)
@@ -203,7 +203,9 @@ public static class DemoCommand
 
         // ---- data: train prompts for RL, held-out problems for eval and analysis
         var gen = new ArithmeticTaskGenerator(seed * 1000 + 17, p.Tasks);
-        var rlPrompts = gen.Generate(Math.Max(p.RlTrainPrompts, p.RlSteps * p.RlPromptsPerStep), TaskSplit.Train).Select((t, i) => t.ToPromptItem($"train-{i}")).ToList();
+        // RL prompts come from their own split when the profile has one: problems the SFT never saw, as the held-out ones.
+        var rlSplit = p.Tasks.RlFraction > 0 ? TaskSplit.Rl : TaskSplit.Train;
+        var rlPrompts = gen.Generate(Math.Max(p.RlTrainPrompts, p.RlSteps * p.RlPromptsPerStep), rlSplit).Select((t, i) => t.ToPromptItem($"rl-{i}")).ToList();
         var heldTasks = new ArithmeticTaskGenerator(seed * 1000 + 777, p.Tasks).Generate(p.EvalProblems, TaskSplit.HeldOut);
         var heldOut = heldTasks.Select((t, i) => t.ToPromptItem($"heldout-{i}")).ToList();
         ArithmeticTaskGenerator.WriteJsonl(Path.Combine(outDir, "heldout.jsonl"), heldTasks, "heldout");
