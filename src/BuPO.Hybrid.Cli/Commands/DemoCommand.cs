@@ -105,6 +105,7 @@ public static class DemoCommand
         var force = new Option<bool>("--force") { Description = "Retrain the SFT model even when the work dir holds one" };
         var device = new Option<string>("--device") { Description = "Torch device of SFT, RL updates and analysis: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
         var seed = new Option<long>("--seed") { Description = "Seed of the model init, data, SFT and both RL runs", DefaultValueFactory = _ => 1L };
+        var seeds = new Option<string?>("--seeds") { Description = "A multi-seed study, e.g. 1,2,3: the whole demo per seed into --out/seed-N, then study.md (mean ± std, paired BuPO - GRPO per seed, reward band)" };
         var layer = new Option<string>("--bupo-layer") { Description = "BuPO's block k: 'analysis' (the boundary layer of the SFT analysis) or a 0-based block", DefaultValueFactory = _ => "analysis" };
         var threads = new Option<int>("--threads") { Description = "llama.cpp threads (sampling, evaluation, analysis)", DefaultValueFactory = _ => 1 };
         var trainThreads = new Option<int>("--train-threads") { Description = "Torch CPU threads (0 = torch's default; 1 is fastest for this tiny model on a busy machine)", DefaultValueFactory = _ => 1 };
@@ -119,7 +120,7 @@ public static class DemoCommand
         var sftSteps = new Option<int?>("--sft-steps") { Description = "SFT steps (default: the profile's)" };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
-            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps,
+            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps, seeds,
         };
         cmd.SetAction(parse => Run(new DemoArgs
         {
@@ -128,6 +129,7 @@ public static class DemoCommand
             TrainThreads = parse.GetValue(trainThreads), RlSteps = parse.GetValue(rlSteps), RlLr = parse.GetValue(rlLr), BupoSteps = parse.GetValue(bupoSteps),
             GroupSize = parse.GetValue(group), PromptsPerStep = parse.GetValue(prompts), EvalProblems = parse.GetValue(evalProblems),
             MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps),
+            Seeds = parse.GetValue(seeds) is { } list ? CliConsole.ParseIntList("--seeds", list).Select(x => (long)x).ToArray() : null,
         }, parse.InvocationConfiguration.Output));
         return cmd;
     }
@@ -152,6 +154,8 @@ public static class DemoCommand
         public int? MiniBatchPrompts { get; init; }
         public int? PpoEpochs { get; init; }
         public int? SftSteps { get; init; }
+        /// <summary>A multi-seed study instead of one run (then <see cref="Seed"/> is ignored).</summary>
+        public long[]? Seeds { get; init; }
     }
 
     /// <summary>One row of the results table (results.json).</summary>
@@ -160,6 +164,30 @@ public static class DemoCommand
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     public static int Run(DemoArgs a, TextWriter stdout)
+    {
+        if (a.Seeds is { } list)
+        {
+            if (list.Length == 0 || list.Distinct().Count() != list.Length) throw new BupoException($"--seeds: give distinct seeds, e.g. 1,2,3");
+            var outDir = Path.GetFullPath(a.Out);
+            var results = new List<SeedResult>();
+            foreach (var s in list)
+            {
+                var dir = Path.Combine(outDir, $"seed-{s}");
+                var code = RunOne(a with { Seed = s, Seeds = null, Out = dir }, stdout);
+                if (code != 0) return code;
+                results.Add(SeedResult.Read(s, dir));
+            }
+            var p = (a.Quick ? DemoProfile.Quick : DemoProfile.Default).With(a);
+            var study = SeedStudy.Write(results, outDir, p.EvalK);
+            stdout.WriteLine($"multi-seed study: {study}");
+            stdout.Write(File.ReadAllText(study).Split("\n\nTraining reward")[0]);
+            stdout.WriteLine();
+            return 0;
+        }
+        return RunOne(a, stdout);
+    }
+
+    private static int RunOne(DemoArgs a, TextWriter stdout)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
