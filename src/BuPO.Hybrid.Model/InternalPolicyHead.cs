@@ -50,7 +50,8 @@ public sealed class InternalPolicyHead
     {
         using var scope = NewDisposeScope();
         var z = nn.functional.linear(Normalize(hidden), _model.Unembedding, Bias);
-        return (z.to_type(WideType(z.dtype)) * (1.0 / Temperature)).MoveToOuterDisposeScope();
+        using var invT = (1.0 / Temperature).ToScalar();
+        return z.to_type(WideType(z.dtype)).mul(invT).MoveToOuterDisposeScope();
     }
 
     /// <summary>log π(target) for every position: hidden [..., d], targets [...] (int64) → [...].</summary>
@@ -81,7 +82,8 @@ public sealed class InternalPolicyHead
     internal static Tensor ChunkLogits(Tensor x, Tensor u, Tensor? bias, double invT, long start, long n)
     {
         var z = nn.functional.linear(x.narrow(0, start, n), u, bias);
-        return z.to_type(WideType(x.dtype)) * invT;
+        using var s = invT.ToScalar();
+        return z.to_type(WideType(x.dtype)).mul(s);
     }
 }
 
@@ -190,7 +192,8 @@ internal static class ChunkedBackward
                 using var scope = NewDisposeScope();
                 var len = Math.Min(chunk, n - s);
                 var z = InternalPolicyHead.ChunkLogits(x, u, bias, invT, s, len);
-                var gz = dz(z, g.narrow(0, s, len), s, len) * invT; // [len, V] wide
+                using var scale = invT.ToScalar();
+                var gz = dz(z, g.narrow(0, s, len), s, len).mul(scale); // [len, V] wide
                 if (gx is not null) gx.narrow(0, s, len).copy_(gz.to_type(u.dtype).matmul(u));
                 if (gu is not null) gu.add_(gz.t().matmul(x.narrow(0, s, len).to_type(wide)));
                 if (gb is not null) gb.add_(gz.sum(0));

@@ -355,7 +355,8 @@ public sealed class TransformerModel : nn.Module
     {
         var wide = x.dtype is ScalarType.BFloat16 or ScalarType.Float16;
         var xf = wide ? x.to_type(ScalarType.Float32) : x;
-        var n = xf * (xf.square().mean([-1L], keepdim: true) + eps).rsqrt();
+        using var e = eps.ToScalar(); // held: TorchSharp 0.107 leaves implicitly converted Scalars to the GC finalizer
+        var n = xf * xf.square().mean([-1L], keepdim: true).add(e).rsqrt();
         if (wide) n = n.to_type(x.dtype);
         return n * weight;
     }

@@ -60,16 +60,22 @@ public static class PolicyLoss
         var m = mask.to_type(logProbs.dtype);
         var adv = advantages.dim() == 1 ? advantages.unsqueeze(1).expand_as(logProbs) : advantages;
         adv = adv.to_type(logProbs.dtype);
-        var logRatio = (logProbs - oldLogProbs).clamp(-options.LogRatioClamp, options.LogRatioClamp);
+        // Scalars held for the whole call (TorchSharp leaves implicitly converted ones to the GC's finalizer thread).
+        using var lrLow = (-options.LogRatioClamp).ToScalar();
+        using var lrHigh = options.LogRatioClamp.ToScalar();
+        using var rLow = (1 - options.ClipLow).ToScalar();
+        using var rHigh = (1 + options.ClipHigh).ToScalar();
+        using var dual = options.DualClip.ToScalar();
+        var logRatio = (logProbs - oldLogProbs).clamp(lrLow, lrHigh);
         var ratio = logRatio.exp();
         var loss1 = -adv * ratio;
-        var loss2 = -adv * ratio.clamp(1 - options.ClipLow, 1 + options.ClipHigh);
+        var loss2 = -adv * ratio.clamp(rLow, rHigh);
         var clipped = maximum(loss1, loss2);
         Tensor perToken = clipped;
         Tensor dualActive = zeros_like(clipped, dtype: ScalarType.Bool);
         if (options.DualClip > 0)
         {
-            var loss3 = -adv * options.DualClip;
+            var loss3 = -adv.mul(dual);
             var neg = adv < 0;
             perToken = where(neg, minimum(clipped, loss3), clipped);
             dualActive = neg.logical_and(loss3 < clipped);

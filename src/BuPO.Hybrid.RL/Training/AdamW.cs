@@ -69,7 +69,8 @@ public sealed class AdamW : IDisposable
     public void ScaleGrads(double factor)
     {
         using var _ = no_grad();
-        foreach (var (_, p) in _params) p.grad?.mul_(factor);
+        using var f = factor.ToScalar();
+        foreach (var (_, p) in _params) p.grad?.mul_(f);
     }
 
     /// <summary>One AdamW update with learning rate <paramref name="lr"/> on every parameter that has a gradient.</summary>
@@ -87,13 +88,23 @@ public sealed class AdamW : IDisposable
             }
             using var scope = NewDisposeScope();
             s.Step++;
-            if (WeightDecay != 0) p.mul_(1 - lr * WeightDecay);
-            s.ExpAvg.mul_(Beta1).add_(g, alpha: 1 - Beta1);
-            s.ExpAvgSq.mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
             var bc1 = 1 - Math.Pow(Beta1, s.Step);
             var bc2 = 1 - Math.Pow(Beta2, s.Step);
-            var denom = (s.ExpAvgSq.sqrt() / Math.Sqrt(bc2)).add_(Eps);
-            p.addcdiv_(s.ExpAvg, denom, value: -lr / bc1);
+            // Every Scalar is held (and disposed) here: TorchSharp 0.107 leaves implicitly converted ones to the GC,
+            // whose finalizer thread can free one while libtorch still reads it (a native "toFloat" assertion).
+            using var decay = (1 - lr * WeightDecay).ToScalar();
+            using var b1 = Beta1.ToScalar();
+            using var b1c = (1 - Beta1).ToScalar();
+            using var b2 = Beta2.ToScalar();
+            using var b2c = (1 - Beta2).ToScalar();
+            using var sqrtBc2 = Math.Sqrt(bc2).ToScalar();
+            using var eps = Eps.ToScalar();
+            using var step = (-lr / bc1).ToScalar();
+            if (WeightDecay != 0) p.mul_(decay);
+            s.ExpAvg.mul_(b1).add_(g, alpha: b1c);
+            s.ExpAvgSq.mul_(b2).addcmul_(g, g, value: b2c);
+            var denom = s.ExpAvgSq.sqrt().div_(sqrtBc2).add_(eps);
+            p.addcdiv_(s.ExpAvg, denom, value: step);
         }
         Steps++;
     }

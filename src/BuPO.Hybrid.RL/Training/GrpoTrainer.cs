@@ -168,7 +168,8 @@ public sealed class GrpoTrainer : IDisposable
                     var microTokens = seqs.Sum(s => (long)s.ResponseTokens.Length);
                     // Micro-batch aggregates are means over the micro-batch; weight them so the sum is the mini-batch's.
                     var scale = clip.Aggregation == LossAggregation.TokenMean ? (double)microTokens / mbTokens : (double)seqs.Length / mbSeqs;
-                    var scaled = loss * scale;
+                    using var scaleScalar = scale.ToScalar();
+                    var scaled = loss.mul(scaleScalar);
                     scaled.backward();
                     mbLoss += scaled.detach().to_type(ScalarType.Float64).item<double>();
                     clipSum += pl.ClipFraction * microTokens;
