@@ -63,7 +63,11 @@ public sealed class DemoCommandTests : IDisposable
         var args = new DemoCommand.DemoArgs { Out = "o", WorkDir = "w", RlSteps = 7, RlLr = 5e-5, BupoSteps = 3, GroupSize = 4, PromptsPerStep = 6, EvalProblems = 11 };
         var p = DemoProfile.Default.With(args);
         Assert.Equal((7, 5e-5, 3, 4, 6, 11), (p.RlSteps, p.RlLr, p.BupoSteps, p.RlSamplesPerPrompt, p.RlPromptsPerStep, p.EvalProblems));
-        Assert.Equal(DemoProfile.Default with { RlSteps = 7, RlLr = 5e-5, BupoSteps = 3, RlSamplesPerPrompt = 4, RlPromptsPerStep = 6, EvalProblems = 11 }, p);
+        // A mini-batch larger than the (smaller) prompts per step shrinks to it unless it was given explicitly.
+        Assert.Equal(DemoProfile.Default with { RlSteps = 7, RlLr = 5e-5, BupoSteps = 3, RlSamplesPerPrompt = 4, RlPromptsPerStep = 6, EvalProblems = 11, RlMiniBatchPrompts = 6 }, p);
+        var mb = DemoProfile.Default.With(args with { MiniBatchPrompts = 2, PpoEpochs = 3 });
+        Assert.Equal((2, 3), (mb.RlMiniBatchPrompts, mb.RlPpoEpochs));
+        Assert.Throws<BupoException>(() => DemoProfile.Default.With(args with { MiniBatchPrompts = 7 }));
         Assert.Equal(DemoProfile.Quick, DemoProfile.Quick.With(new DemoCommand.DemoArgs { Out = "o", WorkDir = "w" }));
     }
 
@@ -76,10 +80,11 @@ public sealed class DemoCommandTests : IDisposable
         Assert.True(code == 0, err + stdout);
 
         // every stage ran
-        foreach (var stage in new[] { "✓ SFT", "✓ analyze SFT", "✓ grpo", "✓ bupo", "✓ evaluate", "✓ analyze trained", "✓ report" })
+        foreach (var stage in new[] { "✓ SFT", "✓ analyze SFT", "✓ grpo", "✓ bupo", "✓ evaluate", "✓ evaluate layer", "✓ analyze trained", "✓ report" })
             Assert.Contains(stage, stdout);
         var stages = Load(Path.Combine(outDir, "stages.json")).EnumerateArray().Select(s => s.GetProperty("stage").GetString()).ToList();
-        Assert.Equal(["SFT", "analyze SFT", "grpo", "bupo", "evaluate", "analyze trained", "report"], stages);
+        var kk = Load(Path.Combine(outDir, "results.json")).GetProperty("bupo_layer").GetInt32();
+        Assert.Equal(["SFT", "analyze SFT", "grpo", "bupo", "evaluate", $"evaluate layer {kk}", "analyze trained", "report"], stages);
 
         // every report file exists
         string[] files =
@@ -87,12 +92,14 @@ public sealed class DemoCommandTests : IDisposable
             "report.md", "results.json", "results.csv", "stages.json", "heldout.jsonl", "sft_metrics.csv",
             "reward_curves.png", "accuracy_curves.png", "layer_entropy.png",
             "eval_init.json", "eval_sft.json", "eval_grpo.json", "eval_bupo.json",
+            "layer_eval_sft.json", "layer_eval_grpo.json", "layer_eval_bupo.json", "grpo/tensorboard",
             "analysis_sft.json", "analysis_sft.csv", "analysis_sft_entropy.png", "analysis_grpo.json", "analysis_bupo.json",
             "grpo/metrics.jsonl", "grpo/metrics.csv", "bupo/metrics.jsonl", "bupo/metrics.csv",
         ];
         foreach (var f in files)
         {
             var path = Path.Combine(outDir, f);
+            if (Directory.Exists(path)) { Assert.NotEmpty(Directory.GetFiles(path)); continue; }
             Assert.True(File.Exists(path), $"missing {f}");
             Assert.True(new FileInfo(path).Length > 0, $"empty {f}");
         }
@@ -135,6 +142,13 @@ public sealed class DemoCommandTests : IDisposable
         var layers = analysis.GetProperty("layers").EnumerateArray().ToList();
         Assert.Contains($"| 0 | {DemoCommand.F(layers[0].GetProperty("entropy").GetDouble())} |", report);
         Assert.Contains($"block k = {results.GetProperty("bupo_layer").GetInt32()}", report);
+        // block k's internal policy evaluated as a policy, for SFT, GRPO and BuPO, in the report as in its files
+        foreach (var m in new[] { "SFT", "GRPO", "BuPO" })
+        {
+            var le = Load(Path.Combine(outDir, "layer_" + DemoCommand.EvalFile(m)));
+            Assert.Equal(2, le.GetProperty("samples_per_problem").GetInt32());
+            Assert.Contains($"| {m} | {DemoCommand.F(le.GetProperty("avg_at_k").GetDouble())} |", report);
+        }
 
         // a second run reuses the cached SFT model
         var (code2, stdout2, err2) = Run("demo", "--quick", "--workdir", work, "--out", Path.Combine(_dir, "out2"), "--seed", "1");

@@ -39,6 +39,9 @@ public sealed record DemoProfile
     public int RlTrainPrompts { get; init; }
     public int EvalProblems { get; init; }
     public int EvalK { get; init; }
+    /// <summary>Held-out problems (the first ones) and samples of the layer-k policy evaluation (torch sampler, costly).</summary>
+    public int LayerEvalProblems { get; init; }
+    public int LayerEvalK { get; init; }
     public int MaxResponseTokens { get; init; }
 
     public static DemoProfile Default => new()
@@ -49,7 +52,7 @@ public sealed record DemoProfile
         SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
         AnalysisPrompts = 32,
         RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, RlMiniBatchPrompts = 8, BupoSteps = 10, RlTrainPrompts = 1024,
-        EvalProblems = 200, EvalK = 8, MaxResponseTokens = 40,
+        EvalProblems = 200, EvalK = 8, MaxResponseTokens = 40, LayerEvalProblems = 48, LayerEvalK = 4,
     };
 
     /// <summary>This profile with the command line's overrides applied (each checked).</summary>
@@ -69,6 +72,7 @@ public sealed record DemoProfile
             SftSteps = Positive(a.SftSteps, SftSteps, "--sft-steps"),
             RlLr = a.RlLr is { } lr ? (lr > 0 && double.IsFinite(lr) ? lr : throw new BupoException($"--rl-lr must be a positive number, got {lr}")) : RlLr,
         };
+        if (a.MiniBatchPrompts is null) p = p with { RlMiniBatchPrompts = Math.Min(p.RlMiniBatchPrompts, p.RlPromptsPerStep) }; // fewer prompts: fewer mini-batches
         if (p.RlMiniBatchPrompts > p.RlPromptsPerStep) throw new BupoException($"--mini-batch-prompts ({p.RlMiniBatchPrompts}) must be <= the prompts per step ({p.RlPromptsPerStep})");
         if (p.BupoSteps > p.RlSteps) throw new BupoException($"--bupo-steps ({p.BupoSteps}) must be <= the RL steps ({p.RlSteps})");
         return p;
@@ -82,7 +86,7 @@ public sealed record DemoProfile
         SftSteps = 200, SftBatch = 32, SftLr = 3e-3,
         AnalysisPrompts = 8,
         RlSteps = 3, RlPromptsPerStep = 4, RlSamplesPerPrompt = 4, RlLr = 1e-4, RlMiniBatchPrompts = 2, BupoSteps = 2, RlTrainPrompts = 64,
-        EvalProblems = 24, EvalK = 4, MaxResponseTokens = 24,
+        EvalProblems = 24, EvalK = 4, MaxResponseTokens = 24, LayerEvalProblems = 4, LayerEvalK = 2,
     };
 }
 
@@ -325,6 +329,19 @@ public static class DemoCommand
         });
         Stage("evaluate", $"{heldOut.Count} held-out problems x {p.EvalK} samples at T = 1", sw);
 
+        // ---- stage 5b: block k's internal policy evaluated as a policy (what BuPO's IPA phase trains)
+        sw.Restart();
+        var layerProblems = heldOutPrompts.Take(p.LayerEvalProblems).ToList();
+        var layerRows = new List<(string Model, double AvgAtK, double PassK)>();
+        foreach (var (name, gguf) in models.Skip(1))
+        {
+            var r = EvaluateLayer(gguf, layerProblems, k, p, a);
+            AtomicFile.WriteAllText(Path.Combine(outDir, "layer_" + EvalFile(name)), JsonSerializer.Serialize(r, Json));
+            layerRows.Add((name, r.AvgAtK, r.PassAtK[p.LayerEvalK.ToString(CultureInfo.InvariantCulture)]));
+            console.MarkupLineInterpolated($"  layer-{k} policy of {name}: avg@{p.LayerEvalK} {r.AvgAtK:0.000} ({r.Seconds:0.0} s)");
+        }
+        Stage($"evaluate layer {k}", $"block {k}'s internal policy softmax(h_{k} E_u^T), {layerProblems.Count} problems x {p.LayerEvalK} samples (torch)", sw);
+
         // ---- stage 6: analysis after training
         sw.Restart();
         var grpoAnalysis = Analyze(grpo.SamplerGguf, "analysis_grpo");
@@ -355,7 +372,7 @@ public static class DemoCommand
         SaveEntropy(Path.Combine(outDir, "layer_entropy.png"), sftAnalysis, grpoAnalysis, bupoAnalysis, k);
         stages.Add(("report", sw.Elapsed.TotalSeconds, ""));
         AtomicFile.WriteAllText(Path.Combine(outDir, "stages.json"), JsonSerializer.Serialize(stages.Select(s => new { stage = s.Stage, seconds = s.Seconds, note = s.Note }), Json));
-        AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), Report(p, a, k, sftAnalysis, grpoAnalysis, bupoAnalysis, rows, grpoSteps, bupoSteps, stages, total.Elapsed.TotalSeconds));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), Report(p, a, k, sftAnalysis, grpoAnalysis, bupoAnalysis, rows, layerRows, grpoSteps, bupoSteps, stages, total.Elapsed.TotalSeconds));
         Stage("report", Path.Combine(outDir, "report.md"), sw);
 
         var table = new Table().AddColumns("model", $"avg@{p.EvalK}", "pass@1", $"pass@{p.EvalK}", "finished");
@@ -420,6 +437,35 @@ public static class DemoCommand
         };
     }
 
+    /// <summary>Block k's internal policy sampled with the torch engine (<see cref="TorchPolicySampler"/>), scored like <see cref="Evaluate"/>.</summary>
+    private static DemoEvalFile EvaluateLayer(string gguf, IReadOnlyList<PromptItem> problems, int k, DemoProfile p, DemoArgs a)
+    {
+        var clock = Stopwatch.StartNew();
+        using var engine = new RolloutEngine(gguf, new RolloutEngineOptions { Parallel = 1, Threads = a.Threads, SamplingThreads = a.Threads, GpuLayers = 0 });
+        using var model = TransformerModel.FromGguf(gguf, ModelDevice.Parse(a.Device));
+        var sampler = new TorchPolicySampler(model, engine.Tokenizer, k);
+        var r = Evaluator.Run(engine, "heldout-layer", problems, new EvalOptions
+        {
+            K = p.LayerEvalK, Template = "raw", Seed = (ulong)a.Seed,
+            Sampling = new RolloutSampling { Temperature = 1.0, MaxTokens = p.MaxResponseTokens },
+        }, generator: sampler);
+        var samples = r.Problems.Sum(x => x.Correct.Length);
+        return new DemoEvalFile
+        {
+            Model = $"{gguf} (block {k}'s internal policy, torch)",
+            Problems = problems.Count,
+            SamplesPerProblem = p.LayerEvalK,
+            Temperature = 1.0,
+            AvgAtK = r.Score.AvgAtK,
+            PassAtK = r.Score.PassAtKByK.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value),
+            FinishedShare = r.Problems.Sum(x => x.Finish.Count(f => f == FinishReason.EndOfSequence)) / (double)samples,
+            AnsweredShare = r.Problems.Sum(x => x.Extracted.Count(e => e != null)) / (double)samples,
+            MeanResponseTokens = r.Problems.Sum(x => x.ResponseTokens.Sum()) / (double)samples,
+            Seconds = clock.Elapsed.TotalSeconds,
+            Examples = r.Problems.Take(12).Select((x, i) => new DemoEvalExample(problems[i].Problem, x.Reference, x.Responses[0], x.Correct[0])).ToList(),
+        };
+    }
+
     public static string EvalFile(string model) => "eval_" + model.Split(' ')[0].ToLowerInvariant() + ".json";
 
     /// <summary>How the report prints a metric (the test compares it to the metrics files).</summary>
@@ -428,7 +474,7 @@ public static class DemoCommand
     private static string Csv(params object[] values) => string.Join(',', values.Select(v => Convert.ToString(v, CultureInfo.InvariantCulture)));
 
     private static string Report(DemoProfile p, DemoArgs a, int k, AnalysisResult sft, AnalysisResult grpo, AnalysisResult bupo, IReadOnlyList<ResultRow> rows,
-        IReadOnlyList<StepMetrics> grpoSteps, IReadOnlyList<StepMetrics> bupoSteps, IReadOnlyList<(string Stage, double Seconds, string Note)> stages, double seconds)
+        IReadOnlyList<(string Model, double AvgAtK, double PassK)> layerRows, IReadOnlyList<StepMetrics> grpoSteps, IReadOnlyList<StepMetrics> bupoSteps, IReadOnlyList<(string Stage, double Seconds, string Note)> stages, double seconds)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# bupo-hybrid demo ({p.Name})").AppendLine();
@@ -443,6 +489,10 @@ public static class DemoCommand
         var sftRow = rows.First(r => r.Model == "SFT");
         foreach (var r in rows.Where(r => r.Model is "GRPO" or "BuPO"))
             sb.AppendLine($"- {r.Model} vs SFT: avg@{p.EvalK} {F(r.AvgAtK)} vs {F(sftRow.AvgAtK)} ({(r.AvgAtK > sftRow.AvgAtK ? "better" : r.AvgAtK < sftRow.AvgAtK ? "worse" : "equal")}).");
+        sb.AppendLine().AppendLine($"## Block {k}'s internal policy as a policy").AppendLine();
+        sb.AppendLine($"Sampling from softmax(h_{k} E_uᵀ) (no final norm: the distribution BuPO's IPA phase trains) with the torch engine, on the first {p.LayerEvalProblems} held-out problems x {p.LayerEvalK} samples at T = 1 (`layer_eval_*.json`):").AppendLine();
+        sb.AppendLine($"| model | layer-{k} avg@{p.LayerEvalK} | layer-{k} pass@{p.LayerEvalK} |").AppendLine("|---|---|---|");
+        foreach (var (model, avg, passK) in layerRows) sb.AppendLine($"| {model} | {F(avg)} | {F(passK)} |");
         sb.AppendLine().AppendLine("## Training curves").AppendLine();
         sb.AppendLine("![reward](reward_curves.png)").AppendLine().AppendLine("![accuracy](accuracy_curves.png)").AppendLine();
         sb.AppendLine($"Per-step metrics: `grpo/metrics.csv`, `bupo/metrics.csv` (also `.jsonl`); SFT: `sft_metrics.csv`. Final step reward: GRPO {F(grpoSteps[^1].RewardMean)}, BuPO {F(bupoSteps[^1].RewardMean)}.").AppendLine();
