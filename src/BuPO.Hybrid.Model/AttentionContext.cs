@@ -67,13 +67,13 @@ internal sealed class AttentionContext
         {
             var x0 = x.narrow(-1, 0, d / 2);
             var x1 = x.narrow(-1, d / 2, d / 2);
-            return cat([x0 * Cos - x1 * Sin, x0 * Sin + x1 * Cos], -1);
+            return cat([(x0 * Cos).sub(x1 * Sin), (x0 * Sin).add(x1 * Cos, ScalarConstants.One)], -1);
         }
         var last = x.dim() - 1;
         var pairs = x.unflatten(last, [d / 2, 2]);
         var a = pairs.select(last + 1, 0);
         var b = pairs.select(last + 1, 1);
-        return stack([a * Cos - b * Sin, a * Sin + b * Cos], last + 1).flatten(last);
+        return stack([(a * Cos).sub(b * Sin), (a * Sin).add(b * Cos, ScalarConstants.One)], last + 1).flatten(last);
     }
 
     /// <summary>A copy whose tensors are owned by no dispose scope (kept alive for a recomputation in backward).</summary>

@@ -258,10 +258,10 @@ public sealed class TransformerModel : nn.Module
         var eps = Config.RmsEps;
         var x = RmsNorm(h, w.AttnNorm, eps);
         var attnOut = Attention(w, x, a);
-        var mres = h + attnOut;
+        var mres = h.add(attnOut, ScalarConstants.One);
         var y = RmsNorm(mres, w.FfnNorm, eps);
         var f = FeedForward(w, y);
-        var outp = mres + f;
+        var outp = mres.add(f, ScalarConstants.One);
         if (result is not null && options is not null)
         {
             if (options.AttnNormInputs.Contains(k)) result.AttnNormInputs[k] = x;
@@ -286,9 +286,9 @@ public sealed class TransformerModel : nn.Module
             v = qkv.narrow(-1, nq + nkv, nkv);
             if (w.Bqkv is null)
             {
-                if (w.Bq is not null) q = q + w.Bq;
-                if (w.Bk is not null) k = k + w.Bk;
-                if (w.Bv is not null) v = v + w.Bv;
+                if (w.Bq is not null) q = q.add(w.Bq, ScalarConstants.One);
+                if (w.Bk is not null) k = k.add(w.Bk, ScalarConstants.One);
+                if (w.Bv is not null) v = v.add(w.Bv, ScalarConstants.One);
             }
         }
         else
@@ -356,7 +356,7 @@ public sealed class TransformerModel : nn.Module
         var wide = x.dtype is ScalarType.BFloat16 or ScalarType.Float16;
         var xf = wide ? x.to_type(ScalarType.Float32) : x;
         using var e = eps.ToScalar(); // held: TorchSharp 0.107 leaves implicitly converted Scalars to the GC finalizer
-        var n = xf * xf.square().mean([-1L], keepdim: true).add(e).rsqrt();
+        var n = xf * xf.pow(ScalarConstants.Two).mean([-1L], keepdim: true).add(e).rsqrt();
         if (wide) n = n.to_type(x.dtype);
         return n * weight;
     }

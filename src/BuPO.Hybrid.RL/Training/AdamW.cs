@@ -60,7 +60,7 @@ public sealed class AdamW : IDisposable
         {
             var g = p.grad;
             if (g is null) continue;
-            sq += g.to_type(ScalarType.Float64).square().sum().item<double>();
+            sq += g.to_type(ScalarType.Float64).pow(BuPO.Hybrid.Model.ScalarConstants.Two).sum().item<double>();
         }
         return Math.Sqrt(sq);
     }
