@@ -10,7 +10,9 @@ namespace BuPO.Hybrid.Model;
 /// </summary>
 public static class ScalarConstants
 {
-    /// <summary>1 (the alpha of a plain add or subtract).</summary>
+    /// <summary>0.</summary>
+    public static readonly Scalar Zero = 0.ToScalar();
+    /// <summary>1 (the alpha of a plain add).</summary>
     public static readonly Scalar One = 1.ToScalar();
     /// <summary>2 (the exponent of a square).</summary>
     public static readonly Scalar Two = 2.ToScalar();

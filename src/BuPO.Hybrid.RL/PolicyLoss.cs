@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -76,14 +77,14 @@ public static class PolicyLoss
         if (options.DualClip > 0)
         {
             var loss3 = -adv.mul(dual);
-            var neg = adv < 0;
+            var neg = adv.lt(ScalarConstants.Zero);
             perToken = where(neg, minimum(clipped, loss3), clipped);
             dualActive = neg.logical_and(loss3 < clipped);
         }
         if (tokenWeights is not null) perToken = perToken * tokenWeights.detach().to_type(perToken.dtype);
         var loss = Aggregate(perToken, m, options.Aggregation, options.TokenSumNormalizer);
 
-        var count = m.sum().clamp_min(1);
+        var count = m.sum().clamp_min(ScalarConstants.One);
         double clipFrac, approxKl, dualFrac;
         using (no_grad())
         {
@@ -103,11 +104,17 @@ public static class PolicyLoss
         var m = mask.to_type(perToken.dtype);
         return aggregation switch
         {
-            LossAggregation.TokenMean => (perToken * m).sum() / m.sum().clamp_min(1),
-            LossAggregation.SeqMeanTokenMean => ((perToken * m).sum(1) / m.sum(1).clamp_min(1)).masked_select(m.sum(1) > 0).mean(),
-            LossAggregation.SeqMeanTokenSumNorm => ((perToken * m).sum(1) / tokenSumNormalizer).masked_select(m.sum(1) > 0).mean(),
+            LossAggregation.TokenMean => (perToken * m).sum() / m.sum().clamp_min(ScalarConstants.One),
+            LossAggregation.SeqMeanTokenMean => ((perToken * m).sum(1) / m.sum(1).clamp_min(ScalarConstants.One)).masked_select(m.sum(1).gt(ScalarConstants.Zero)).mean(),
+            LossAggregation.SeqMeanTokenSumNorm => SumNorm(perToken, m, tokenSumNormalizer),
             _ => throw new ArgumentOutOfRangeException(nameof(aggregation)),
         };
+    }
+
+    private static Tensor SumNorm(Tensor perToken, Tensor m, double normalizer)
+    {
+        using var c = normalizer.ToScalar();
+        return (perToken * m).sum(1).div(c).masked_select(m.sum(1).gt(ScalarConstants.Zero)).mean();
     }
 
     /// <summary>
@@ -117,6 +124,8 @@ public static class PolicyLoss
     public static Tensor K3Kl(Tensor logProbs, Tensor refLogProbs)
     {
         var d = refLogProbs - logProbs;
-        return (d.exp() - d - 1).clamp(-10, 10);
+        using var low = (-10).ToScalar();
+        using var high = 10.ToScalar();
+        return (d.exp() - d).sub(ScalarConstants.One).clamp(low, high);
     }
 }

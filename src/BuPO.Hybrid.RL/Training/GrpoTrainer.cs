@@ -452,7 +452,7 @@ public sealed class GrpoTrainer : IDisposable
     private static Tensor Select(Tensor hidden, Tensor gather) => hidden.reshape(-1, hidden.shape[^1]).index_select(0, gather);
 
     private static Tensor ToPadded(Tensor flat, Tensor scatter, long b, long r)
-        => zeros(b * r, flat.dtype, flat.device).index_add(0, scatter, flat, 1.0).reshape(b, r);
+        => zeros(b * r, flat.dtype, flat.device).index_add(0, scatter, flat, ScalarConstants.One).reshape(b, r);
 
     private Tensor Padded(float[][] rows, int r)
     {
