@@ -420,12 +420,18 @@ public static class DemoCommand
             K = p.EvalK, Template = "raw", Seed = (ulong)a.Seed,
             Sampling = new RolloutSampling { Temperature = 1.0, MaxTokens = p.MaxResponseTokens },
         });
+        return EvalFileOf(r, gguf, problems, p.EvalK, clock);
+    }
+
+    /// <summary>An evaluation as written to <c>eval_*.json</c>.</summary>
+    private static DemoEvalFile EvalFileOf(EvalResult r, string model, IReadOnlyList<PromptItem> problems, int k, Stopwatch clock)
+    {
         var samples = r.Problems.Sum(x => x.Correct.Length);
         return new DemoEvalFile
         {
-            Model = gguf,
+            Model = model,
             Problems = problems.Count,
-            SamplesPerProblem = p.EvalK,
+            SamplesPerProblem = k,
             Temperature = 1.0,
             AvgAtK = r.Score.AvgAtK,
             PassAtK = r.Score.PassAtKByK.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value),
@@ -449,21 +455,7 @@ public static class DemoCommand
             K = p.LayerEvalK, Template = "raw", Seed = (ulong)a.Seed,
             Sampling = new RolloutSampling { Temperature = 1.0, MaxTokens = p.MaxResponseTokens },
         }, generator: sampler);
-        var samples = r.Problems.Sum(x => x.Correct.Length);
-        return new DemoEvalFile
-        {
-            Model = $"{gguf} (block {k}'s internal policy, torch)",
-            Problems = problems.Count,
-            SamplesPerProblem = p.LayerEvalK,
-            Temperature = 1.0,
-            AvgAtK = r.Score.AvgAtK,
-            PassAtK = r.Score.PassAtKByK.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value),
-            FinishedShare = r.Problems.Sum(x => x.Finish.Count(f => f == FinishReason.EndOfSequence)) / (double)samples,
-            AnsweredShare = r.Problems.Sum(x => x.Extracted.Count(e => e != null)) / (double)samples,
-            MeanResponseTokens = r.Problems.Sum(x => x.ResponseTokens.Sum()) / (double)samples,
-            Seconds = clock.Elapsed.TotalSeconds,
-            Examples = r.Problems.Take(12).Select((x, i) => new DemoEvalExample(problems[i].Problem, x.Reference, x.Responses[0], x.Correct[0])).ToList(),
-        };
+        return EvalFileOf(r, $"{gguf} (block {k}'s internal policy, torch)", problems, p.LayerEvalK, clock);
     }
 
     public static string EvalFile(string model) => "eval_" + model.Split(' ')[0].ToLowerInvariant() + ".json";
