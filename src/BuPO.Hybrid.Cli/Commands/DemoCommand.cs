@@ -51,7 +51,7 @@ public sealed record DemoProfile
         Tasks = new ArithmeticTaskOptions { MaxSteps = 2, RlFraction = 0.3 },
         SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
         AnalysisPrompts = 32,
-        RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, RlMiniBatchPrompts = 8, BupoSteps = 10, RlTrainPrompts = 1024,
+        RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, RlMiniBatchPrompts = 8, BupoSteps = 5, RlTrainPrompts = 1024,
         EvalProblems = 200, EvalK = 8, MaxResponseTokens = 40, LayerEvalProblems = 48, LayerEvalK = 4,
     };
 
