@@ -332,7 +332,7 @@ public sealed class GrpoTrainer : IDisposable
         var current = new List<int>();
         long cost = 0;
         var maxLen = 0;
-        foreach (var unit in _o.SharedPrefix ? PrefixUnits(indices, sequences) : indices.Select(i => new[] { i }))
+        foreach (var unit in _o.SharedPrefix ? PrefixUnits(indices, sequences).SelectMany(u => WithinBudget(u, sequences)) : indices.Select(i => new[] { i }))
         {
             long newCost;
             if (_o.SharedPrefix)
@@ -353,6 +353,30 @@ public sealed class GrpoTrainer : IDisposable
             cost = newCost;
         }
         if (current.Count > 0) yield return current.ToArray();
+    }
+
+    /// <summary>
+    /// A group's responses cut into pieces that each fit the token budget with the prompt (which every piece forwards
+    /// again), so that long responses never make one micro-batch larger than the budget the per-sequence path keeps.
+    /// </summary>
+    private IEnumerable<int[]> WithinBudget(int[] unit, IReadOnlyList<TrainingSequence> sequences)
+    {
+        var prompt = sequences[unit[0]].PromptTokens.Length;
+        var piece = new List<int>();
+        long cost = prompt;
+        foreach (var i in unit)
+        {
+            var len = Math.Max(0, sequences[i].ResponseTokens.Length - 1);
+            if (piece.Count > 0 && cost + len > _o.MicroBatchTokens)
+            {
+                yield return piece.ToArray();
+                piece.Clear();
+                cost = prompt;
+            }
+            piece.Add(i);
+            cost += len;
+        }
+        if (piece.Count > 0) yield return piece.ToArray();
     }
 
     /// <summary>Runs of consecutive indices whose sequences have the same group and the same prompt tokens.</summary>
