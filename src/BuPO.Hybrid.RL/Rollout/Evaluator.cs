@@ -2,7 +2,7 @@ using BuPO.Hybrid.Data;
 
 namespace BuPO.Hybrid.RL;
 
-/// <summary>Settings of <see cref="Evaluator.Run(RolloutEngine, string, IReadOnlyList{PromptItem}, EvalOptions, IProgress{int}?, CancellationToken)"/>.</summary>
+/// <summary>Settings of <see cref="Evaluator.Run(RolloutEngine, string, IReadOnlyList{PromptItem}, EvalOptions, IProgress{int}?, CancellationToken, IRolloutGenerator?)"/>.</summary>
 public sealed record EvalOptions
 {
     /// <summary>Samples per problem (K of avg@K).</summary>

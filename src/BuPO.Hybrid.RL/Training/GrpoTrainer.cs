@@ -277,8 +277,9 @@ public sealed class GrpoTrainer : IDisposable
                 }
                 if (refs != null)
                 {
-                    var rf = batch.Forward(_reference!, new ForwardOptions { ComputeLogits = false, StopAfterBlock = ipa ? layer : null });
-                    var refHead = ipa ? new InternalPolicyHead(_reference, LensNorm.Identity, _o.Temperature) : InternalPolicyHead.FullPolicy(_reference, _o.Temperature);
+                    var reference = _reference!;
+                    var rf = batch.Forward(reference, new ForwardOptions { ComputeLogits = false, StopAfterBlock = ipa ? layer : null });
+                    var refHead = ipa ? new InternalPolicyHead(reference, LensNorm.Identity, _o.Temperature) : InternalPolicyHead.FullPolicy(reference, _o.Temperature);
                     Split(refHead.LogProbs(Select(rf.LastHidden, gather), targets), seqs, micro, refs);
                     rf.Dispose();
                 }
