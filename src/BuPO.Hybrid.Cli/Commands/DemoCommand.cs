@@ -110,7 +110,7 @@ public static class DemoCommand
         var device = new Option<string>("--device") { Description = "Torch device of SFT, RL updates and analysis: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
         var seed = new Option<long>("--seed") { Description = "Seed of the model init, data, SFT and both RL runs", DefaultValueFactory = _ => 1L };
         var seeds = new Option<string?>("--seeds") { Description = "A multi-seed study, e.g. 1,2,3: the whole demo per seed into --out/seed-N, then study.md (mean ± std, paired BuPO - GRPO per seed, reward band)" };
-        var layer = new Option<string>("--bupo-layer") { Description = "BuPO's block k: 'analysis' (the boundary layer of the SFT analysis) or a 0-based block", DefaultValueFactory = _ => "analysis" };
+        var layer = new Option<string>("--bupo-layer") { Description = "BuPO's block k: 'analysis' (the SFT model's boundary layer; the middle block when the rule picks the top one) or a 0-based block", DefaultValueFactory = _ => "analysis" };
         var threads = new Option<int>("--threads") { Description = "llama.cpp threads (sampling, evaluation, analysis)", DefaultValueFactory = _ => 1 };
         var trainThreads = new Option<int>("--train-threads") { Description = "Torch CPU threads (0 = torch's default; 1 is fastest for this tiny model on a busy machine)", DefaultValueFactory = _ => 1 };
         var rlSteps = new Option<int?>("--rl-steps") { Description = "RL steps of each run (GRPO and BuPO; default: the profile's)" };
