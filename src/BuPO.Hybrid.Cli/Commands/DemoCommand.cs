@@ -463,6 +463,8 @@ public static class DemoCommand
     /// <summary>How the report prints a metric (the test compares it to the metrics files).</summary>
     public static string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);
 
+    private static string Pct(double share) => (100 * share).ToString("0", CultureInfo.InvariantCulture) + "%";
+
     private static string Csv(params object[] values) => string.Join(',', values.Select(v => Convert.ToString(v, CultureInfo.InvariantCulture)));
 
     private static string Report(DemoProfile p, DemoArgs a, int k, AnalysisResult sft, AnalysisResult grpo, AnalysisResult bupo, IReadOnlyList<ResultRow> rows,
@@ -472,7 +474,10 @@ public static class DemoCommand
         sb.AppendLine($"# bupo-hybrid demo ({p.Name})").AppendLine();
         sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each, ");
         sb.AppendLine($"then trained from that same checkpoint with GRPO and with BuPO (IPA on block k = {k} for the first {p.BupoSteps} of {p.RlSteps} steps, then GRPO), ");
-        sb.AppendLine($"with the same seed ({a.Seed}), prompts, group size ({p.RlSamplesPerPrompt}), learning rate ({p.RlLr.ToString(CultureInfo.InvariantCulture)}) and step budget. Device: {a.Device}.").AppendLine();
+        sb.AppendLine($"with the same seed ({a.Seed}), prompts, group size ({p.RlSamplesPerPrompt}), learning rate ({p.RlLr.ToString(CultureInfo.InvariantCulture)}) and step budget. Device: {a.Device}.");
+        sb.AppendLine(p.Tasks.RlFraction > 0
+            ? $"RL prompts come from their own split ({Pct(p.Tasks.RlFraction)} of the expressions): problems the SFT never saw, as the held-out ones ({Pct(p.Tasks.HeldOutFraction)}); {p.RlMiniBatchPrompts} prompts per optimizer step."
+            : $"RL prompts come from the SFT split; {p.RlMiniBatchPrompts} prompts per optimizer step.").AppendLine();
         sb.AppendLine("## Results (held-out split)").AppendLine();
         sb.AppendLine($"| model | avg@{p.EvalK} | pass@1 | pass@{p.EvalK} | finished |");
         sb.AppendLine("|---|---|---|---|---|");
