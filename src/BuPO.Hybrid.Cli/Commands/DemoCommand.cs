@@ -310,8 +310,8 @@ public static class DemoCommand
             Stage(name, $"{p.RlSteps} steps x {p.RlPromptsPerStep} prompts x {p.RlSamplesPerPrompt} samples{(bupoLayer != null ? $", IPA on block {bupoLayer} for {p.BupoSteps} steps" : "")}; last reward {last.RewardMean:0.000}", stepWatch);
             return result;
         }
-        // One after the other: two TorchSharp training loops on two threads of one process crashed natively here (a Scalar
-        // freed by the other thread's GC during a native call), so the runs never share a process at the same time.
+        // One after the other: two TorchSharp training loops on two threads of one process crashed natively here
+        // (TorchSharp's implicit Scalars, see ScalarConstants), so the runs never share a process at the same time.
         var grpo = Train("grpo", null);
         var bupo = Train("bupo", k);
 
