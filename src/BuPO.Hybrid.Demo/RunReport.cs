@@ -152,5 +152,6 @@ public static class RunReport
         return true;
     }
 
-    private static string F(double? v) => v is { } x && double.IsFinite(x) ? x.ToString("0.000", CultureInfo.InvariantCulture) : "-";
+    /// <summary>A metric as the reports print it: three decimals, "-" for none or not finite.</summary>
+    internal static string F(double? v) => v is { } x && double.IsFinite(x) ? x.ToString("0.000", CultureInfo.InvariantCulture) : "-";
 }

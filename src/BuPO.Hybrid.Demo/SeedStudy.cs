@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using BuPO.Hybrid.RL.Training;
@@ -10,10 +9,10 @@ namespace BuPO.Hybrid.Demo;
 /// <param name="Seed">The seed.</param>
 /// <param name="Dir">Its report folder.</param>
 /// <param name="AvgAtK">avg@K per model name (init (untrained), SFT, GRPO, BuPO).</param>
-/// <param name="Grpo">GRPO's per-step metrics.</param>
-/// <param name="Bupo">BuPO's per-step metrics.</param>
+/// <param name="Grpo">GRPO's run (its per-step metrics).</param>
+/// <param name="Bupo">BuPO's run.</param>
 /// <param name="BupoLayer">BuPO's block k.</param>
-public sealed record SeedResult(long Seed, string Dir, IReadOnlyDictionary<string, double> AvgAtK, IReadOnlyList<StepMetrics> Grpo, IReadOnlyList<StepMetrics> Bupo, int BupoLayer)
+public sealed record SeedResult(long Seed, string Dir, IReadOnlyDictionary<string, double> AvgAtK, RunCurves Grpo, RunCurves Bupo, int BupoLayer)
 {
     /// <summary>Reads a finished demo report folder.</summary>
     public static SeedResult Read(long seed, string dir)
@@ -23,7 +22,7 @@ public sealed record SeedResult(long Seed, string Dir, IReadOnlyDictionary<strin
         using var doc = JsonDocument.Parse(File.ReadAllText(results));
         var rows = doc.RootElement.GetProperty("rows").EnumerateArray()
             .ToDictionary(r => r.GetProperty("Model").GetString()!, r => r.GetProperty("AvgAtK").GetDouble());
-        return new SeedResult(seed, dir, rows, RunCurves.Read(Path.Combine(dir, "grpo")).Steps, RunCurves.Read(Path.Combine(dir, "bupo")).Steps,
+        return new SeedResult(seed, dir, rows, RunCurves.Read(Path.Combine(dir, "grpo")), RunCurves.Read(Path.Combine(dir, "bupo")),
             doc.RootElement.GetProperty("bupo_layer").GetInt32());
     }
 }
@@ -79,13 +78,16 @@ public static class SeedStudy
         return path;
     }
 
-    private static string Ends(IReadOnlyList<StepMetrics> steps) => steps.Count < 5 ? "-"
-        : $"{F(steps.Take(5).Average(x => x.RewardMean))} → {F(steps.TakeLast(5).Average(x => x.RewardMean))}";
+    private static string Ends(RunCurves run)
+    {
+        var (first, last) = run.RewardEnds();
+        return double.IsNaN(first) ? "-" : $"{F(first)} → {F(last)}";
+    }
 
     private static void SaveBand(string path, IReadOnlyList<SeedResult> seeds)
     {
         var plot = new Plot();
-        foreach (var (name, pick) in new (string, Func<SeedResult, IReadOnlyList<StepMetrics>>)[] { ("GRPO", s => s.Grpo), ("BuPO", s => s.Bupo) })
+        foreach (var (name, pick) in new (string, Func<SeedResult, IReadOnlyList<StepMetrics>>)[] { ("GRPO", s => s.Grpo.Steps), ("BuPO", s => s.Bupo.Steps) })
         {
             var n = seeds.Min(s => pick(s).Count);
             if (n == 0) continue;
@@ -105,7 +107,7 @@ public static class SeedStudy
         AtomicFile.Write(path, tmp => File.WriteAllBytes(tmp, png));
     }
 
-    private static string F(double v) => double.IsFinite(v) ? v.ToString("0.000", CultureInfo.InvariantCulture) : "-";
+    private static string F(double v) => RunReport.F(v);
     private static string Signed(double v)
     {
         var r = Math.Round(v, 3) + 0.0; // + 0.0: no "-0.000"

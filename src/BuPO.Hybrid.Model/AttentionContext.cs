@@ -22,8 +22,8 @@ internal sealed class AttentionContext
     /// <summary>Attention over a packed shared-prefix batch: RoPE at the batch's positions, masks from the batch.</summary>
     public static AttentionContext CreateGrouped(TransformerModel model, PrefixGroupBatch batch, Tensor positions)
     {
-        var rope = Create(model, ones(positions.shape[0], 1, ScalarType.Bool, positions.device), positions);
-        return new AttentionContext { Grouped = batch, Cos = rope.Cos, Sin = rope.Sin, Style = rope.Style };
+        var (cos, sin) = Rope(model, positions);
+        return new AttentionContext { Grouped = batch, Cos = cos, Sin = sin, Style = model.Config.Rope };
     }
 
     public static AttentionContext Create(TransformerModel model, Tensor mask, Tensor positions)
@@ -43,20 +43,22 @@ internal sealed class AttentionContext
             }
         }
 
+        var (cos, sin) = Rope(model, positions);
+        return new AttentionContext { Mask = attnMask, Cos = cos, Sin = sin, Style = c.Rope };
+    }
+
+    /// <summary>cos / sin of the rotation angles at <paramref name="positions"/> [B, T]: [B, 1, T, d/2] in the compute type.</summary>
+    private static (Tensor Cos, Tensor Sin) Rope(TransformerModel model, Tensor positions)
+    {
         // theta_i = p · freq_scale · base^(-2i/d) / factor_i   (ggml_rope_ext, no YaRN)
+        var c = model.Config;
         var half = c.HeadDim / 2;
-        var exponents = arange(0, half, ScalarType.Float64, mask.device) * (-2.0 / c.HeadDim);
+        var exponents = arange(0, half, ScalarType.Float64, positions.device) * (-2.0 / c.HeadDim);
         var invFreq = pow(c.RopeFreqBase, exponents) * c.RopeFreqScale;
-        if (model.RopeFreqFactors is { } ff) invFreq = invFreq / ff.to(ScalarType.Float64, mask.device);
+        if (model.RopeFreqFactors is { } ff) invFreq = invFreq / ff.to(ScalarType.Float64, positions.device);
         var angles = positions.to_type(ScalarType.Float64).unsqueeze(-1) * invFreq; // [B, T, d/2]
         var dtype = model.DType;
-        return new AttentionContext
-        {
-            Mask = attnMask,
-            Cos = angles.cos().to_type(dtype).unsqueeze(1),
-            Sin = angles.sin().to_type(dtype).unsqueeze(1),
-            Style = c.Rope,
-        };
+        return (angles.cos().to_type(dtype).unsqueeze(1), angles.sin().to_type(dtype).unsqueeze(1));
     }
 
     /// <summary>Rotates x [B, H, T, d].</summary>

@@ -222,14 +222,7 @@ public static class DemoCommand
         var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-steps{p.Tasks.MaxSteps}{(p.Tasks.RlFraction > 0 ? $"-rl{p.Tasks.RlFraction.ToString(CultureInfo.InvariantCulture)}" : "")}-seed{a.Seed}");
         Directory.CreateDirectory(cacheDir);
         var stages = new List<(string Stage, double Seconds, string Note)>();
-        void Stage(string name, string note, Stopwatch sw)
-        {
-            lock (console)
-            {
-                stages.Add((name, sw.Elapsed.TotalSeconds, note));
-                console.MarkupLineInterpolated($"[green]✓[/] {name}: {note} ({sw.Elapsed.TotalSeconds:0.0} s)");
-            }
-        }
+        void Stage(string name, string note, Stopwatch sw) { stages.Add((name, sw.Elapsed.TotalSeconds, note)); console.MarkupLineInterpolated($"[green]✓[/] {name}: {note} ({sw.Elapsed.TotalSeconds:0.0} s)"); }
         console.MarkupLineInterpolated($"[bold]bupo-hybrid demo[/] ({p.Name}): {p.Model}");
         console.MarkupLineInterpolated($"work dir {cacheDir}; report {outDir}");
 
@@ -536,12 +529,7 @@ public static class DemoCommand
 
     private sealed class Observer(IAnsiConsole console, string name, int steps) : ITrainingObserver
     {
-        public void OnStep(StepMetrics m, TrainOptions o)
-        {
-            lock (console) Write(m);
-        }
-
-        private void Write(StepMetrics m) => console.MarkupLineInterpolated(
+        public void OnStep(StepMetrics m, TrainOptions o) => console.MarkupLineInterpolated(
             $"  {name} step {m.Step}/{steps} [[{m.Phase}]]: reward {m.RewardMean:0.000}, accuracy {m.Accuracy:0.000}, length {m.ResponseLengthMean:0.0}, {m.StepSeconds:0.0} s");
     }
 }

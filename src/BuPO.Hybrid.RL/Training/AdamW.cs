@@ -77,6 +77,14 @@ public sealed class AdamW : IDisposable
     public void Step(double lr)
     {
         using var _ = no_grad();
+        // Every Scalar is held (and disposed) here: TorchSharp 0.107 leaves implicitly converted ones to the GC,
+        // whose finalizer thread can free one while libtorch still reads it (a native "toFloat" assertion).
+        using var decay = (1 - lr * WeightDecay).ToScalar();
+        using var b1 = Beta1.ToScalar();
+        using var b1c = (1 - Beta1).ToScalar();
+        using var b2 = Beta2.ToScalar();
+        using var b2c = (1 - Beta2).ToScalar();
+        using var eps = Eps.ToScalar();
         foreach (var (name, p) in _params)
         {
             var g = p.grad;
@@ -90,15 +98,8 @@ public sealed class AdamW : IDisposable
             s.Step++;
             var bc1 = 1 - Math.Pow(Beta1, s.Step);
             var bc2 = 1 - Math.Pow(Beta2, s.Step);
-            // Every Scalar is held (and disposed) here: TorchSharp 0.107 leaves implicitly converted ones to the GC,
-            // whose finalizer thread can free one while libtorch still reads it (a native "toFloat" assertion).
-            using var decay = (1 - lr * WeightDecay).ToScalar();
-            using var b1 = Beta1.ToScalar();
-            using var b1c = (1 - Beta1).ToScalar();
-            using var b2 = Beta2.ToScalar();
-            using var b2c = (1 - Beta2).ToScalar();
+            // The bias corrections depend on this parameter's own step count.
             using var sqrtBc2 = Math.Sqrt(bc2).ToScalar();
-            using var eps = Eps.ToScalar();
             using var step = (-lr / bc1).ToScalar();
             if (WeightDecay != 0) p.mul_(decay);
             s.ExpAvg.mul_(b1).add_(g, alpha: b1c);

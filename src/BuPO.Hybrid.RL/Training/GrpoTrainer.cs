@@ -330,28 +330,28 @@ public sealed class GrpoTrainer : IDisposable
     /// </summary>
     private IEnumerable<int[]> MicroBatches(int[] indices, IReadOnlyList<TrainingSequence> sequences)
     {
+        var units = _o.SharedPrefix
+            ? PrefixUnits(indices, sequences).SelectMany(u => WithinBudget(u, sequences))
+            : indices.Select(i => new[] { i });
+        // Shared prefix: packed tokens add up; padded rows: count × longest input.
+        long Cost(long packed, int count, int longest) => _o.SharedPrefix ? packed : (long)count * longest;
         var current = new List<int>();
-        long cost = 0;
-        var maxLen = 0;
-        foreach (var unit in _o.SharedPrefix ? PrefixUnits(indices, sequences).SelectMany(u => WithinBudget(u, sequences)) : indices.Select(i => new[] { i }))
+        long packed = 0;
+        var longest = 0;
+        foreach (var unit in units)
         {
-            long newCost;
-            if (_o.SharedPrefix)
-                newCost = cost + sequences[unit[0]].PromptTokens.Length + unit.Sum(i => (long)Math.Max(0, sequences[i].ResponseTokens.Length - 1));
-            else
-            {
-                maxLen = Math.Max(maxLen, InputLength(sequences[unit[0]]));
-                newCost = (long)maxLen * (current.Count + 1);
-            }
-            if (current.Count > 0 && newCost > _o.MicroBatchTokens)
+            var unitPacked = sequences[unit[0]].PromptTokens.Length + unit.Sum(i => (long)ResponseInputLength(sequences[i]));
+            var unitLongest = unit.Max(i => InputLength(sequences[i]));
+            if (current.Count > 0 && Cost(packed + unitPacked, current.Count + unit.Length, Math.Max(longest, unitLongest)) > _o.MicroBatchTokens)
             {
                 yield return current.ToArray();
                 current.Clear();
-                maxLen = _o.SharedPrefix ? 0 : InputLength(sequences[unit[0]]);
-                newCost = _o.SharedPrefix ? newCost - cost : maxLen;
+                packed = 0;
+                longest = 0;
             }
             current.AddRange(unit);
-            cost = newCost;
+            packed += unitPacked;
+            longest = Math.Max(longest, unitLongest);
         }
         if (current.Count > 0) yield return current.ToArray();
     }
@@ -367,7 +367,7 @@ public sealed class GrpoTrainer : IDisposable
         long cost = prompt;
         foreach (var i in unit)
         {
-            var len = Math.Max(0, sequences[i].ResponseTokens.Length - 1);
+            var len = ResponseInputLength(sequences[i]);
             if (piece.Count > 0 && cost + len > _o.MicroBatchTokens)
             {
                 yield return piece.ToArray();
@@ -401,7 +401,10 @@ public sealed class GrpoTrainer : IDisposable
     }
 
     /// <summary>The model input: prompt and response without its last token (which predicts nothing we train).</summary>
-    private static int InputLength(TrainingSequence s) => s.PromptTokens.Length + Math.Max(0, s.ResponseTokens.Length - 1);
+    private static int InputLength(TrainingSequence s) => s.PromptTokens.Length + ResponseInputLength(s);
+
+    /// <summary>The response tokens that enter the model (all but the last).</summary>
+    private static int ResponseInputLength(TrainingSequence s) => Math.Max(0, s.ResponseTokens.Length - 1);
 
     /// <summary>A micro-batch's model input: padded rows (one per sequence) or a packed shared-prefix batch.</summary>
     private sealed class ModelInput(TokenBatch? padded, PrefixGroupBatch? grouped, long tokenCount) : IDisposable
@@ -432,7 +435,7 @@ public sealed class GrpoTrainer : IDisposable
         var tg = new List<long>();
         var m = new float[seqs.Length * r];
         ModelInput input;
-        static int[] Input(TrainingSequence s) => s.ResponseTokens.Take(Math.Max(0, s.ResponseTokens.Length - 1)).ToArray();
+        static int[] Input(TrainingSequence s) => s.ResponseTokens.Take(ResponseInputLength(s)).ToArray();
         if (_o.SharedPrefix)
         {
             // Consecutive sequences of one group with the same prompt become one PrefixGroup.

@@ -147,9 +147,6 @@ public sealed class MetricsWriter : IDisposable
     private readonly TorchSharp.Modules.SummaryWriter? _tensorBoard;
     private int _optimizerStep;
 
-    /// <summary>Folder of the TensorBoard event files (<c>tensorboard --logdir</c> it), or null when off.</summary>
-    public string? TensorBoardDir { get; }
-
     /// <param name="outputDir">The run folder.</param>
     /// <param name="keepThroughStep">On resume: keep the lines of steps up to this one, drop later ones.</param>
     /// <param name="tensorBoard">Also write TensorBoard event files to <c>outputDir/tensorboard</c> (a new file per start).</param>
@@ -175,9 +172,9 @@ public sealed class MetricsWriter : IDisposable
         if (newCsv) { _csv.WriteLine(header); _csv.Flush(); }
         if (tensorBoard)
         {
-            TensorBoardDir = Path.Combine(outputDir, "tensorboard");
-            Directory.CreateDirectory(TensorBoardDir);
-            _tensorBoard = TorchSharp.torch.utils.tensorboard.SummaryWriter(TensorBoardDir);
+            var dir = Path.Combine(outputDir, "tensorboard");
+            Directory.CreateDirectory(dir);
+            _tensorBoard = TorchSharp.torch.utils.tensorboard.SummaryWriter(dir);
         }
         _optimizerStep = optimizerStepsBefore;
     }
@@ -230,7 +227,9 @@ public sealed class MetricsWriter : IDisposable
             loss = steps.Select(s => N(s.Loss)), clip_fraction = steps.Select(s => N(s.ClipFraction)),
             approx_kl = steps.Select(s => N(s.ApproxKl)), grad_norm = steps.Select(s => N(s.GradNorm)), skipped = steps.Select(s => s.Skipped),
         }));
-        foreach (var s in steps)
+        // The axis counts the steps the optimizer took (skipped ones are only in the JSON line), like AdamW.Steps,
+        // from which a resumed run starts it.
+        foreach (var s in steps.Where(s => !s.Skipped))
         {
             _optimizerStep++;
             if (_tensorBoard is not { } tb) continue;
