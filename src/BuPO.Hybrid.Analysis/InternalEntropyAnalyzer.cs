@@ -272,6 +272,10 @@ public static class InternalEntropyAnalyzer
                         head.Entropy(Rows(chunk.States[(LensSite.Layer, nLayer - 1)]), LensNorm.Final).CopyTo(final.AsSpan(at));
                     }
                 }
+                // NaN weights would otherwise print "-" everywhere and a fallback boundary layer: stop at the first such position.
+                RequireFinite(path, i, selStart, embd, "the embedding");
+                RequireFinite(path, i, selStart, final, "the final policy");
+                foreach (var s in sites) RequireFinite(path, i, selStart, values[s], $"block {s.Block} {s.Site}");
                 accumulator.BeginSequence(selCount);
                 accumulator.AddEmbedding(embd);
                 accumulator.AddFinal(final);
@@ -312,6 +316,32 @@ public static class InternalEntropyAnalyzer
             PositionCount = accumulator.PositionCount,
             PerToken = perToken,
         };
+    }
+
+    private static void RequireFinite(string path, int sequence, int firstPosition, float[] entropies, string site)
+    {
+        for (var j = 0; j < entropies.Length; j++)
+        {
+            if (float.IsFinite(entropies[j])) continue;
+            var tensor = FirstNonFiniteTensor(path);
+            throw new BupoException($"{path}: the entropy of {site} at prompt {sequence}, position {firstPosition + j} is {entropies[j]}: " +
+                (tensor != null ? $"tensor '{tensor}' holds non-finite values" : "non-finite logits (the weights are finite; an overflow in the forward?)"));
+        }
+    }
+
+    /// <summary>The first tensor of the file holding a NaN or an infinity (dequantized), or null. Only on the error path: it reads every weight.</summary>
+    private static string? FirstNonFiniteTensor(string path)
+    {
+        using var file = Gguf.GgufFile.Open(path);
+        foreach (var t in file.Tensors)
+        {
+            float[] values;
+            try { values = file.ReadTensorFloat(t); }
+            catch (BupoException) { continue; }
+            foreach (var v in values)
+                if (!float.IsFinite(v)) return t.Name;
+        }
+        return null;
     }
 
     /// <summary>The boundary layer rule on the analyzed blocks (a subset is scanned in block order).</summary>

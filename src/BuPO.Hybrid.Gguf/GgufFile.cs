@@ -24,8 +24,15 @@ public sealed unsafe class GgufFile : IDisposable
     public const long MaxStringBytes = 0x3FFFFFDF;
     private const int MaxDims = 4, MaxItems = 1 << 28;
 
+    /// <summary>
+    /// Files up to this size are read into memory instead of mapped: an outside rewrite or truncation of a mapped file
+    /// turns the next read of a lost page into SIGBUS, which no handler can turn into an error. Bigger files stay mapped.
+    /// </summary>
+    public const long InMemoryThreshold = 512L << 20;
+
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
+    private readonly NativeBuffer? _memory;
     private byte* _base;
     private readonly Dictionary<string, GgufValue> _byKey;
     private readonly Dictionary<string, GgufTensorInfo> _byName;
@@ -47,9 +54,9 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Tensor infos in file order.</summary>
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }
 
-    private GgufFile(string path, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr)
+    private GgufFile(string path, long length, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, NativeBuffer? memory = null)
     {
-        Path = path; FileLength = length; _map = map; _view = view; _base = basePtr;
+        Path = path; FileLength = length; _map = map; _view = view; _base = basePtr; _memory = memory;
         var r = new Cursor(basePtr, length, path);
         if (length < 4 || r.Peek4() != 0x46554747u) throw r.Error(new Field("magic"), "not a GGUF file (missing 'GGUF' magic)");
         r.Skip(4);
@@ -193,6 +200,7 @@ public sealed unsafe class GgufFile : IDisposable
         try { length = new FileInfo(full).Length; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new BupoException($"{path}: cannot read: {e.Message}"); }
         if (length < 24) throw new GgufFormatException($"{path}: not a GGUF file ({length} bytes is shorter than a GGUF header)");
+        if (length <= InMemoryThreshold) return OpenInMemory(path, full, length);
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
         try
@@ -214,6 +222,51 @@ public sealed unsafe class GgufFile : IDisposable
             if (view != null) { view.SafeMemoryMappedViewHandle.ReleasePointer(); view.Dispose(); }
             map?.Dispose();
             throw;
+        }
+    }
+
+    private static GgufFile OpenInMemory(string path, string full, long length)
+    {
+        var memory = new NativeBuffer(length);
+        try
+        {
+            var mem = (byte*)memory.DangerousGetHandle();
+            using (var handle = File.OpenHandle(full, FileMode.Open, FileAccess.Read, FileShare.Read))
+            {
+                long done = 0;
+                while (done < length)
+                {
+                    var n = RandomAccess.Read(handle, new Span<byte>(mem + done, (int)Math.Min(length - done, 1 << 30)), done);
+                    if (n <= 0) throw new BupoException($"{path}: the file shrank while it was read ({done} of {length} bytes)");
+                    done += n;
+                }
+            }
+            return new GgufFile(full, length, null, null, mem, memory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            memory.Dispose();
+            throw new BupoException($"{path}: cannot read: {e.Message}");
+        }
+        catch
+        {
+            memory.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Native memory holding a whole file (freed by Dispose, or by the finalizer of a lost GgufFile).</summary>
+    private sealed class NativeBuffer : System.Runtime.InteropServices.SafeHandle
+    {
+        public NativeBuffer(long length) : base(0, ownsHandle: true) =>
+            SetHandle((nint)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)Math.Max(length, 1), 64));
+
+        public override bool IsInvalid => handle == 0;
+
+        protected override bool ReleaseHandle()
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)handle);
+            return true;
         }
     }
 
@@ -313,6 +366,7 @@ public sealed unsafe class GgufFile : IDisposable
     {
         if (_base == null) return;
         _base = null;
+        _memory?.Dispose();
         _view?.SafeMemoryMappedViewHandle.ReleasePointer();
         _view?.Dispose();
         _map?.Dispose();

@@ -29,7 +29,7 @@ public sealed class LlamaLoraAdapter : IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         model.ThrowIfDisposed();
-        LlamaModel.ValidateGgufFile(path);
+        LlamaModel.ValidateGgufMagic(path);
         var full = System.IO.Path.GetFullPath(path);
         var mark = LlamaBackend.ErrorMark;
         nint ptr = LlamaNative.llama_adapter_lora_init(model.Handle, full);

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
+using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama.Native;
 
 namespace BuPO.Hybrid.Llama;
@@ -11,7 +12,11 @@ public sealed record LlamaModelOptions
     /// <summary>Layers offloaded to the GPU: -1 = all (llama.cpp's default), 0 = none. Ignored without a GPU backend.</summary>
     public int GpuLayers { get; init; } = -1;
 
-    /// <summary>Memory-map the file: null = llama.cpp decides (auto), true = mmap, false = read into memory.</summary>
+    /// <summary>
+    /// Memory-map the file: true = mmap, false = read into memory, null = read files up to
+    /// <see cref="GgufFile.InMemoryThreshold"/> into memory (an outside rewrite of a mapped file is a SIGBUS at the next
+    /// decode) and let llama.cpp decide for bigger ones.
+    /// </summary>
     public bool? UseMmap { get; init; }
 
     /// <summary>Load only the vocabulary (no weights): enough for tokenization.</summary>
@@ -90,10 +95,18 @@ public sealed unsafe class LlamaModel : IDisposable
     public LlamaVocab Vocab => _vocab ??= new LlamaVocab(this);
 
     /// <summary>
-    /// Checks that <paramref name="path"/> exists and starts with the GGUF magic, so llama.cpp is never handed
-    /// something else. Throws <see cref="BupoException"/> naming the file.
+    /// Checks that <paramref name="path"/> is a GGUF whose metadata is consistent for a load of <paramref name="scope"/>
+    /// (<see cref="GgufModelValidator"/>: llama.cpp aborts the process on some inconsistent values), so llama.cpp is never
+    /// handed something it would crash on. Throws <see cref="BupoException"/> naming the file.
     /// </summary>
-    public static void ValidateGgufFile(string path)
+    public static void ValidateGgufFile(string path, GgufLoadScope scope = GgufLoadScope.Model)
+    {
+        ValidateGgufMagic(path);
+        GgufModelValidator.Validate(path, scope);
+    }
+
+    /// <summary>Checks only that <paramref name="path"/> exists and starts with the GGUF magic (adapters, which are not models).</summary>
+    public static void ValidateGgufMagic(string path)
     {
         var full = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new BupoException($"{full}: is a folder, not a GGUF file");
@@ -118,13 +131,14 @@ public sealed unsafe class LlamaModel : IDisposable
     public static LlamaModel Load(string path, LlamaModelOptions? options = null)
     {
         options ??= new LlamaModelOptions();
-        ValidateGgufFile(path);
+        ValidateGgufFile(path, options.VocabOnly ? GgufLoadScope.VocabOnly : GgufLoadScope.Model);
         var full = System.IO.Path.GetFullPath(path);
         LlamaBackend.EnsureInitialized();
 
         var p = LlamaNative.llama_model_default_params();
         p.n_gpu_layers = options.GpuLayers;
-        p.load_mode = options.UseMmap switch { null => -1, true => 1, false => 0 };
+        var mmap = options.UseMmap ?? (new FileInfo(full).Length > GgufFile.InMemoryThreshold ? null : false);
+        p.load_mode = mmap switch { null => -1, true => 1, false => 0 };
         p.vocab_only = options.VocabOnly ? (byte)1 : (byte)0;
         var progress = new ProgressState(options.Progress, options.Cancellation);
         var gch = GCHandle.Alloc(progress);

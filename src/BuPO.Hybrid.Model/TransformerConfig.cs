@@ -54,6 +54,7 @@ public sealed record TransformerConfig
     /// <exception cref="BupoException">Unsupported architecture or inconsistent metadata.</exception>
     public static TransformerConfig FromGguf(GgufFile file)
     {
+        GgufModelValidator.Validate(file);
         var arch = file.Architecture ?? throw new BupoException($"{file.Path}: general.architecture is missing: not a model GGUF");
         if (!SupportedArchitectures.Contains(arch))
             throw new BupoException($"{file.Path}: architecture '{arch}' is not supported by the trainer (supported: {string.Join(", ", SupportedArchitectures)})");

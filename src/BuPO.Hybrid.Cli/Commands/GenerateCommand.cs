@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using BuPO.Hybrid.Llama;
+using BuPO.Hybrid.RL;
 
 namespace BuPO.Hybrid.Cli.Commands;
 
@@ -17,7 +18,7 @@ public static class GenerateCommand
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens generated per sequence", DefaultValueFactory = _ => 64 };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 = greedy", DefaultValueFactory = _ => 0.8f };
         var seed = new Option<uint?>("--seed") { Description = "Random seed (sequence i uses seed + i); default: random, printed with --json" };
-        var parallel = new Option<int>("--parallel") { Description = "Copies of the prompt decoded together in one batch", DefaultValueFactory = _ => 1 };
+        var parallel = new Option<int>("--parallel") { Description = $"Copies of the prompt decoded together in one batch (1..{RolloutEngine.MaxParallel})", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Print token ids, log-probs and text as JSON" };
         var libDir = new Option<string?>("--llama-lib-dir") { Description = $"Folder of the llama.cpp libraries (default: ${LlamaBackend.LibDirEnvironmentVariable}, then the bundled build)" };
         var gpuLayers = new Option<int>("--gpu-layers") { Description = "Layers to offload to the GPU (-1 = all; needs a GPU build of llama.cpp)", DefaultValueFactory = _ => -1 };
@@ -40,7 +41,7 @@ public static class GenerateCommand
         LlamaModel.ValidateGgufFile(file.FullName);
         if (maxTokens < 1) throw new BupoException($"--max-tokens must be >= 1, got {maxTokens}");
         if (!float.IsFinite(temperature) || temperature < 0) throw new BupoException($"--temperature must be >= 0, got {temperature}");
-        if (parallel is < 1 or > 4096) throw new BupoException($"--parallel must be in [1, 4096], got {parallel}");
+        if (parallel is < 1 or > RolloutEngine.MaxParallel) throw new BupoException($"--parallel must be in [1, {RolloutEngine.MaxParallel}] (llama.cpp's limit on sequences), got {parallel}");
         if (threads < 0) throw new BupoException($"--threads must be >= 0, got {threads}");
         if (gpuLayers < -1) throw new BupoException($"--gpu-layers must be >= -1, got {gpuLayers}");
 

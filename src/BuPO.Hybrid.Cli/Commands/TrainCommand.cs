@@ -30,20 +30,33 @@ public static class TrainCommand
         cmd.SetAction(parse =>
         {
             var stdout = parse.InvocationConfiguration.Output;
-            var resolved = new TrainOptions();
-            if (parse.GetValue(config) is { } file) resolved = TrainConfig.ApplyFile(resolved, file.FullName);
-            foreach (var (info, opt) in options)
+            // defaults < config file < the options given; on --resume the checkpoint's settings replace the defaults, so
+            // only what the user gives again can differ (and TrainingRun refuses what may not change).
+            TrainOptions Resolve(TrainOptions start)
             {
-                var result = parse.GetResult(opt);
-                if (result is null || result.Implicit) continue;
-                object? value = opt switch
+                var resolved = start;
+                if (parse.GetValue(config) is { } file) resolved = TrainConfig.ApplyFile(resolved, file.FullName);
+                foreach (var (info, opt) in options)
                 {
-                    Option<bool?> b => parse.GetValue(b) ?? true,
-                    Option<string[]> l => parse.GetValue(l) ?? [],
-                    Option<string?> s => parse.GetValue(s),
-                    _ => null,
-                };
-                resolved = TrainConfig.Set(resolved, info.Name, value);
+                    var result = parse.GetResult(opt);
+                    if (result is null || result.Implicit) continue;
+                    object? value = opt switch
+                    {
+                        Option<bool?> b => parse.GetValue(b) ?? true,
+                        Option<string[]> l => parse.GetValue(l) ?? [],
+                        Option<string?> s => parse.GetValue(s),
+                        _ => null,
+                    };
+                    resolved = TrainConfig.Set(resolved, info.Name, value);
+                }
+                return resolved;
+            }
+            var resolved = Resolve(new TrainOptions());
+            if (resolved.Resume != null)
+            {
+                var dir = TrainingCheckpoint.ResolveFolder(resolved.Resume, Path.Combine(Path.GetFullPath(resolved.Output), "checkpoints"));
+                var saved = TrainingCheckpoint.ReadOptions(dir);
+                resolved = Resolve(TrainConfig.ApplyJson(new TrainOptions(), saved.ToJsonString(), Path.Combine(dir, TrainingCheckpoint.StateFile)));
             }
             if (parse.GetValue(printConfig))
             {

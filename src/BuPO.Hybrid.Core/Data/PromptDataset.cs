@@ -1,3 +1,4 @@
+using System.Text;
 using System.Globalization;
 using System.Text.Json;
 
@@ -123,7 +124,7 @@ public static class PromptDataset
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is ".jsonl" or ".json" or ".ndjson") return true;
         if (ext is ".txt") return false;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (_, line) in ReadLines(path))
             if (!string.IsNullOrWhiteSpace(line)) return line.TrimStart().StartsWith('{');
         return false;
     }
@@ -133,10 +134,8 @@ public static class PromptDataset
         if (options.ProblemField != null || options.AnswerField != null)
             throw new BupoException($"{path}: --field/--answer-field apply to JSONL files, and this is a plain-text file (one prompt per line)");
         var items = new List<PromptItem>();
-        var lineNo = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (lineNo, line) in ReadLines(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             items.Add(new PromptItem($"{name}-{items.Count}", line.Trim(), null, Source: path, Line: lineNo));
             if (items.Count == limit) break;
@@ -148,10 +147,8 @@ public static class PromptDataset
     private static List<PromptItem> ReadJsonl(string path, string name, int? limit, PromptDatasetOptions options, bool requireAnswer)
     {
         var items = new List<PromptItem>();
-        var lineNo = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (lineNo, line) in ReadLines(path))
         {
-            lineNo++;
             if (string.IsNullOrWhiteSpace(line)) continue;
             JsonDocument doc;
             try { doc = JsonDocument.Parse(line); }
@@ -258,4 +255,54 @@ public static class PromptDataset
     };
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ");
+
+    /// <summary>The longest line read (bytes): far beyond any problem or chat, and a bound on what one line can cost in memory.</summary>
+    public const int MaxLineBytes = 4 << 20;
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// The file's lines with their 1-based numbers, decoded as strict UTF-8 (a BOM is skipped, "\r\n" accepted): invalid
+    /// bytes and lines over <see cref="MaxLineBytes"/> are errors naming the line, not replacement characters or gigabytes.
+    /// </summary>
+    private static IEnumerable<(int Line, string Text)> ReadLines(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        var buf = new byte[1 << 16];
+        var line = new MemoryStream();
+        var lineNo = 1;
+        var first = true;
+        int n;
+        while ((n = fs.Read(buf, 0, buf.Length)) > 0)
+        {
+            var start = 0;
+            if (first)
+            {
+                first = false;
+                if (n >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF) start = 3;
+            }
+            while (start < n)
+            {
+                var nl = Array.IndexOf(buf, (byte)'\n', start, n - start);
+                var end = nl < 0 ? n : nl;
+                if (line.Length + (end - start) > MaxLineBytes)
+                    throw new BupoException($"{path}:{lineNo}: the line is longer than {MaxLineBytes >> 20} MiB: not a prompt");
+                line.Write(buf, start, end - start);
+                if (nl < 0) break;
+                yield return (lineNo, Decode(path, lineNo, line));
+                line.SetLength(0);
+                lineNo++;
+                start = nl + 1;
+            }
+        }
+        if (line.Length > 0) yield return (lineNo, Decode(path, lineNo, line));
+    }
+
+    private static string Decode(string path, int lineNo, MemoryStream line)
+    {
+        var bytes = line.GetBuffer().AsSpan(0, (int)line.Length);
+        if (bytes.Length > 0 && bytes[^1] == (byte)'\r') bytes = bytes[..^1];
+        try { return StrictUtf8.GetString(bytes); }
+        catch (DecoderFallbackException) { throw new BupoException($"{path}:{lineNo}: not valid UTF-8 text (save the file as UTF-8)"); }
+    }
 }

@@ -48,10 +48,12 @@ public static class TensorFile
                 var name = r.ReadString();
                 var dtype = (ScalarType)r.ReadInt32();
                 var ndim = r.ReadInt64();
+                if (!Enum.IsDefined(dtype) || ndim is < 0 or > 16) throw new BupoException($"{path}: corrupted tensor header of '{name}'");
                 var shape = new long[ndim];
                 for (var d = 0; d < ndim; d++) shape[d] = r.ReadInt64();
                 var len = r.ReadInt64();
-                var bytes = r.ReadBytes(checked((int)len));
+                if (len < 0 || len > fs.Length - fs.Position || len > Array.MaxLength) throw new BupoException($"{path}: corrupted tensor header of '{name}' ({len} bytes)");
+                var bytes = r.ReadBytes((int)len);
                 if (bytes.Length != len) throw new EndOfStreamException();
                 var t = empty(shape, dtype);
                 t.bytes = bytes;
@@ -62,6 +64,12 @@ public static class TensorFile
         {
             foreach (var t in result.Values) t.Dispose();
             throw new BupoException($"{path}: truncated checkpoint file");
+        }
+        catch (Exception e) when (e is BupoException or ArgumentException or OverflowException)
+        {
+            foreach (var t in result.Values) t.Dispose();
+            if (e is BupoException) throw;
+            throw new BupoException($"{path}: corrupted checkpoint file ({e.Message})");
         }
         return result;
     }

@@ -293,7 +293,7 @@ public sealed record TrainOptions
         if (TopK < 0) throw new BupoException($"--top-k must be >= 0, got {TopK}");
         if (!(MinP >= 0 && MinP < 1)) throw new BupoException($"--min-p must be in [0, 1), got {MinP}");
         Positive(MaxResponseTokens, "max-response-tokens");
-        Positive(Parallel, "parallel");
+        if (Parallel is < 1 or > RolloutEngine.MaxParallel) throw new BupoException($"--parallel must be in [1, {RolloutEngine.MaxParallel}] (llama.cpp's limit on sequences), got {Parallel}");
         if (ContextSize < 0) throw new BupoException($"--context-size must be >= 0, got {ContextSize}");
         if (Threads < 0) throw new BupoException($"--threads must be >= 0, got {Threads}");
         if (TrainThreads < 0) throw new BupoException($"--train-threads must be >= 0, got {TrainThreads}");
@@ -364,6 +364,9 @@ public static class TrainConfig
 {
     private static readonly Dictionary<string, OptionInfo> ByName = TrainOptions.Infos.ToDictionary(i => i.Name, StringComparer.Ordinal);
 
+    /// <summary>The key of a run's config.json that lists its resumes (history, not a setting: ignored when the file is read back as --config).</summary>
+    public const string ResumesKey = "resumes";
+
     /// <summary>Applies a JSON config file's values onto <paramref name="options"/>.</summary>
     public static TrainOptions ApplyFile(TrainOptions options, string path)
     {
@@ -384,11 +387,14 @@ public static class TrainConfig
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new BupoException($"{where}: expected a JSON object of settings");
             var boxed = (object)(options with { });
+            var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var prop in doc.RootElement.EnumerateObject())
             {
                 var key = prop.Name;
                 // Accept the option spelled with its dashes too ("--lr").
                 var name = key.TrimStart('-');
+                if (name == ResumesKey) continue;
+                if (!seen.Add(name)) throw new BupoException($"{where}: the key '{name}' appears twice (which one is meant?)");
                 if (!ByName.TryGetValue(name, out var info))
                     throw new BupoException($"{where}: unknown config key '{key}'{Suggest(name)}");
                 info.Property.SetValue(boxed, FromJson(info, prop.Value, where));

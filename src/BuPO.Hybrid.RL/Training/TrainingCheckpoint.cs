@@ -13,8 +13,10 @@ namespace BuPO.Hybrid.RL.Training;
 /// BuPO layer, optimizer step counts), <c>model.bin</c> (every parameter, exact bits), <c>optimizer.bin</c> (AdamW
 /// moments) and <c>sampler.gguf</c> (the GGUF the sampler had loaded, hard-linked where possible; absent while it
 /// was still the source model). It is written into a temporary folder and renamed into place, so a checkpoint folder
-/// is either complete or absent. Nothing else carries state: data order, sampling seeds and mini-batch shuffles derive
-/// from (seed, step), so resuming continues bit-identically.
+/// is either complete or absent; a step that runs again (after a resume) replaces its old checkpoint. state.json records
+/// each file's length and SHA-256, which <see cref="Load"/> verifies, and weights are checked to be finite when written
+/// and when restored. Nothing else carries state: data order, sampling seeds and mini-batch shuffles derive from
+/// (seed, step), so resuming continues bit-identically.
 /// </summary>
 public sealed class TrainingCheckpoint
 {
@@ -39,16 +41,25 @@ public sealed class TrainingCheckpoint
     {
         System.IO.Directory.CreateDirectory(checkpointsDir);
         var final = Path.Combine(checkpointsDir, FolderName(step));
-        if (System.IO.Directory.Exists(final) && File.Exists(Path.Combine(final, StateFile))) return final;
+        var weights = model.GgufParameters.Concat(lora?.Parameters ?? []).Select(kv => (kv.Key, (Tensor)kv.Value)).ToList();
+        // A NaN that got into the weights must stop the run here, not become the checkpoint a resume trusts.
+        if (FirstNonFinite(weights) is { } bad)
+            throw new BupoException($"step {step}: the weights of '{bad}' hold non-finite values; no checkpoint written (the last good one is the previous)");
         var tmp = Path.Combine(checkpointsDir, $".{FolderName(step)}.tmp-{Guid.NewGuid():N}");
         System.IO.Directory.CreateDirectory(tmp);
         try
         {
-            TensorFile.Write(Path.Combine(tmp, "model.bin"), model.GgufParameters.Concat(lora?.Parameters ?? []).Select(kv => (kv.Key, (Tensor)kv.Value)));
+            TensorFile.Write(Path.Combine(tmp, "model.bin"), weights);
             var (tensors, steps) = optimizer.ExportState();
             TensorFile.Write(Path.Combine(tmp, "optimizer.bin"), tensors);
             if (!samplerIsSource) LinkOrCopy(samplerGguf, Path.Combine(tmp, "sampler.gguf"));
             if (samplerLora != null) LinkOrCopy(samplerLora, Path.Combine(tmp, "adapter.gguf"));
+            var files = new JsonObject();
+            foreach (var f in new[] { "model.bin", "optimizer.bin", "sampler.gguf", "adapter.gguf" })
+            {
+                var path = Path.Combine(tmp, f);
+                if (File.Exists(path)) files[f] = new JsonObject { ["bytes"] = new FileInfo(path).Length, ["sha256"] = Sha256(path) };
+            }
             var state = new JsonObject
             {
                 ["format"] = FormatVersion,
@@ -58,29 +69,101 @@ public sealed class TrainingCheckpoint
                 ["sampler_lora"] = samplerLora == null ? null : "adapter.gguf",
                 ["optimizer_steps"] = new JsonObject(steps.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)JsonValue.Create(kv.Value)))),
                 ["options"] = JsonNode.Parse(TrainConfig.ToJson(options)),
+                ["files"] = files,
                 ["saved_at"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
             };
             File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            if (System.IO.Directory.Exists(final)) System.IO.Directory.Delete(final, recursive: true);
+            // Replace an older checkpoint of this step (a step run again after a resume): move it aside, move the new one
+            // in, then delete the old. A crash in between leaves a dot-folder that the next start removes.
+            string? old = null;
+            if (System.IO.Directory.Exists(final))
+            {
+                old = Path.Combine(checkpointsDir, $".{FolderName(step)}.old-{Guid.NewGuid():N}");
+                System.IO.Directory.Move(final, old);
+            }
             System.IO.Directory.Move(tmp, final);
+            if (old != null) TryDeleteFolder(old);
             return final;
         }
         catch
         {
-            try { System.IO.Directory.Delete(tmp, recursive: true); } catch (IOException) { }
+            TryDeleteFolder(tmp);
             throw;
         }
     }
 
-    /// <summary>Reads a checkpoint folder's state (weights are loaded by <see cref="Restore"/>).</summary>
-    public static TrainingCheckpoint Load(string dir)
+    /// <summary>Removes what a killed run left under <paramref name="checkpointsDir"/>: half-written (.tmp-) and replaced (.old-) checkpoint folders.</summary>
+    public static int RemoveLeftovers(string checkpointsDir)
+    {
+        if (!System.IO.Directory.Exists(checkpointsDir)) return 0;
+        var n = 0;
+        foreach (var d in System.IO.Directory.GetDirectories(checkpointsDir, ".step-*"))
+        {
+            var name = Path.GetFileName(d);
+            if (!name.Contains(".tmp-", StringComparison.Ordinal) && !name.Contains(".old-", StringComparison.Ordinal)) continue;
+            if (TryDeleteFolder(d)) n++;
+        }
+        return n;
+    }
+
+    /// <summary>The checkpoint folder <paramref name="resume"/> names: a folder, or "latest" under <paramref name="checkpointsDir"/>.</summary>
+    public static string ResolveFolder(string resume, string checkpointsDir)
+    {
+        var dir = resume.Equals("latest", StringComparison.OrdinalIgnoreCase)
+            ? Latest(checkpointsDir) ?? throw new BupoException($"--resume latest: no checkpoint under {checkpointsDir}")
+            : resume;
+        if (!System.IO.Directory.Exists(dir)) throw new BupoException($"--resume: checkpoint folder not found: {dir}");
+        return dir;
+    }
+
+    private static bool TryDeleteFolder(string dir)
+    {
+        try { System.IO.Directory.Delete(dir, recursive: true); return true; }
+        catch (IOException) { return false; }
+        catch (UnauthorizedAccessException) { return false; }
+    }
+
+    private static string Sha256(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(fs));
+    }
+
+    /// <summary>The name of the first tensor holding a NaN or an infinity, or null.</summary>
+    private static string? FirstNonFinite(IEnumerable<(string Name, Tensor Tensor)> tensors)
+    {
+        foreach (var (name, t) in tensors)
+        {
+            if (!t.is_floating_point()) continue;
+            using var scope = NewDisposeScope();
+            if (!isfinite(t.detach()).all().item<bool>()) return name;
+        }
+        return null;
+    }
+
+    /// <summary>The settings a checkpoint was written with (its state.json's "options"), without verifying its files.</summary>
+    public static JsonObject ReadOptions(string dir) =>
+        ReadState(dir)["options"] as JsonObject ?? throw new BupoException($"{Path.Combine(dir, StateFile)}: the checkpoint state has no options");
+
+    private static JsonNode ReadState(string dir)
     {
         var statePath = Path.Combine(dir, StateFile);
         if (!File.Exists(statePath)) throw new BupoException($"--resume: {dir} is not a checkpoint folder (no {StateFile})");
         JsonNode root;
         try { root = JsonNode.Parse(File.ReadAllText(statePath)) ?? throw new JsonException("empty"); }
         catch (JsonException e) { throw new BupoException($"{statePath}: invalid checkpoint state ({e.Message.ReplaceLineEndings(" ")})"); }
-        if ((int?)root["format"] != FormatVersion) throw new BupoException($"{statePath}: unsupported checkpoint format {root["format"]}");
+        try
+        {
+            if ((int?)root["format"] != FormatVersion) throw new BupoException($"{statePath}: unsupported checkpoint format {root["format"]?.ToJsonString()}");
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException) { throw new BupoException($"{statePath}: invalid checkpoint state (format)"); }
+        return root;
+    }
+
+    /// <summary>Reads a checkpoint folder's state and verifies its files' checksums (weights are loaded by <see cref="Restore"/>).</summary>
+    public static TrainingCheckpoint Load(string dir)
+    {
+        var root = ReadState(dir);
         var sampler = (string?)root["sampler_gguf"];
         var samplerPath = sampler == null ? null : Path.Combine(dir, sampler);
         if (samplerPath != null && !File.Exists(samplerPath)) throw new BupoException($"{dir}: the checkpoint's sampler GGUF is missing ({samplerPath})");
@@ -89,6 +172,20 @@ public sealed class TrainingCheckpoint
         if (loraPath != null && !File.Exists(loraPath)) throw new BupoException($"{dir}: the checkpoint's LoRA adapter is missing ({loraPath})");
         foreach (var f in new[] { "model.bin", "optimizer.bin" })
             if (!File.Exists(Path.Combine(dir, f))) throw new BupoException($"{dir}: the checkpoint lacks {f}");
+        // Every file against the length and SHA-256 recorded when it was written (checkpoints from before checksums have none).
+        if (root["files"] is JsonObject files)
+        {
+            foreach (var (name, node) in files)
+            {
+                var path = Path.Combine(dir, name);
+                if (!File.Exists(path)) throw new BupoException($"{path}: missing from the checkpoint");
+                var length = new FileInfo(path).Length;
+                if ((long?)node?["bytes"] is { } expected && expected != length)
+                    throw new BupoException($"{path}: corrupted checkpoint file ({length} bytes, {expected} were written)");
+                if ((string?)node?["sha256"] is { } sum && !string.Equals(Sha256(path), sum, StringComparison.OrdinalIgnoreCase))
+                    throw new BupoException($"{path}: corrupted checkpoint file (its SHA-256 differs from the one recorded when it was written)");
+            }
+        }
         return new TrainingCheckpoint
         {
             Directory = Path.GetFullPath(dir),
@@ -123,6 +220,7 @@ public sealed class TrainingCheckpoint
                 if (!weights.TryGetValue(name, out var t))
                     throw new BupoException($"{Directory}: the checkpoint has no weights for '{name}' (a different model{(name.EndsWith(".lora_a") || name.EndsWith(".lora_b") ? " or LoRA setting" : "")}?)");
                 if (!t.shape.SequenceEqual(p.shape)) throw new BupoException($"{Directory}: '{name}' has shape [{string.Join(", ", t.shape)}], the model's is [{string.Join(", ", p.shape)}]");
+                if (FirstNonFinite([(name, t)]) != null) throw new BupoException($"{Path.Combine(Directory, "model.bin")}: the weights of '{name}' hold non-finite values");
                 p.copy_(t.to(p.dtype));
             }
         }

@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
@@ -95,25 +98,81 @@ public static class TrainingRun
         prompts ??= PromptDataset.Load(o.Dataset!, o.Split, o.Limit, new PromptDatasetOptions { DataDir = o.DataDir, ProblemField = o.Field, AnswerField = o.AnswerField });
         if (prompts.Count == 0) throw new BupoException("no training prompts");
         if (o.Limit is { } lim && prompts.Count > lim) prompts = prompts.Take(lim).ToList();
+        // Every prompt must give what the reward needs, before anything is written (not at whichever step first samples it).
+        if (reward is MathReward && prompts.FirstOrDefault(p => p.Answer == null) is { } noAnswer)
+            throw new BupoException($"{(noAnswer.Source.Length > 0 ? $"{noAnswer.Source}:{noAnswer.Line}" : $"prompt '{noAnswer.Id}'")}: no reference answer, which --reward math needs (name the field with --answer-field, or use --reward command)");
         var outputDir = Path.GetFullPath(o.Output);
         var checkpointsDir = Path.Combine(outputDir, "checkpoints");
+        if (File.Exists(outputDir)) throw new BupoException($"--output {o.Output}: is a file, not a folder");
+
+        // ---- the run folder is ours from here: locked, and left as it was if the start fails
+        var createdFolder = !Directory.Exists(outputDir);
+        Directory.CreateDirectory(outputDir);
+        var lockExisted = File.Exists(Path.Combine(outputDir, RunFolderLock.FileName));
+        RunFolderLock runLock;
+        try { runLock = RunFolderLock.Acquire(outputDir); }
+        catch
+        {
+            if (createdFolder) TryDeleteEmptyFolder(outputDir);
+            throw;
+        }
+        var started = false;
+        try
+        {
+            if (runLock.TakenOverFrom is { } dead) observer.OnMessage($"note: took over the lock of a run that is no longer running ({dead})");
+            var result = RunLocked(o, reward, prompts, observer, ct, services, config, outputDir, checkpointsDir, () => started = true);
+            return result;
+        }
+        finally
+        {
+            if (!started && createdFolder)
+            {
+                runLock.DisposeAndDelete();
+                TryDeleteEmptyFolder(outputDir);
+            }
+            else if (!started && !lockExisted) runLock.DisposeAndDelete();
+            else runLock.Dispose();
+        }
+    }
+
+    /// <summary>Options that may differ from the checkpoint's on resume: they change neither the data, the sampling nor the math of a step.</summary>
+    public static IReadOnlySet<string> MayChangeOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "steps", "checkpoint-every", "keep-checkpoints", "threads", "train-threads", "device", "gpu-layers", "llama-lib-dir", "tensor-board", "output", "resume",
+    };
+
+    /// <summary>The settings of <paramref name="current"/> that differ from a checkpoint's (name, checkpoint value, current value), all of them.</summary>
+    public static IReadOnlyList<(string Name, string Before, string After)> SettingChanges(JsonObject checkpointOptions, TrainOptions current)
+    {
+        var now = JsonNode.Parse(TrainConfig.ToJson(current))!.AsObject();
+        var changes = new List<(string, string, string)>();
+        foreach (var (name, value) in now)
+        {
+            var before = checkpointOptions[name]?.ToJsonString() ?? "null";
+            var after = value?.ToJsonString() ?? "null";
+            if (!checkpointOptions.ContainsKey(name) || before != after) changes.Add((name, before, after));
+        }
+        return changes;
+    }
+
+    private static TrainingResult RunLocked(TrainOptions o, IRewardFunction reward, IReadOnlyList<PromptItem> prompts, ITrainingObserver observer,
+        CancellationToken ct, TrainingServices services, TransformerConfig config, string outputDir, string checkpointsDir, Action markStarted)
+    {
         TrainingCheckpoint? resume = null;
+        IReadOnlyList<(string Name, string Before, string After)> changed = [];
         if (o.Resume != null)
         {
-            var dir = o.Resume.Equals("latest", StringComparison.OrdinalIgnoreCase)
-                ? TrainingCheckpoint.Latest(checkpointsDir) ?? throw new BupoException($"--resume latest: no checkpoint under {checkpointsDir}")
-                : o.Resume;
-            if (!Directory.Exists(dir)) throw new BupoException($"--resume: checkpoint folder not found: {dir}");
+            var dir = TrainingCheckpoint.ResolveFolder(o.Resume, checkpointsDir);
             resume = TrainingCheckpoint.Load(dir);
             if (resume.Step >= o.Steps) throw new BupoException($"--resume: the checkpoint is at step {resume.Step}, and --steps is {o.Steps}: nothing left to run");
+            // A resume continues the checkpoint's run: a setting that would change its data, sampling or math is refused.
+            changed = SettingChanges(resume.Options, o);
+            if (changed.FirstOrDefault(c => !MayChangeOnResume.Contains(c.Name)) is { Name: not null } bad)
+                throw new BupoException($"--resume: --{bad.Name} is {bad.After} here but {bad.Before} in {resume.Directory}; a resumed run keeps its settings (only {string.Join(", ", MayChangeOnResume.Order(StringComparer.Ordinal))} may change)");
         }
         else if (TrainingCheckpoint.Latest(checkpointsDir) is { } existing)
             throw new BupoException($"--output {o.Output} already holds a run's checkpoints ({Path.GetFileName(existing)}): continue it with --resume latest, or choose another --output");
-
-        Directory.CreateDirectory(outputDir);
-        AtomicFile.WriteAllText(Path.Combine(outputDir, "config.json"), TrainConfig.ToJson(o));
         var samplerDir = Path.Combine(outputDir, "sampler");
-        Directory.CreateDirectory(samplerDir);
 
         // ---- model, sampler
         TorchRuntime.EnsureInitialized();
@@ -179,6 +238,13 @@ public static class TrainingRun
             resume.Restore(model, trainer.Optimizer, lora);
             observer.OnMessage($"resumed from {resume.Directory} (step {resume.Step})");
         }
+
+        // ---- started: from here the folder is the run's. Clear what dead runs and discarded futures left, then record the settings.
+        markStarted();
+        Directory.CreateDirectory(samplerDir);
+        var removed = CleanRunFolder(checkpointsDir, samplerDir, resume?.Step);
+        if (removed > 0) observer.OnMessage($"removed {removed} leftover file(s) of earlier runs in {outputDir}");
+        WriteConfig(outputDir, o, resume, changed);
         using var metrics = new MetricsWriter(outputDir, resume?.Step, o.TensorBoard, resume is null ? 0 : (int)trainer.Optimizer.Steps);
         if (analysis != null) metrics.WriteEvent(analysis.ToJsonLine());
 
@@ -189,10 +255,12 @@ public static class TrainingRun
         var lastDone = startStep - 1;
         var cancelled = false;
 
+        var lastSaved = -1;
         string SaveCheckpoint(int step)
         {
             var sw = Stopwatch.StartNew();
             var dir = TrainingCheckpoint.Save(checkpointsDir, step, o, layer, model, trainer.Optimizer, samplerGguf, samplerIsSource, lora, samplerLora);
+            lastSaved = step;
             TrainingCheckpoint.Prune(checkpointsDir, o.KeepCheckpoints);
             observer.OnMessage($"checkpoint {dir} ({sw.Elapsed.TotalSeconds:0.00} s)");
             return dir;
@@ -319,8 +387,7 @@ public static class TrainingRun
 
         if (cancelled && lastDone >= 1 && lastDone >= startStep)
         {
-            var existing = Path.Combine(checkpointsDir, TrainingCheckpoint.FolderName(lastDone));
-            lastCheckpoint = Directory.Exists(existing) ? existing : SaveCheckpoint(lastDone);
+            if (lastSaved != lastDone) lastCheckpoint = SaveCheckpoint(lastDone);
             observer.OnMessage($"cancelled after step {lastDone}; resume with --resume {lastCheckpoint}");
         }
         return new TrainingResult
@@ -359,6 +426,68 @@ public static class TrainingRun
             result[j] = perm![(int)(global % datasetSize)];
         }
         return result;
+    }
+
+    /// <summary>
+    /// Removes dead temporary files (killed checkpoint writes, exports), the sampler files of earlier starts (the sampler
+    /// starts from the source model or the checkpoint's own copy) and, on resume, the checkpoints after the resumed step
+    /// (a future this run replaces). Returns how many entries went.
+    /// </summary>
+    private static int CleanRunFolder(string checkpointsDir, string samplerDir, int? resumeStep)
+    {
+        var n = TrainingCheckpoint.RemoveLeftovers(checkpointsDir);
+        if (resumeStep is { } r && Directory.Exists(checkpointsDir))
+            foreach (var d in Directory.GetDirectories(checkpointsDir, "step-*"))
+                if (int.TryParse(Path.GetFileName(d).AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var st) && st > r)
+                {
+                    try { Directory.Delete(d, recursive: true); n++; } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                }
+        foreach (var f in Directory.GetFiles(samplerDir))
+        {
+            var name = Path.GetFileName(f);
+            if (name.StartsWith('.') || name.Contains(".tmp-", StringComparison.Ordinal) || name.StartsWith("step-", StringComparison.Ordinal))
+            {
+                TryDelete(f);
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /// <summary>config.json: the resolved settings, and under "resumes" every resume with the settings it changed.</summary>
+    private static void WriteConfig(string outputDir, TrainOptions o, TrainingCheckpoint? resume, IReadOnlyList<(string Name, string Before, string After)> changed)
+    {
+        var path = Path.Combine(outputDir, "config.json");
+        var root = JsonNode.Parse(TrainConfig.ToJson(o))!.AsObject();
+        var resumes = new JsonArray();
+        if (resume != null)
+        {
+            try
+            {
+                if (File.Exists(path) && JsonNode.Parse(File.ReadAllText(path))?[TrainConfig.ResumesKey] is JsonArray earlier)
+                    foreach (var e in earlier) resumes.Add(e?.DeepClone());
+            }
+            catch (JsonException) { }
+            var diff = new JsonObject();
+            foreach (var (name, before, after) in changed)
+                if (name != "resume") diff[name] = new JsonObject { ["from"] = JsonNode.Parse(before), ["to"] = JsonNode.Parse(after) };
+            resumes.Add(new JsonObject
+            {
+                ["at"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+                ["checkpoint"] = resume.Directory,
+                ["step"] = resume.Step,
+                ["changed"] = diff,
+            });
+        }
+        root[TrainConfig.ResumesKey] = resumes;
+        AtomicFile.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+    }
+
+    private static void TryDeleteEmptyFolder(string dir)
+    {
+        try { if (!Directory.EnumerateFileSystemEntries(dir).Any()) Directory.Delete(dir); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
     }
 
     private static double Std(double[] x)

@@ -83,7 +83,7 @@ internal sealed class BenchModelSource
             RandomModelSpec.Named(random!); // an unknown name is a one-line error naming the known shapes
             if (parse.GetValue(RandomLayers) is < 1) throw new BupoException($"--random-layers must be >= 1, got {parse.GetValue(RandomLayers)}");
             var vocab = parse.GetValue(Vocab);
-            if (vocab != null && !IsGenerated(vocab)) LlamaModel.ValidateGgufFile(vocab);
+            if (vocab != null && !IsGenerated(vocab)) LlamaModel.ValidateGgufFile(vocab, GgufLoadScope.VocabOnly);
         }
     }
 
