@@ -146,6 +146,27 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
+    public void NonFiniteWeightsAreAnErrorNamingTheTensor()
+    {
+        // As found: a model whose tensors are NaN printed "-" everywhere and "boundary layer 0 (fallback)", exit 0.
+        var dir = Directory.CreateTempSubdirectory("bupo-analyze-nan-").FullName;
+        try
+        {
+            var nan = Path.Combine(dir, "nan.gguf");
+            using (var src = GgufFile.Open(Stories))
+            {
+                var t = src.GetTensor("blk.2.ffn_up.weight");
+                var values = src.ReadTensorFloat(t);
+                values[values.Length / 2] = float.NaN;
+                GgufWriter.Copy(src, nan, w => w.ReplaceTensor(t.Name, GgmlType.F32, GgufTensorData.FromFloats(values)));
+            }
+            foreach (var engine in new[] { "llama", "torch" })
+                AssertOneLineError(Run("--model", nan, "--prompt", "Once upon a time", "--threads", "1", "--engine", engine), nan, "tensor 'blk.2.ffn_up.weight' holds non-finite values");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void PaperProtocolOnARandomQwenModel()
     {
         var vocab = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);

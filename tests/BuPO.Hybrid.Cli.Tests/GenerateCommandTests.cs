@@ -47,6 +47,10 @@ public class GenerateCommandTests
         var (code, _, err) = Run("generate", model, "--prompt", "hi", "--max-tokens", "0");
         Assert.Equal(CliHost.Failure, code);
         Assert.Contains("--max-tokens", OneLine(err));
+        // As found: --parallel advertised 4096 where llama.cpp stops at 256 sequences.
+        (code, _, err) = Run("generate", model, "--prompt", "hi", "--parallel", "300");
+        Assert.Equal(CliHost.Failure, code);
+        Assert.Contains("--parallel must be in [1, 256]", OneLine(err));
         (code, _, err) = Run("generate", model);
         Assert.Equal(CliHost.UsageError, code);
         Assert.Contains("--prompt", OneLine(err));

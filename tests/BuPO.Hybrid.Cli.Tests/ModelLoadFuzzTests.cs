@@ -10,7 +10,7 @@ namespace BuPO.Hybrid.Cli.Tests;
 /// Seeded metadata mutations of real model files (stories260K, a random qwen3) through the load path of
 /// <c>generate</c>, <c>analyze</c> and <c>eval</c>, each in a child process: every run must exit 0, or 1 with exactly one
 /// <c>error:</c> line and no stack trace; never a signal (llama.cpp's GGML_ASSERT aborts with 134, SIGBUS/SIGSEGV 135/139)
-/// nor .NET's crash exit. The count per model is <c>BUPO_LOAD_FUZZ_COUNT</c> (default 12: CI's time budget).
+/// nor .NET's crash exit. The count per model is <c>BUPO_LOAD_FUZZ_COUNT</c> (default 30, about 30 s a model on 2 cores: CI's time budget).
 /// </summary>
 public sealed class ModelLoadFuzzTests(ITestOutputHelper output) : IDisposable
 {
@@ -21,13 +21,37 @@ public sealed class ModelLoadFuzzTests(ITestOutputHelper output) : IDisposable
         try { Directory.Delete(_dir, true); } catch (IOException) { }
     }
 
-    private static int Count => int.TryParse(Environment.GetEnvironmentVariable("BUPO_LOAD_FUZZ_COUNT"), out var n) && n > 0 ? n : 12;
+    private static int Count => int.TryParse(Environment.GetEnvironmentVariable("BUPO_LOAD_FUZZ_COUNT"), out var n) && n > 0 ? n : 30;
 
     [Fact]
     public void StoriesMetadataMutationsNeverCrashTheProcess() => Fuzz(SharedAssets.RequireFile(SharedAssets.StoriesModel), seedBase: 1_000_000);
 
     [Fact]
     public void Qwen3MetadataMutationsNeverCrashTheProcess() => Fuzz(OwnVocabModels.Write(_dir, "qwen3-tiny"), seedBase: 2_000_000);
+
+    [Theory]
+    [InlineData(100_000L)]
+    [InlineData(0L)]
+    [InlineData(4_294_967_295L)]
+    public void TheBlockCountsFoundAreOneLineErrors(long blockCount)
+    {
+        // As found: block_count 100000 or 0 aborted generate and eval (GGML_ASSERT, rc 134, a gdb backtrace on stdout);
+        // analyze aborted after 20 s and 650 MB, or threw an unexpected OverflowException naming no file.
+        var model = Path.Combine(_dir, $"blocks-{blockCount}.gguf");
+        using (var source = GgufFile.Open(SharedAssets.RequireFile(SharedAssets.StoriesModel)))
+            GgufWriter.Copy(source, model, w => w.SetUInt32("llama.block_count", (uint)blockCount));
+        var data = Path.Combine(_dir, "tiny.jsonl");
+        File.WriteAllText(data, "{\"problem\": \"Once upon a time\", \"answer\": \"1\"}\n");
+        foreach (var (name, args) in Commands(model, data))
+        {
+            var (code, stdout, stderr) = RunChild(args);
+            Assert.True(code == 1, $"{name}: rc {code}; {Tail(stderr)} {Tail(stdout)}");
+            var line = Assert.Single(stderr.Split('\n'), l => l.StartsWith("error:", StringComparison.Ordinal));
+            Assert.Contains(model, line);
+            Assert.Contains("block_count", line);
+            Assert.DoesNotContain("   at ", stdout + stderr);
+        }
+    }
 
     private void Fuzz(string model, int seedBase)
     {

@@ -121,4 +121,32 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(File.Exists(Path.Combine(output, "config.json")));
         Assert.True(Directory.Exists(Path.Combine(output, "checkpoints", "step-000001")));
     }
+    [Fact]
+    public void DuplicateConfigKeysAreAnError()
+    {
+        // As found: the last of two "lr" keys won silently.
+        var cfg = Write("dup.json", """{"model": "m.gguf", "lr": 0.1, "lr": 0.2}""");
+        var (code, _, err) = Run("train", "--config", cfg, "--print-config");
+        Assert.Equal(CliHost.Failure, code);
+        Assert.Contains("the key 'lr' appears twice", OneLine(err));
+    }
+
+    [Fact]
+    public void ResumeTakesTheCheckpointsSettingsWithoutRepeatingThem()
+    {
+        var data = Write("resume.jsonl", "{\"problem\": \"Once upon a time\", \"answer\": \"1\"}\n{\"problem\": \"One day\", \"answer\": \"2\"}\n");
+        var output = Path.Combine(_dir, "resume");
+        var (code, stdout, err) = Run(Small(output, "--dataset", data, "--seed", "3"));
+        Assert.True(code == 0, err + stdout);
+        // Only --resume, --output and the new step count: model, dataset, seed and the rest come from the checkpoint.
+        (code, stdout, err) = Run("train", "--resume", "latest", "--output", output, "--steps", "2");
+        Assert.True(code == 0, err + stdout);
+        Assert.Contains("step 2/2", stdout);
+        using (var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "config.json"))))
+            Assert.Equal(3, config.RootElement.GetProperty("seed").GetInt64());
+        // A setting that would change the run is one line naming it.
+        (code, _, err) = Run("train", "--resume", "latest", "--output", output, "--steps", "3", "--samples-per-prompt", "2");
+        Assert.Equal(CliHost.Failure, code);
+        Assert.Contains("--samples-per-prompt is 2 here but 4", OneLine(err));
+    }
 }

@@ -30,4 +30,17 @@ public class GgufReaderTests
         Assert.Contains("magic", e.Message);
         File.Delete(p);
     }
+    [Fact]
+    public void ASmallFileTruncatedAfterOpeningStaysReadable()
+    {
+        // Read into memory below InMemoryThreshold: a truncation under an open file cannot turn a tensor read into SIGBUS.
+        using var tmp = new TempDir();
+        var path = tmp.File("small.gguf");
+        File.Copy(SharedAssets.RequireFile(SharedAssets.StoriesModel), path);
+        using var file = GgufFile.Open(path);
+        var before = file.ReadTensorFloat(file.Tensors[^1].Name);
+        using (var f = new FileStream(path, FileMode.Open)) f.SetLength(0);
+        Assert.Equal(before, file.ReadTensorFloat(file.Tensors[^1].Name));
+        Assert.All(file.Tensors, t => file.ReadTensorFloat(t));
+    }
 }

@@ -126,4 +126,24 @@ public class ContextTests(LlamaFixture fx)
         ctx.Dispose();
         Assert.Throws<ObjectDisposedException>(() => ctx.Decode(batch));
     }
+    [Fact]
+    public void ASmallModelRewrittenAfterLoadingKeepsDecoding()
+    {
+        // As found: a model file truncated or overwritten by an outside cp while mapped gave SIGBUS at the next decode.
+        // Files under GgufFile.InMemoryThreshold are read, not mapped: the file can change under a loaded model.
+        var dir = Directory.CreateTempSubdirectory("bupo-rewrite-").FullName;
+        try
+        {
+            var copy = Path.Combine(dir, "stories.gguf");
+            File.Copy(SharedAssets.RequireFile(SharedAssets.StoriesModel), copy);
+            using var model = LlamaModel.Load(copy);
+            using var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 64 });
+            using (var f = new FileStream(copy, FileMode.Open)) f.SetLength(0);
+            using var batch = new LlamaBatch(8);
+            batch.Add(1, 0, 0, true);
+            ctx.Decode(batch);
+            Assert.All(ctx.GetLogits(0).ToArray(), v => Assert.True(float.IsFinite(v)));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }

@@ -172,4 +172,39 @@ public sealed class PromptDatasetTests : IDisposable
         var e = Assert.Throws<BupoException>(() => PromptDataset.Load("gsm8k", options: new PromptDatasetOptions { DataDir = root.FullName }));
         Assert.Contains("test.jsonl:2: no answer field", e.Message);
     }
+    [Fact]
+    public void NonUtf8BytesAreAnErrorNamingTheLine()
+    {
+        // As found: Latin-1 text was read with replacement characters, silently.
+        var path = Path.Combine(_dir.FullName, "latin1.jsonl");
+        File.WriteAllBytes(path, [.. "{\"problem\": \"ok\", \"answer\": \"1\"}\n{\"problem\": \"caf"u8, 0xE9, .. "\", \"answer\": \"2\"}\n"u8]);
+        var e = Assert.Throws<BupoException>(() => PromptDataset.Load(path));
+        Assert.Contains("latin1.jsonl:2: not valid UTF-8", e.Message);
+        // A BOM and CRLF line ends are fine.
+        var bom = Path.Combine(_dir.FullName, "bom.jsonl");
+        File.WriteAllBytes(bom, [0xEF, 0xBB, 0xBF, .. "{\"problem\": \"caf\u00e9\", \"answer\": \"1\"}\r\n{\"problem\": \"b\", \"answer\": \"2\"}"u8]);
+        var items = PromptDataset.Load(bom);
+        Assert.Equal(["café", "b"], items.Select(x => x.Problem));
+        Assert.Equal([1, 2], items.Select(x => x.Line));
+    }
+
+    [Fact]
+    public void AHugeLineIsRejectedWithoutReadingItWhole()
+    {
+        // As found: a 50 MB prompt line cost 2.3 GB of memory before it was rejected.
+        var path = Path.Combine(_dir.FullName, "huge.txt");
+        using (var w = new StreamWriter(path))
+        {
+            w.WriteLine("a short prompt");
+            var chunk = new string('x', 1 << 20);
+            for (var i = 0; i < 12 * (PromptDataset.MaxLineBytes >> 20); i++) w.Write(chunk); // 12x the cap, 48 MB
+            w.WriteLine();
+        }
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<BupoException>(() => PromptDataset.Load(path));
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Contains("huge.txt:2: the line is longer than", e.Message);
+        // Reading stops at the cap: what it cost is a few times the cap (the line buffer's growth), far less than the line.
+        Assert.True(allocated < 6L * PromptDataset.MaxLineBytes, $"allocated {allocated} bytes for a {12 * PromptDataset.MaxLineBytes}-byte line");
+    }
 }
