@@ -58,7 +58,7 @@ public static class InternalEntropyAnalyzer
         var count = texts?.Count ?? ids!.Count;
         if (count == 0) throw new BupoException("no prompts to analyze");
         var path = options.ModelPath ?? options.Model!.SourcePath;
-        LlamaModel.ValidateGgufFile(path);
+        LlamaModel.ValidateGgufMagic(path); // the metadata check runs in TransformerConfig.FromGguf and LlamaModel.Load
         path = Path.GetFullPath(path);
         var config = options.Model?.Config ?? TransformerConfig.FromGguf(path); // unsupported architectures stop here
         var blocks = options.Layers ?? Enumerable.Range(0, config.LayerCount).ToArray();
@@ -189,7 +189,7 @@ public static class InternalEntropyAnalyzer
         if (sequences.Count == 0) throw new BupoException("no sequences to analyze");
         options.Check(sequencesGiven: true);
         var path = options.ModelPath ?? options.Model!.SourcePath;
-        LlamaModel.ValidateGgufFile(path);
+        LlamaModel.ValidateGgufMagic(path); // the metadata check runs in TransformerConfig.FromGguf and LlamaModel.Load
         path = Path.GetFullPath(path);
         var config = options.Model?.Config ?? TransformerConfig.FromGguf(path);
         var blocks = (options.Layers ?? Enumerable.Range(0, config.LayerCount).ToArray()).Distinct().Order().ToArray();

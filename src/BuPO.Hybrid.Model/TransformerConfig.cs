@@ -54,10 +54,10 @@ public sealed record TransformerConfig
     /// <exception cref="BupoException">Unsupported architecture or inconsistent metadata.</exception>
     public static TransformerConfig FromGguf(GgufFile file)
     {
-        GgufModelValidator.Validate(file);
         var arch = file.Architecture ?? throw new BupoException($"{file.Path}: general.architecture is missing: not a model GGUF");
         if (!SupportedArchitectures.Contains(arch))
             throw new BupoException($"{file.Path}: architecture '{arch}' is not supported by the trainer (supported: {string.Join(", ", SupportedArchitectures)})");
+        GgufModelValidator.Validate(file);
 
         int Req(string key) => Int(file, $"{arch}.{key}") ?? throw new BupoException($"{file.Path}: metadata '{arch}.{key}' is missing");
         var nLayer = Req("block_count");

@@ -134,8 +134,8 @@ public static class AnalyzeCommand
     private static int Run(Args a, TextWriter stdout, TextWriter stderr)
     {
         // Cheap checks first: a bad file never reaches llama.cpp, a bad option never waits for a model load.
-        LlamaModel.ValidateGgufFile(a.Model.FullName);
-        var config = TransformerConfig.FromGguf(a.Model.FullName);
+        LlamaModel.ValidateGgufMagic(a.Model.FullName);
+        var config = TransformerConfig.FromGguf(a.Model.FullName); // names an unsupported architecture, then checks the metadata
         var sources = (a.Prompts.Length > 0 ? 1 : 0) + (a.PromptFile != null ? 1 : 0) + (a.Dataset != null ? 1 : 0);
         if (sources != 1) throw new BupoException("give the inputs with exactly one of --prompt, --prompts FILE or --dataset NAME_OR_PATH");
         if (a.Limit is <= 0) throw new BupoException($"--limit must be a positive number of prompts, got {a.Limit}");

@@ -88,8 +88,8 @@ public static class TrainingRun
         options.Validate(needDataset: prompts == null);
         var o = options.Resolved();
         if (!File.Exists(o.Model)) throw new BupoException($"--model: file not found: {o.Model}");
-        LlamaModel.ValidateGgufFile(o.Model!);
-        TransformerConfig config;
+        LlamaModel.ValidateGgufMagic(o.Model!);
+        TransformerConfig config; // names an unsupported architecture, then checks the metadata (GgufModelValidator)
         using (var gguf = GgufFile.Open(o.Model!)) config = TransformerConfig.FromGguf(gguf);
         if (o.FixedBupoLayer is { } fixedK && fixedK >= config.LayerCount)
             throw new BupoException($"--bupo-layer {fixedK} is outside the model's blocks 0..{config.LayerCount - 1} ({Path.GetFileName(o.Model)} has {config.LayerCount})");
