@@ -36,6 +36,17 @@ public sealed partial class MathAnswerVerifier
     private bool EquivalentSymbolic(string answer, string reference) =>
         EquivalentNormalized(Normalize(answer, keepSpacedLists: true), Normalize(reference, keepSpacedLists: true)) || EquivalentTrees(answer, reference);
 
+    /// <summary>
+    /// Whether the symbolic mode's parser reads <paramref name="answer"/> (unboxed, as written) into an expression tree;
+    /// answers it cannot read are compared as normalized strings only. <paramref name="isText"/>: it read a word ("Evelyn").
+    /// </summary>
+    public static bool ParsesAsMath(string answer, out bool isText)
+    {
+        var node = LatexMathParser.Parse(answer);
+        isText = node is TextNode;
+        return node != null;
+    }
+
     private bool EquivalentTrees(string answer, string reference)
     {
         var a = LatexMathParser.Parse(answer);

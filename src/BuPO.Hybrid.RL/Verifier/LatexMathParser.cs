@@ -54,7 +54,7 @@ internal static partial class LatexMathParser
         s = DelimiterDotRegex().Replace(s, "");
         s = SizingRegex().Replace(s, "");
         s = SpacingRegex().Replace(s, " ");
-        s = s.Replace("dfrac", "frac").Replace("tfrac", "frac").Replace("cfrac", "frac");
+        s = s.Replace("dfrac", "frac").Replace("tfrac", "frac").Replace("cfrac", "frac").Replace("dbinom", "binom").Replace("tbinom", "binom");
         foreach (var t in DegreeMarks) s = s.Replace(t, "");
         s = s.Replace("\\%", "").Replace("%", "");
         s = PercentWordRegex().Replace(s, "");
@@ -387,7 +387,8 @@ internal static partial class LatexMathParser
         {
             TokenKind.Number or TokenKind.Letter => true,
             TokenKind.Char => t.Text is "(" or "{",
-            TokenKind.Command => t.Text is "frac" or "sqrt" or "pi" or "begin" or "infty" or "e" || Functions.ContainsKey(t.Text)
+            TokenKind.Command => t.Text is "frac" or "sqrt" or "binom" or "pi" or "begin" or "infty" or "mathbb" or "mathcal" or "mathfrak" or "aleph" or "ell" or "hbar"
+                                 || Functions.ContainsKey(t.Text)
                                  || Greek.ContainsKey(t.Text) || Wrappers.Contains(t.Text),
             _ => false,
         };
@@ -607,6 +608,8 @@ internal static partial class LatexMathParser
                     case "pi": return new ConstantNode(MathConstant.Pi);
                     case "infty" or "infin": return new ConstantNode(MathConstant.Infinity);
                     case "emptyset" or "varnothing": return new SetNode([]);
+                    case "mathbb" or "mathcal" or "mathfrak" or "mathscr": return new SymbolNode($"\\{name}{{{RawArgument()}}}"); // \mathbb{R}: a name
+                    case "aleph" or "beth" or "ell" or "hbar" or "top" or "perp": return new SymbolNode("\\" + name);
                     case "begin": return ParseEnvironment();
                     case "lvert" or "vert":
                     {
