@@ -42,7 +42,10 @@ public sealed record VerifierOptions
     /// <summary>When the response has no box, take GSM8K's <c>#### 42</c> line.</summary>
     public bool AcceptGsm8kMarker { get; init; }
 
-    /// <summary>When the response has no box (nor an accepted <c>####</c> line), take the last number in it.</summary>
+    /// <summary>
+    /// When the response has no box (nor an accepted <c>####</c> line or final answer), take the last number in it (in
+    /// symbolic mode, not one glued to a word: "AZYUK2A" has none).
+    /// </summary>
     public bool FallbackToLastNumber { get; init; }
 
     /// <summary>Relative tolerance of the numeric comparison of non-integers (integers compare exactly).</summary>
@@ -68,7 +71,10 @@ public sealed record VerificationResult(string? Extracted, string? Normalized, s
 /// Checks a response's final answer against a reference: extracts the last <c>\boxed{...}</c> (or <c>\fbox{}</c>,
 /// <c>\boxed 5</c>; optionally GSM8K's <c>####</c> line or the last number), normalizes both sides (LaTeX fractions,
 /// units, degrees, percent, thousands separators, <c>x = 5</c>, ...) and compares them exactly as rationals, numerically
-/// within a relative tolerance, element-wise as tuples/intervals/lists, or as normalized strings. Never throws on any input.
+/// within a relative tolerance, element-wise as tuples/intervals/lists, or as normalized strings. In
+/// <see cref="VerifierMode.Symbolic"/> (the default), when those say no, both answers are also parsed into expression
+/// trees and compared mathematically (see <c>Verifier/MathEquivalence.cs</c>), and the boxes of the final answer count
+/// together; <see cref="VerifierMode.Strict"/> is the string comparison alone. Never throws on any input.
 /// </summary>
 public sealed partial class MathAnswerVerifier
 {

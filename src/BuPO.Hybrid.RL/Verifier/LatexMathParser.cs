@@ -28,6 +28,10 @@ internal static partial class LatexMathParser
             var cleaned = Clean(latex);
             if (cleaned.Length == 0) return null;
             if (WordRegex().IsMatch(cleaned)) return new TextNode(cleaned);
+            // Words inside an answer ("no solution", "\text{east}") would read as products of letters, and anagrams as
+            // equal: leave them to the string comparison. Function names written without a backslash are fine.
+            foreach (Match m in LetterRunRegex().Matches(EnvironmentNameRegex().Replace(cleaned, "")))
+                if (!BareFunctionNames.Contains(m.Value)) return null;
             var tokens = Lexer.Tokenize(cleaned);
             if (tokens == null) return null;
             var parser = new Parser(tokens);
@@ -112,6 +116,17 @@ internal static partial class LatexMathParser
 
     [GeneratedRegex(@"^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$")]
     private static partial Regex SpaceThousandsRegex();
+
+    [GeneratedRegex(@"(?<![\\a-zA-Z])[a-zA-Z]{3,}")]
+    private static partial Regex LetterRunRegex();
+
+    [GeneratedRegex(@"\\(?:begin|end)\s*\{[a-zA-Z*]*\}")]
+    private static partial Regex EnvironmentNameRegex();
+
+    /// <summary>Function names the parser reads without a backslash (<c>sin(x)</c>), longest first.</summary>
+    private static readonly string[] BareFunctions = ["arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "log", "exp", "ln"];
+
+    private static readonly HashSet<string> BareFunctionNames = new(BareFunctions, StringComparer.Ordinal);
 
     /// <summary>A whole answer that is one word ("Evelyn", "yes"): text, not a product of letters.</summary>
     [GeneratedRegex(@"^[A-Za-z]{2,}$")]
@@ -540,7 +555,7 @@ internal static partial class LatexMathParser
             var end = _pos;
             while (tokens[end].Kind == TokenKind.Letter && end - _pos < 8) end++;
             var word = string.Concat(tokens.Skip(_pos).Take(end - _pos).Select(x => x.Text));
-            foreach (var name in new[] { "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "log", "exp", "ln" })
+            foreach (var name in BareFunctions)
             {
                 if (!word.StartsWith(name, StringComparison.Ordinal)) continue;
                 var after = tokens[_pos + name.Length];

@@ -15,6 +15,7 @@ internal sealed class MathEquivalence(double relativeTolerance)
     private const int Points = 8;
     private const int MaxVariables = 12;
     private const int MaxNesting = 32;
+    private const int MaxUnorderedItems = 64;
 
     /// <summary>Values of the variables at the test points: in (0.5, 2.5), away from 0 and 1, where identities are least likely to hold by chance.</summary>
     private static readonly double[][] PointValues = MakePoints();
@@ -117,7 +118,8 @@ internal sealed class MathEquivalence(double relativeTolerance)
     /// <summary>Same number of items, matched one to one in any order (greedily, as the string grader did).</summary>
     private bool Unordered(IReadOnlyList<MathNode> a, IReadOnlyList<MathNode> b)
     {
-        if (a.Count != b.Count) return false;
+        // Matching is quadratic: longer lists are left to the string comparison.
+        if (a.Count != b.Count || a.Count > MaxUnorderedItems) return false;
         var used = new bool[b.Count];
         foreach (var x in a)
         {

@@ -60,6 +60,8 @@ public class LatexMathParserTests
     [InlineData("a \\dots b")]
     [InlineData("\\begin{pmatrix}1 & 2 \\\\ 3\\end{pmatrix}")]
     [InlineData("x ? y")]
+    [InlineData("no solution")]
+    [InlineData("3 apples and pears")]
     public void Unreadable_ParsesToNull(string latex) => Assert.Null(LatexMathParser.Parse(latex));
 
     [Fact]

@@ -87,6 +87,13 @@ public class SymbolicVerifierTests
         Assert.True(new MathAnswerVerifier(new VerifierOptions { FallbackToLastNumber = true, Mode = VerifierMode.Strict }).Verify("AZYUK2A", "2").Correct);
     }
 
+    [Theory]
+    [InlineData("\\boxed{\\text{east}}", "\\text{seat}", false)]
+    [InlineData("\\boxed{no solution}", "\\text{solution no}", false)]
+    [InlineData("\\boxed{\\text{East}}", "east", true)]
+    public void Words_AreTextNotProductsOfLetters(string response, string reference, bool expected) =>
+        Assert.Equal(expected, Symbolic.Verify(response, reference).Correct);
+
     [Fact]
     public void AreEquivalent_FollowsTheMode()
     {
