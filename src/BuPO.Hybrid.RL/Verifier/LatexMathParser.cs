@@ -564,6 +564,9 @@ internal static partial class LatexMathParser
                 return name == "sqrt" ? new PowNode(ParsePrimary(), Half) : ParseFunction(Functions[name]);
             }
             _pos++;
+            // f(0), g(x+1): a function's value, an unknown of its own, not f times 0 (which would equal 0).
+            if (word[0] is 'f' or 'g' or 'h' && Peek.Is('('))
+                return new SymbolNode($"{word[0]}({MathTree.Canonical(ParsePrimary())})");
             return Letter(word[0]);
         }
 

@@ -146,6 +146,13 @@ public class MathEquivalenceTests
     public void Labels_AreDroppedButEquationsAreNot(string a, string b, bool expected) => Assert.Equal(expected, Equivalent(a, b));
 
     [Theory]
+    [InlineData("0", "f(0)", false)]
+    [InlineData("f(y)", "f(x)", false)]
+    [InlineData("f(2) < f(1)", "f(1) > f(2)", true)]
+    [InlineData("2f(x)", "f(x) + f(x)", true)]
+    public void FunctionValues_AreUnknownsNotProducts(string a, string b, bool expected) => Assert.Equal(expected, Equivalent(a, b));
+
+    [Theory]
     [InlineData("\\begin{pmatrix}0 & 0 \\\\0 & 0\\end{pmatrix}", "\\begin{bmatrix}0 & 0 \\\\0 & 0\\end{bmatrix}", true)]
     [InlineData("\\left[\\begin{array}{cc}1 & 2 \\\\3 & 4\\end{array}\\right]", "\\begin{pmatrix}1 & 2 \\\\3 & 4\\end{pmatrix}", true)]
     [InlineData("\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}", "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}", true)]

@@ -58,24 +58,34 @@ public static class BenchVerifyCommand
                 var boxed = k % 2 == 0 ? item.Answer! : pool[(k / 2 + 1) % pool.Count].Answer!;
                 work[k] = ($"{item.Problem}\n\nReasoning step by step, we find that the answer is $\\boxed{{{boxed}}}$.", item.Answer!);
             }
-            var timeTable = new Table { Title = new TableTitle(Markup.Escape($"bench verify: {count:N0} responses, one thread")) };
-            timeTable.AddColumns("mode", "seconds", "responses/s", "µs/response", "accepted");
-            foreach (var c in timeTable.Columns.Skip(1)) c.RightAligned();
+            var sets = new List<(string Name, (string Response, string Reference)[] Work)> { ("dataset golds", work) };
+            // The peer graders' cases (relations, matrices, long responses, unboxed answers), cycled: the symbolic path's harder inputs.
+            var peerFile = BenchCommon.SharedDir() is { } shared ? Path.Combine(shared, "data", "verifier", "peer-cases.jsonl") : null;
+            if (peerFile != null && File.Exists(peerFile))
+            {
+                var peers = File.ReadLines(peerFile).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!)
+                    .Select(o => ((string)o["response"]!, (string)o["gold"]!)).ToArray();
+                sets.Add(("peer cases", Enumerable.Range(0, count).Select(k => peers[k % peers.Length]).ToArray()));
+            }
+            var timeTable = new Table { Title = new TableTitle(Markup.Escape($"bench verify: {count:N0} responses per row, one thread")) };
+            timeTable.AddColumns("responses", "mode", "seconds", "responses/s", "µs/response", "accepted");
+            foreach (var c in timeTable.Columns.Skip(2)) c.RightAligned();
+            foreach (var (setName, items) in sets)
             foreach (var mode in new[] { VerifierMode.Strict, VerifierMode.Symbolic })
             {
                 var verifier = new MathAnswerVerifier(new VerifierOptions { Mode = mode });
-                for (var k = 0; k < Math.Min(200, count); k++) verifier.Verify(work[k].Response, work[k].Reference); // JIT warm-up
+                for (var k = 0; k < Math.Min(200, count); k++) verifier.Verify(items[k].Response, items[k].Reference); // JIT warm-up
                 var accepted = 0;
                 var sw = Stopwatch.StartNew();
-                foreach (var (response, reference) in work)
+                foreach (var (response, reference) in items)
                     if (verifier.Verify(response, reference).Correct) accepted++;
                 var seconds = sw.Elapsed.TotalSeconds;
-                timeTable.AddRow(mode.ToString(), BenchCommon.F(seconds, 3), BenchCommon.F(count / seconds, 0), BenchCommon.F(1e6 * seconds / count, 1),
+                timeTable.AddRow(setName, mode.ToString(), BenchCommon.F(seconds, 3), BenchCommon.F(count / seconds, 0), BenchCommon.F(1e6 * seconds / count, 1),
                     accepted.ToString("N0", CultureInfo.InvariantCulture));
-                rows.Add(new JsonObject { ["mode"] = mode.ToString(), ["responses"] = count, ["seconds"] = BenchCommon.Num(seconds), ["accepted"] = accepted });
+                rows.Add(new JsonObject { ["responses"] = setName, ["mode"] = mode.ToString(), ["count"] = count, ["seconds"] = BenchCommon.Num(seconds), ["accepted"] = accepted });
             }
             console.Write(timeTable);
-            console.WriteLine("responses: each item's problem text, then a box holding its own gold answer (even responses) or the next item's (odd).");
+            console.WriteLine("dataset golds: each item's problem text, then a box holding its own gold answer (even responses) or the next item's (odd); peer cases: ../shared/data/verifier/peer-cases.jsonl cycled.");
             console.WriteLine(BenchCommon.MachineNote());
             if (parse.GetValue(json) is { } file)
                 BenchCommon.WriteJson(file, BenchCommon.Document("verify", null, new JsonObject { ["responses"] = count }, rows), console);
