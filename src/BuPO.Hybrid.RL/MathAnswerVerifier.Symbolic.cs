@@ -52,7 +52,15 @@ public sealed partial class MathAnswerVerifier
         var a = LatexMathParser.Parse(answer);
         if (a == null) return false;
         var b = LatexMathParser.Parse(reference);
-        return b != null && new MathEquivalence(_options.RelativeTolerance).Equivalent(a, b);
+        if (b == null) return false;
+        try
+        {
+            return new MathEquivalence(_options.RelativeTolerance).Equivalent(a, b);
+        }
+        catch (Exception e) when (e is ArithmeticException or ArgumentException)
+        {
+            return false; // the verifier must never throw; exact arithmetic is capped, this is the last guard
+        }
     }
 
     // ---------------------------------------------------------------- boxes
