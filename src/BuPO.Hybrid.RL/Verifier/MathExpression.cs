@@ -165,28 +165,20 @@ internal static class MathTree
         }
     }
 
-    /// <summary>Whether the tree holds a matrix anywhere (then it is evaluated as a matrix expression).</summary>
-    public static bool ContainsMatrix(MathNode node) => node switch
-    {
-        MatrixNode => true,
-        AddNode a => ContainsMatrix(a.Left) || ContainsMatrix(a.Right),
-        MulNode m => ContainsMatrix(m.Left) || ContainsMatrix(m.Right),
-        DivNode d => ContainsMatrix(d.Numerator) || ContainsMatrix(d.Denominator),
-        NegNode g => ContainsMatrix(g.Operand),
-        PowNode p => ContainsMatrix(p.Base),
-        _ => false,
-    };
+    /// <summary>Whether the tree holds a matrix in its arithmetic (then it is evaluated as a matrix expression).</summary>
+    public static bool ContainsMatrix(MathNode node) => Contains(node, static n => n is MatrixNode, throughExponentsAndFunctions: false);
 
-    /// <summary>Whether the tree holds a <c>\pm</c> outside relations.</summary>
-    public static bool ContainsPlusMinus(MathNode node) => node switch
+    /// <summary>Whether the tree holds a <c>\pm</c> outside relations and structures.</summary>
+    public static bool ContainsPlusMinus(MathNode node) => Contains(node, static n => n is PlusMinusNode, throughExponentsAndFunctions: true);
+
+    private static bool Contains(MathNode node, Func<MathNode, bool> target, bool throughExponentsAndFunctions) => target(node) || node switch
     {
-        PlusMinusNode => true,
-        AddNode a => ContainsPlusMinus(a.Left) || ContainsPlusMinus(a.Right),
-        MulNode m => ContainsPlusMinus(m.Left) || ContainsPlusMinus(m.Right),
-        DivNode d => ContainsPlusMinus(d.Numerator) || ContainsPlusMinus(d.Denominator),
-        PowNode p => ContainsPlusMinus(p.Base) || ContainsPlusMinus(p.Exponent),
-        NegNode g => ContainsPlusMinus(g.Operand),
-        FunctionNode f => ContainsPlusMinus(f.Argument),
+        AddNode a => Contains(a.Left, target, throughExponentsAndFunctions) || Contains(a.Right, target, throughExponentsAndFunctions),
+        MulNode m => Contains(m.Left, target, throughExponentsAndFunctions) || Contains(m.Right, target, throughExponentsAndFunctions),
+        DivNode d => Contains(d.Numerator, target, throughExponentsAndFunctions) || Contains(d.Denominator, target, throughExponentsAndFunctions),
+        NegNode g => Contains(g.Operand, target, throughExponentsAndFunctions),
+        PowNode p => Contains(p.Base, target, throughExponentsAndFunctions) || throughExponentsAndFunctions && Contains(p.Exponent, target, true),
+        FunctionNode f => throughExponentsAndFunctions && Contains(f.Argument, target, true),
         _ => false,
     };
 
