@@ -73,38 +73,30 @@ public sealed partial class MathAnswerVerifier
     {
         var last = ExtractBoxed(text);
         if (last == null || !_options.GatherFinalBoxes) return last;
-        var boxes = ReadBoxes(text);
-        if (boxes.Count < 2) return last;
-        var parts = new List<string> { boxes[^1].Content };
-        var start = boxes[^1].Start;
-        for (var k = boxes.Count - 2; k >= 0; k--)
+        var parts = new List<string> { last };
+        var start = LastBoxCommand(text, text.Length).At;
+        // Walk back one box at a time and stop at the first that is not joined on: each step reads one box, so an
+        // unbalanced box early in a long response costs one scan, not one per box.
+        while (LastBoxCommand(text, start) is { At: >= 0 } previous)
         {
-            var box = boxes[k];
-            if (box.End > start) break; // nested in the one after it
-            if (!IsConnector(text.AsSpan(box.End, start - box.End))) break;
-            parts.Add(box.Content);
-            start = box.Start;
+            var content = ReadBox(text, previous.At + previous.NameLength, out var end);
+            if (content == null || end > start) break; // unbalanced, or the box around the one after it
+            if (!IsConnector(text.AsSpan(end, start - end))) break;
+            parts.Add(content);
+            start = previous.At;
         }
         if (parts.Count == 1) return last;
         parts.Reverse();
         return string.Join(", ", parts);
     }
 
-    private readonly record struct BoxSpan(int Start, int End, string Content);
-
-    /// <summary>Every complete box of <paramref name="text"/> in order (nested ones too; see <see cref="FinalBoxes"/>).</summary>
-    private static List<BoxSpan> ReadBoxes(string text)
+    /// <summary>The last <c>\boxed</c> or <c>\fbox</c> command starting before <paramref name="before"/> (At -1: none).</summary>
+    private static (int At, int NameLength) LastBoxCommand(string text, int before)
     {
-        var boxes = new List<BoxSpan>();
-        for (var i = text.IndexOf('\\'); i >= 0 && i < text.Length; i = text.IndexOf('\\', i + 1))
-        {
-            int nameLength;
-            if (string.CompareOrdinal(text, i, "\\boxed", 0, 6) == 0) nameLength = 6;
-            else if (string.CompareOrdinal(text, i, "\\fbox", 0, 5) == 0) nameLength = 5;
-            else continue;
-            if (ReadBox(text, i + nameLength, out var end) is { } content) boxes.Add(new BoxSpan(i, end, content));
-        }
-        return boxes;
+        if (before <= 0) return (-1, 0);
+        var boxed = text.LastIndexOf("\\boxed", before - 1, StringComparison.Ordinal);
+        var fbox = text.LastIndexOf("\\fbox", before - 1, StringComparison.Ordinal);
+        return boxed >= fbox ? (boxed, "\\boxed".Length) : (fbox, "\\fbox".Length);
     }
 
     /// <summary>Whether the text between two boxes only joins them: "and", "or", punctuation, math delimiters, spacing.</summary>
@@ -148,12 +140,14 @@ public sealed partial class MathAnswerVerifier
         var items = new List<(int At, string Text)>();
         var gapStart = 0;
         var i = 0;
+        // A closer missing after one opener is missing after every later one: remember it, so unmatched openers cost one scan.
+        var unclosed = new HashSet<string>(StringComparer.Ordinal);
         while (i < text.Length)
         {
             var (open, close) = MathOpening(text, i);
             if (open == 0) { i++; continue; }
-            var end = FindClose(text, i + open, close);
-            if (end < 0) { i += open; continue; }
+            var end = unclosed.Contains(close) ? -1 : FindClose(text, i + open, close);
+            if (end < 0) { unclosed.Add(close); i += open; continue; }
             items.AddRange(Numbers(text, gapStart, i));
             var inner = text[(i + open)..end].Trim();
             if (inner.Length > 0) items.Add((i, inner));

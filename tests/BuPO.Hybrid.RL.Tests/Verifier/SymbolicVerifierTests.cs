@@ -79,6 +79,25 @@ public class SymbolicVerifierTests
     }
 
     [Fact]
+    public void FinalAnswerFallback_OnLongResponsesWithUnclosedMath_StaysFast()
+    {
+        var v = new MathAnswerVerifier(new VerifierOptions { FallbackToFinalAnswer = true });
+        var sw = Stopwatch.StartNew();
+        Assert.Equal("7", v.Verify(string.Concat(Enumerable.Repeat("\\( 1 + ", 20_000)) + " so 7", "7").Extracted);
+        Assert.True(v.Verify(string.Concat(Enumerable.Repeat("$1$ and ", 20_000)) + " final answer is $2$", "2").Correct);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+    }
+
+    [Fact]
+    public void FinalBoxes_AfterManyUnbalancedBoxes_StayFast()
+    {
+        var sw = Stopwatch.StartNew();
+        Assert.True(Symbolic.Verify(string.Concat(Enumerable.Repeat("\\boxed{", 20_000)) + "\\boxed{1}", "1").Correct);
+        Assert.True(Symbolic.Verify(string.Concat(Enumerable.Repeat("\\boxed{1}, ", 2_000)) + "\\boxed{1}", string.Join(",", Enumerable.Repeat("1", 2_001))).Correct);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+    }
+
+    [Fact]
     public void LastNumberFallback_InSymbolicMode_SkipsDigitsInsideWords()
     {
         var v = new MathAnswerVerifier(new VerifierOptions { FallbackToLastNumber = true });
