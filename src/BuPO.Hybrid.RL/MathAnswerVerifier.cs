@@ -3,16 +3,49 @@ using System.Numerics;
 using System.Text;
 using System.Text.RegularExpressions;
 using BuPO.Hybrid.Data;
+using BuPO.Hybrid.RL.Verifier;
 
 namespace BuPO.Hybrid.RL;
+
+/// <summary>How <see cref="MathAnswerVerifier"/> compares an answer with the reference.</summary>
+public enum VerifierMode
+{
+    /// <summary>
+    /// The string comparison, and, where it says no, the two answers parsed into expression trees and compared
+    /// mathematically (relations, equations up to a factor, sets, intervals, matrices, symbolic expressions). Several
+    /// boxes of the final answer count together (<see cref="VerifierOptions.GatherFinalBoxes"/>).
+    /// </summary>
+    Symbolic,
+
+    /// <summary>The original grader: the last <c>\boxed{}</c> only, normalized strings and rationals.</summary>
+    Strict,
+}
 
 /// <summary>Options of <see cref="MathAnswerVerifier"/>. The defaults are BuPO's: only a <c>\boxed{}</c> answer counts.</summary>
 public sealed record VerifierOptions
 {
+    /// <summary>How answers are compared; <see cref="VerifierMode.Symbolic"/> by default.</summary>
+    public VerifierMode Mode { get; init; } = VerifierMode.Symbolic;
+
+    /// <summary>
+    /// Symbolic mode: the final answer is every box at the end joined only by "and", commas, <c>\quad</c> and the like
+    /// (<c>\boxed{-2} \text{ and } \boxed{1}</c> is the list -2, 1), in the response and in a boxed reference; otherwise the last box.
+    /// </summary>
+    public bool GatherFinalBoxes { get; init; } = true;
+
+    /// <summary>
+    /// Symbolic mode: when the response has no box (nor an accepted <c>####</c> line), take what follows its last
+    /// "final answer ... is", else its last math span (<c>$..$</c>, <c>\(..\)</c>, <c>\[..\]</c>) or number.
+    /// </summary>
+    public bool FallbackToFinalAnswer { get; init; }
+
     /// <summary>When the response has no box, take GSM8K's <c>#### 42</c> line.</summary>
     public bool AcceptGsm8kMarker { get; init; }
 
-    /// <summary>When the response has no box (nor an accepted <c>####</c> line), take the last number in it.</summary>
+    /// <summary>
+    /// When the response has no box (nor an accepted <c>####</c> line or final answer), take the last number in it (in
+    /// symbolic mode, not one glued to a word: "AZYUK2A" has none).
+    /// </summary>
     public bool FallbackToLastNumber { get; init; }
 
     /// <summary>Relative tolerance of the numeric comparison of non-integers (integers compare exactly).</summary>
@@ -20,7 +53,7 @@ public sealed record VerifierOptions
 }
 
 /// <summary>Where the verifier found the response's final answer.</summary>
-public enum AnswerSource { None, Boxed, Gsm8kMarker, LastNumber }
+public enum AnswerSource { None, Boxed, Gsm8kMarker, LastNumber, FinalAnswer }
 
 /// <summary>The verdict on one response.</summary>
 /// <param name="Extracted">The final answer as written in the response, or null when it has none.</param>
@@ -38,7 +71,10 @@ public sealed record VerificationResult(string? Extracted, string? Normalized, s
 /// Checks a response's final answer against a reference: extracts the last <c>\boxed{...}</c> (or <c>\fbox{}</c>,
 /// <c>\boxed 5</c>; optionally GSM8K's <c>####</c> line or the last number), normalizes both sides (LaTeX fractions,
 /// units, degrees, percent, thousands separators, <c>x = 5</c>, ...) and compares them exactly as rationals, numerically
-/// within a relative tolerance, element-wise as tuples/intervals/lists, or as normalized strings. Never throws on any input.
+/// within a relative tolerance, element-wise as tuples/intervals/lists, or as normalized strings. In
+/// <see cref="VerifierMode.Symbolic"/> (the default), when those say no, both answers are also parsed into expression
+/// trees and compared mathematically (see <c>Verifier/MathEquivalence.cs</c>), and the boxes of the final answer count
+/// together; <see cref="VerifierMode.Strict"/> is the string comparison alone. Never throws on any input.
 /// </summary>
 public sealed partial class MathAnswerVerifier
 {
@@ -51,6 +87,7 @@ public sealed partial class MathAnswerVerifier
     /// <summary>Extracts the final answer of <paramref name="response"/> and compares it with <paramref name="reference"/>.</summary>
     public VerificationResult Verify(string response, string? reference)
     {
+        if (_options.Mode == VerifierMode.Symbolic) return VerifySymbolic(response, reference);
         string? normalizedReference = null;
         if (reference != null)
             normalizedReference = Normalize(reference.Contains("\\boxed") || reference.Contains("\\fbox") ? ExtractBoxed(reference) ?? reference : reference);
@@ -64,6 +101,7 @@ public sealed partial class MathAnswerVerifier
     /// <summary>The final answer of <paramref name="response"/> under this verifier's options, and where it came from.</summary>
     public (string? Answer, AnswerSource Source) ExtractAnswer(string response)
     {
+        if (_options.Mode == VerifierMode.Symbolic) return ExtractAnswerSymbolic(response);
         if (HasBox(response) && ExtractBoxed(response) is { } boxed) return (boxed, AnswerSource.Boxed);
         if (_options.AcceptGsm8kMarker && Gsm8kAnswer.TryExtract(response, out var marked, out _)) return (marked, AnswerSource.Gsm8kMarker);
         if (_options.FallbackToLastNumber && ExtractLastNumber(response) is { } number) return (number, AnswerSource.LastNumber);
@@ -71,7 +109,8 @@ public sealed partial class MathAnswerVerifier
     }
 
     /// <summary>Whether two answers (as written, unboxed) are equivalent.</summary>
-    public bool AreEquivalent(string answer, string reference) => EquivalentNormalized(Normalize(answer), Normalize(reference));
+    public bool AreEquivalent(string answer, string reference) =>
+        _options.Mode == VerifierMode.Symbolic ? EquivalentSymbolic(answer, reference) : EquivalentNormalized(Normalize(answer), Normalize(reference));
 
     private static bool HasBox(string text) => text.Contains("\\boxed", StringComparison.Ordinal) || text.Contains("\\fbox", StringComparison.Ordinal);
 
@@ -89,6 +128,13 @@ public sealed partial class MathAnswerVerifier
         if (boxed >= fbox) { at = boxed; i = boxed + "\\boxed".Length; }
         else { at = fbox; i = fbox + "\\fbox".Length; }
         if (at < 0) return null;
+        return ReadBox(text, i, out _);
+    }
+
+    /// <summary>The content of the box whose command name ends at <paramref name="i"/>, and the index after it; null as in <see cref="ExtractBoxed"/>.</summary>
+    private static string? ReadBox(string text, int i, out int end)
+    {
+        end = i;
         var j = i;
         while (j < text.Length && char.IsWhiteSpace(text[j])) j++;
         if (j < text.Length && text[j] == '{')
@@ -99,12 +145,12 @@ public sealed partial class MathAnswerVerifier
                 var c = text[k];
                 if (c == '\\' && k + 1 < text.Length && text[k + 1] is '{' or '}') { k++; continue; }
                 if (c == '{') depth++;
-                else if (c == '}' && --depth == 0) return text[(j + 1)..k];
+                else if (c == '}' && --depth == 0) { end = k + 1; return text[(j + 1)..k]; }
             }
             return null; // unbalanced
         }
         if (j == i) return null; // "\boxedfoo": not a box
-        var end = j;
+        end = j;
         while (end < text.Length && !char.IsWhiteSpace(text[end]) && text[end] != '$') end++;
         var token = text[j..end].TrimEnd('.', ',', ';');
         return token.Length > 0 ? token : null;
@@ -129,9 +175,16 @@ public sealed partial class MathAnswerVerifier
     /// removes whitespace, thousands separators, a trailing period and safe surrounding parentheses; writes plain numbers
     /// canonically (025 -> 25, 3.50 -> 3.5, .5 -> 0.5).
     /// </summary>
-    public static string Normalize(string answer)
+    public static string Normalize(string answer) => Normalize(answer, keepSpacedLists: false);
+
+    /// <summary>
+    /// <see cref="Normalize(string)"/>; with <paramref name="keepSpacedLists"/>, "32, 349" stays a list (the original
+    /// dropped the space and read a thousands separator) while LaTeX's <c>12,\!000</c> and <c>14{,}916</c> still join.
+    /// </summary>
+    private static string Normalize(string answer, bool keepSpacedLists)
     {
         var s = answer.Replace('\n', ' ').Replace('\r', ' ').Replace('\t', ' ').Trim();
+        if (keepSpacedLists) s = CommaThinSpaceRegex().Replace(s, ",");
         s = s.Replace("\\$", "").Replace("$", "");
         if (s.StartsWith("\\(") && s.EndsWith("\\)") || s.StartsWith("\\[") && s.EndsWith("\\]")) s = s[2..^2];
         s = SpacingRegex().Replace(s, " ");
@@ -152,10 +205,11 @@ public sealed partial class MathAnswerVerifier
         // "x = 5" -> "5" (a single variable, optionally subscripted, or a Greek letter, on the left; one "=").
         if (VariableAssignmentRegex().Match(s) is { Success: true } am && !am.Groups[1].Value.Contains('=')) s = am.Groups[1].Value;
 
+        var spacedComma = keepSpacedLists && SpacedCommaRegex().IsMatch(s);
         s = WhitespaceRegex().Replace(s, "");
         s = s.Replace("{,}", ",");
         s = s.TrimEnd('.');
-        if (ThousandsRegex().IsMatch(s)) s = s.Replace(",", "");
+        if (!spacedComma && ThousandsRegex().IsMatch(s)) s = s.Replace(",", "");
         s = FixFracs(s);
         s = FixSqrt(s);
         if (SlashFractionRegex().Match(s) is { Success: true } fm) s = $"{fm.Groups[1].Value}\\frac{{{fm.Groups[2].Value}}}{{{fm.Groups[3].Value}}}";
@@ -393,6 +447,12 @@ public sealed partial class MathAnswerVerifier
 
     [GeneratedRegex(@"\s+")]
     private static partial Regex WhitespaceRegex();
+
+    [GeneratedRegex(@",\\!\s*")]
+    private static partial Regex CommaThinSpaceRegex();
+
+    [GeneratedRegex(@"\d,\s+\d")]
+    private static partial Regex SpacedCommaRegex();
 
     [GeneratedRegex(@"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")]
     private static partial Regex ThousandsRegex();

@@ -48,8 +48,8 @@ public sealed class DelegateReward : IRewardFunction
 }
 
 /// <summary>
-/// BuPO's rule-based reward: 1 when the response's final answer (last <c>\boxed{}</c>) matches the prompt's reference
-/// answer under <see cref="MathAnswerVerifier"/>, else 0.
+/// BuPO's rule-based reward: 1 when the response's boxed final answer matches the prompt's reference answer under
+/// <see cref="MathAnswerVerifier"/> (by default its symbolic mode; <see cref="VerifierMode.Strict"/>: the last box, as strings), else 0.
 /// </summary>
 public sealed class MathReward(MathAnswerVerifier? verifier = null) : IRewardFunction
 {

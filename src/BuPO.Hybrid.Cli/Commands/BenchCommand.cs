@@ -21,11 +21,12 @@ public static class BenchCommand
         Bench.BenchSyncCommand.Create,
         Bench.BenchAnalyzeCommand.Create,
         Bench.BenchTokenizeCommand.Create,
+        Bench.BenchVerifyCommand.Create,
     ];
 
     public static Command Create()
     {
-        var cmd = new Command("bench", "Performance benchmarks: rollout, train, sync, analyze, tokenize (tables side by side; --json FILE for machine-readable results)");
+        var cmd = new Command("bench", "Performance benchmarks: rollout, train, sync, analyze, tokenize, verify (tables side by side; --json FILE for machine-readable results)");
         foreach (var make in Subcommands) cmd.Subcommands.Add(make());
         return cmd;
     }

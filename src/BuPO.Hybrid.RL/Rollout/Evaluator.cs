@@ -15,7 +15,7 @@ public sealed record EvalOptions
     public ulong Seed { get; init; }
     /// <summary>The k of pass@k; null = 1, 2, 4, ... up to K (and K).</summary>
     public IReadOnlyList<int>? PassKs { get; init; }
-    /// <summary>The answer checker; null = <see cref="MathAnswerVerifier"/> with default options (last \boxed{} only).</summary>
+    /// <summary>The answer checker; null = <see cref="MathAnswerVerifier"/> with default options (symbolic mode, boxed answers only).</summary>
     public MathAnswerVerifier? Verifier { get; init; }
     /// <summary>A reward used instead of the verifier when set: a sample is correct when its reward is &gt; 0.5 (no extracted answers then).</summary>
     public IRewardFunction? Reward { get; init; }
