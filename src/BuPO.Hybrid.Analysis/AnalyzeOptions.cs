@@ -81,9 +81,10 @@ public sealed record AnalyzeOptions
     /// <summary>Longest sequence (prompt + response) allowed, in tokens; null = the model's training context.</summary>
     public int? ContextSize { get; init; }
 
-    /// <summary>llama.cpp KV cache type (llama engine and generation): null = llama.cpp's default (F16). F32 also turns
-    /// flash attention off, so llama.cpp's attention runs in float32 (what the engine-agreement tests use).</summary>
-    public GgmlType? KvCacheType { get; init; }
+    /// <summary>llama.cpp KV cache type (llama engine and generation). The default F32 also turns flash attention off, so
+    /// llama.cpp's attention runs in float32: per-block entropies within ~1e-6 nats of a float64 forward, where the F16
+    /// cache of the rollouts (null = llama.cpp's default, or F16) is off by up to ~1e-3.</summary>
+    public GgmlType? KvCacheType { get; init; } = GgmlType.F32;
 
     /// <summary>Positions per llama.cpp decode in the llama engine (n_batch = n_ubatch); longer sequences are decoded in chunks.</summary>
     public int LlamaBatchSize { get; init; } = 512;

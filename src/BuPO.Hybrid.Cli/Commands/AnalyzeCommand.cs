@@ -46,7 +46,7 @@ public static class AnalyzeCommand
         var outDir = new Option<DirectoryInfo?>("--out") { Description = "Write analysis.json, analysis.csv and PNG/SVG plots into this folder" };
         var name = new Option<string>("--name") { Description = "Base name of the files written by --out (NAME.json, NAME_entropy.png, ...)", DefaultValueFactory = _ => "analysis" };
         var json = new Option<FileInfo?>("--json") { Description = "Write the JSON result to this file" };
-        var kvType = new Option<string>("--kv-type") { Description = "llama.cpp KV cache type: default (F16), f32 (also turns flash attention off: float32 attention), f16, bf16, q8_0", DefaultValueFactory = _ => "default" };
+        var kvType = new Option<string>("--kv-type") { Description = "llama.cpp KV cache type: f32 (flash attention off: float32 attention, exact to ~1e-6 nats), or the rollouts' precision: default (llama.cpp's F16), f16, bf16, q8_0", DefaultValueFactory = _ => "f32" };
         OneOf(kvType, "default", "f32", "f16", "bf16", "q8_0");
         var ctx = new Option<int?>("--ctx") { Description = "Longest sequence (prompt + response) in tokens (default: the model's training context)" };
         var chunk = new Option<int>("--chunk-size") { Description = "Positions per unembedding chunk", DefaultValueFactory = _ => 1024 };
@@ -226,6 +226,8 @@ public static class AnalyzeCommand
         }
         else result = InternalEntropyAnalyzer.Run(options, items, new SyncProgress(timer.Report));
 
+        if (options.Engine == AnalysisEngine.Llama && options.KvCacheType != GgmlType.F32)
+            console.WriteLine($"note: --kv-type {a.KvType}: llama.cpp's attention reads a {(options.KvCacheType?.ToString() ?? "F16")} KV cache, as the rollouts do; entropies can differ from float32 by ~1e-3 nats (the default f32 is exact to ~1e-6)");
         WriteTable(console, result, config.LayerCount);
         var analyzed = result.TokenIds.Sum(t => (long)t.Length);
         console.WriteLine(FormattableString.Invariant(
