@@ -191,7 +191,12 @@ public sealed unsafe class GgufFile : IDisposable
 
     /// <exception cref="GgufFormatException">The file is not a valid GGUF.</exception>
     /// <exception cref="BupoException">The file does not exist or cannot be read.</exception>
-    public static GgufFile Open(string path)
+    public static GgufFile Open(string path) => Open(path, readSmallFiles: true);
+
+    /// <summary>Maps the file whatever its size: for reading the header only (a check), where copying a small file would cost more than its header.</summary>
+    internal static GgufFile OpenMapped(string path) => Open(path, readSmallFiles: false);
+
+    private static GgufFile Open(string path, bool readSmallFiles)
     {
         var full = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(full)) throw new BupoException($"{path}: is a directory, not a GGUF file");
@@ -200,7 +205,7 @@ public sealed unsafe class GgufFile : IDisposable
         try { length = new FileInfo(full).Length; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new BupoException($"{path}: cannot read: {e.Message}"); }
         if (length < 24) throw new GgufFormatException($"{path}: not a GGUF file ({length} bytes is shorter than a GGUF header)");
-        if (length <= InMemoryThreshold) return OpenInMemory(path, full, length);
+        if (readSmallFiles && length <= InMemoryThreshold) return OpenInMemory(path, full, length);
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
         try

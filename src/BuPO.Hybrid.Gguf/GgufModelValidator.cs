@@ -25,7 +25,7 @@ public static partial class GgufModelValidator
     /// <exception cref="GgufFormatException">Malformed file or inconsistent metadata.</exception>
     public static void Validate(string path, GgufLoadScope scope = GgufLoadScope.Model)
     {
-        using var file = GgufFile.Open(path);
+        using var file = GgufFile.OpenMapped(path); // the header only: no copy of the file
         Validate(file, scope);
     }
 

@@ -14,7 +14,7 @@ namespace BuPO.Hybrid.RL.Training;
 /// moments) and <c>sampler.gguf</c> (the GGUF the sampler had loaded, hard-linked where possible; absent while it
 /// was still the source model). It is written into a temporary folder and renamed into place, so a checkpoint folder
 /// is either complete or absent; a step that runs again (after a resume) replaces its old checkpoint. state.json records
-/// each file's length and SHA-256, which <see cref="Load"/> verifies, and weights are checked to be finite when written
+/// each file's length and XXH128 checksum, which <see cref="Load"/> verifies, and weights are checked to be finite when written
 /// and when restored. Nothing else carries state: data order, sampling seeds and mini-batch shuffles derive from
 /// (seed, step), so resuming continues bit-identically.
 /// </summary>
@@ -58,7 +58,7 @@ public sealed class TrainingCheckpoint
             foreach (var f in new[] { "model.bin", "optimizer.bin", "sampler.gguf", "adapter.gguf" })
             {
                 var path = Path.Combine(tmp, f);
-                if (File.Exists(path)) files[f] = new JsonObject { ["bytes"] = new FileInfo(path).Length, ["sha256"] = Sha256(path) };
+                if (File.Exists(path)) files[f] = new JsonObject { ["bytes"] = new FileInfo(path).Length, ["xxh128"] = Checksum(path) };
             }
             var state = new JsonObject
             {
@@ -123,10 +123,15 @@ public sealed class TrainingCheckpoint
         catch (UnauthorizedAccessException) { return false; }
     }
 
-    private static string Sha256(string path)
+    /// <summary>XXH128 of the file: it finds corruption, not tampering, at memory speed (SHA-256 added 4.5 s to a 2.3 GB checkpoint on the 2-core machine, more than the write).</summary>
+    private static string Checksum(string path)
     {
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(fs));
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
+        var hash = new System.IO.Hashing.XxHash128();
+        var buf = new byte[1 << 20];
+        int n;
+        while ((n = fs.Read(buf, 0, buf.Length)) > 0) hash.Append(buf.AsSpan(0, n));
+        return Convert.ToHexStringLower(hash.GetCurrentHash());
     }
 
     /// <summary>The name of the first tensor holding a NaN or an infinity, or null.</summary>
@@ -172,7 +177,7 @@ public sealed class TrainingCheckpoint
         if (loraPath != null && !File.Exists(loraPath)) throw new BupoException($"{dir}: the checkpoint's LoRA adapter is missing ({loraPath})");
         foreach (var f in new[] { "model.bin", "optimizer.bin" })
             if (!File.Exists(Path.Combine(dir, f))) throw new BupoException($"{dir}: the checkpoint lacks {f}");
-        // Every file against the length and SHA-256 recorded when it was written (checkpoints from before checksums have none).
+        // Every file against the length and checksum recorded when it was written (checkpoints from before checksums have none).
         if (root["files"] is JsonObject files)
         {
             foreach (var (name, node) in files)
@@ -182,8 +187,8 @@ public sealed class TrainingCheckpoint
                 var length = new FileInfo(path).Length;
                 if ((long?)node?["bytes"] is { } expected && expected != length)
                     throw new BupoException($"{path}: corrupted checkpoint file ({length} bytes, {expected} were written)");
-                if ((string?)node?["sha256"] is { } sum && !string.Equals(Sha256(path), sum, StringComparison.OrdinalIgnoreCase))
-                    throw new BupoException($"{path}: corrupted checkpoint file (its SHA-256 differs from the one recorded when it was written)");
+                if ((string?)node?["xxh128"] is { } sum && !string.Equals(Checksum(path), sum, StringComparison.OrdinalIgnoreCase))
+                    throw new BupoException($"{path}: corrupted checkpoint file (its checksum differs from the one recorded when it was written)");
             }
         }
         return new TrainingCheckpoint

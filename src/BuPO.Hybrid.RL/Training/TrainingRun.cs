@@ -120,8 +120,7 @@ public static class TrainingRun
         try
         {
             if (runLock.TakenOverFrom is { } dead) observer.OnMessage($"note: took over the lock of a run that is no longer running ({dead})");
-            var result = RunLocked(o, reward, prompts, observer, ct, services, config, outputDir, checkpointsDir, () => started = true);
-            return result;
+            return RunLocked(o, reward, prompts, observer, ct, services, config, outputDir, checkpointsDir, () => started = true);
         }
         finally
         {
