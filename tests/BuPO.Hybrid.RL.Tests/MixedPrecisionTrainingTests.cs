@@ -225,6 +225,33 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
         Assert.True(loss3 < loss0, $"the LoRA steps did not lower the loss ({loss0} -> {loss3})");
     }
 
+    private sealed class Messages : ITrainingObserver
+    {
+        public List<string> Lines { get; } = [];
+        public void OnMessage(string message) => Lines.Add(message);
+    }
+
+    [Fact]
+    public void TrainingRunWarnsAboutPureBf16Only()
+    {
+        var prompts = new[] { new BuPO.Hybrid.Data.PromptItem("p0", "Once upon a time", null), new BuPO.Hybrid.Data.PromptItem("p1", "One day", null) };
+        foreach (var (dtype, warns) in new[] { ("bf16-pure", true), ("bf16", false) })
+        {
+            var options = new TrainOptions
+            {
+                Model = SharedAssets.RequireFile(SharedAssets.StoriesModel), Output = Path.Combine(_dir, $"run-{dtype}"), Dtype = dtype,
+                Steps = 1, PromptsPerStep = 2, SamplesPerPrompt = 2, MaxResponseTokens = 6, MiniBatchPrompts = 2, Threads = 1, TrainThreads = 1,
+                PromptTemplate = "raw", CheckpointEvery = 0, KeepCheckpoints = 0,
+            };
+            var observer = new Messages();
+            var result = TrainingRun.Run(options, TrainingRunTests.MentionsBoy, prompts, observer);
+            Assert.Single(result.Steps);
+            Assert.Equal(warns, observer.Lines.Contains(TrainPrecisionTypes.PureBf16Warning));
+        }
+        Assert.Throws<BupoException>(() => new TrainOptions { Model = "m.gguf", Dtype = "fp16" }.Validate(needDataset: false));
+        new TrainOptions { Model = "m.gguf", Dtype = "bf16-pure" }.Validate(needDataset: false);
+    }
+
     /// <summary>3 groups of 3 responses with advantages ±1 and sampler log-probs near uniform.</summary>
     private static TrainingSequence[] Rollouts()
     {
