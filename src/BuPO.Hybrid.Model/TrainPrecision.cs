@@ -18,7 +18,7 @@ public enum TrainPrecision
     BFloat16Mixed,
     /// <summary>
     /// Pure bfloat16 weights and AdamW state, no float32 copy (<c>bf16-pure</c>): half the memory of the masters, but an
-    /// update smaller than half a bf16 step of the weight (2^-9 of its magnitude) rounds to nothing.
+    /// update smaller than half a bf16 step at the weight (2^-9 to 2^-8 of its magnitude) rounds to nothing.
     /// </summary>
     BFloat16Pure,
 }
@@ -29,7 +29,7 @@ public static class TrainPrecisionTypes
     /// <summary>Printed (and sent to the training observer) when a run trains in <see cref="TrainPrecision.BFloat16Pure"/>.</summary>
     public const string PureBf16Warning =
         "warning: --dtype bf16-pure keeps the weights and AdamW state in bfloat16 with no float32 master copy: an update smaller than " +
-        "bf16's resolution (about 2^-9 of a weight's magnitude, e.g. 4e-5 for a weight of 0.02) is lost, so at small learning rates " +
+        "half of bf16's step at a weight (2^-9 to 2^-8 of its magnitude: 6e-5 for a weight of 0.02) is lost, so at small learning rates " +
         "(BuPO's 1e-6) most weights never move; use --dtype bf16 (float32 masters, bf16 compute) unless memory forbids it";
 
     /// <summary>The type the parameters (the masters, what the optimizer updates and checkpoints save) are stored in.</summary>

@@ -1,9 +1,9 @@
 using System.ComponentModel;
-using BuPO.Hybrid.Model;
 using System.Globalization;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
+using BuPO.Hybrid.Model;
 
 namespace BuPO.Hybrid.RL.Training;
 
