@@ -32,7 +32,10 @@ public static class ModelDevice
         throw new BupoException($"--device {spec}: unknown device (use cpu, cuda or cuda:N)");
     }
 
-    /// <summary>Parses fp32/fp64/bf16 (also float32, float64, bfloat16).</summary>
+    /// <summary>
+    /// Parses fp32/fp64/bf16 (also float32, float64, bfloat16) as one tensor type, for models that only run forward (analyze);
+    /// the trainer's <c>--dtype</c> is a <see cref="TrainPrecision"/> (<see cref="ParsePrecision"/>).
+    /// </summary>
     public static ScalarType ParseDType(string? spec) => (spec ?? "fp32").Trim().ToLowerInvariant() switch
     {
         "fp32" or "float32" or "f32" => ScalarType.Float32,
