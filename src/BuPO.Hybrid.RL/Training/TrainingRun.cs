@@ -435,12 +435,7 @@ public static class TrainingRun
     private static int CleanRunFolder(string checkpointsDir, string samplerDir, int? resumeStep)
     {
         var n = TrainingCheckpoint.RemoveLeftovers(checkpointsDir);
-        if (resumeStep is { } r && Directory.Exists(checkpointsDir))
-            foreach (var d in Directory.GetDirectories(checkpointsDir, "step-*"))
-                if (int.TryParse(Path.GetFileName(d).AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var st) && st > r)
-                {
-                    try { Directory.Delete(d, recursive: true); n++; } catch (IOException) { } catch (UnauthorizedAccessException) { }
-                }
+        if (resumeStep is { } r) n += TrainingCheckpoint.RemoveAfter(checkpointsDir, r);
         foreach (var f in Directory.GetFiles(samplerDir))
         {
             var name = Path.GetFileName(f);
