@@ -195,8 +195,8 @@ internal static class ChunkedBackward
                 using var scale = invT.ToScalar();
                 var gz = dz(z, g.narrow(0, s, len), s, len).mul(scale); // [len, V] wide
                 if (gx is not null) gx.narrow(0, s, len).copy_(gz.to_type(u.dtype).matmul(u));
-                if (gu is not null) gu.add_(gz.t().matmul(x.narrow(0, s, len).to_type(wide)));
-                if (gb is not null) gb.add_(gz.sum(0));
+                if (gu is not null) gu.add_(gz.t().matmul(x.narrow(0, s, len).to_type(wide)), ScalarConstants.One);
+                if (gb is not null) gb.add_(gz.sum(0), ScalarConstants.One);
             }
             gx = gx?.MoveToOuterDisposeScope();
             gu = gu?.to_type(u.dtype).MoveToOuterDisposeScope();

@@ -194,7 +194,7 @@ public sealed class TransformerModel : nn.Module
         {
             long b = tok.shape[0], t = tok.shape[1];
             var m = mask is null ? ones(b, t, ScalarType.Bool, Device) : OnDevice(mask, ScalarType.Bool);
-            var pos = positions is null ? (m.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0) : OnDevice(positions, ScalarType.Int64);
+            var pos = positions is null ? m.to_type(ScalarType.Int64).cumsum(1).sub(ScalarConstants.One).clamp_min(ScalarConstants.Zero) : OnDevice(positions, ScalarType.Int64);
             return AttentionContext.Create(this, m, pos);
         });
     }
@@ -356,7 +356,7 @@ public sealed class TransformerModel : nn.Module
         var wide = x.dtype is ScalarType.BFloat16 or ScalarType.Float16;
         var xf = wide ? x.to_type(ScalarType.Float32) : x;
         using var e = eps.ToScalar(); // held: TorchSharp 0.107 leaves implicitly converted Scalars to the GC finalizer
-        var n = xf * xf.pow(ScalarConstants.Two).mean([-1L], keepdim: true).add(e).rsqrt();
+        var n = xf * xf.pow(ScalarConstants.Two).mean([-1L], keepdim: true).add(e, ScalarConstants.One).rsqrt();
         if (wide) n = n.to_type(x.dtype);
         return n * weight;
     }

@@ -356,8 +356,12 @@ public static class BenchTrainCommand
             _tokens = tokens; _targets = targets; _advantages = advantages; _mask = mask; _lr = lr;
             _params = model.GgufParameters.Select(p => p.Value).ToList();
             if (torchOptimizer)
+                // Measured for comparison only (--optimizer torch): its step makes temporary Scalars (BUPO002), which the
+                // trainer never uses for that reason.
+#pragma warning disable BUPO002
                 _torchOptimizer = torch.optim.AdamW(mode == Mode.Full ? _params : model.ParametersUpToBlock(k).Distinct(ReferenceEqualityComparer.Instance).Cast<TorchSharp.Modules.Parameter>().ToList(), lr,
                     beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01);
+#pragma warning restore BUPO002
             else _optimizer = new AdamW(model.GgufParameters, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01);
         }
 
