@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using BuPO.Hybrid.Model;
+using BuPO.Hybrid.RL.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -44,6 +45,12 @@ public sealed record SftStep(int Step, double Loss, double TokenAccuracy, double
 /// </summary>
 public static class SftTrainer
 {
+    /// <summary>
+    /// Changes when the same options would train a different model (2: the trainer's AdamW replaced TorchSharp's), so a
+    /// cached SFT model of an older recipe is not reused.
+    /// </summary>
+    public const int RecipeVersion = 2;
+
     /// <summary>Trains <paramref name="model"/> in place; returns the per-step metrics.</summary>
     public static IReadOnlyList<SftStep> Train(TransformerModel model, SftOptions options, Action<SftStep>? onStep = null, CancellationToken cancellation = default)
     {
@@ -52,7 +59,10 @@ public static class SftTrainer
         if (options.Steps < 0 || options.BatchSize < 1) throw new BupoException($"SFT: steps ({options.Steps}) must be >= 0 and batch size ({options.BatchSize}) >= 1");
         var generator = new ArithmeticTaskGenerator(options.Seed, options.Tasks);
         var parameters = model.TrainableParameters().ToList();
-        using var optimizer = optim.AdamW(parameters, options.LearningRate, 0.9, 0.98, 1e-8, options.WeightDecay);
+        // The trainer's AdamW, not TorchSharp's optim.AdamW, whose step makes temporary Scalars for every parameter
+        // (BUPO002: one finalized during a native call aborts the run).
+        using var optimizer = new AdamW(parameters.Select((p, i) => KeyValuePair.Create(i.ToString(System.Globalization.CultureInfo.InvariantCulture), p)).ToList(),
+            beta1: 0.9, beta2: 0.98, eps: 1e-8, weightDecay: options.WeightDecay);
         var history = new List<SftStep>(options.Steps);
         var clock = Stopwatch.StartNew();
         model.train();
@@ -60,31 +70,31 @@ public static class SftTrainer
         {
             cancellation.ThrowIfCancellationRequested();
             var lr = LearningRateAt(step, options);
-            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
             var tasks = generator.Generate(options.BatchSize);
             double loss, acc;
             using (NewDisposeScope())
             {
                 var (tokens, targets, weights) = BuildBatch(tasks, model.Device, options.PromptLossWeight);
-                optimizer.zero_grad();
+                optimizer.ZeroGrad();
                 using var result = model.Forward(tokens, null, null);
                 var logits = result.Logits!;
                 var v = logits.shape[^1];
                 var flatLogits = logits.reshape(-1, v);
                 var flatTargets = targets.reshape(-1);
                 var flatWeights = weights.reshape(-1);
-                var perToken = F.cross_entropy(flatLogits, flatTargets.clamp_min(0), reduction: nn.Reduction.None);
+                var perToken = F.cross_entropy(flatLogits, flatTargets.clamp_min(ScalarConstants.Zero), reduction: nn.Reduction.None);
                 var lossT = (perToken * flatWeights).sum() / flatWeights.sum();
                 lossT.backward();
-                nn.utils.clip_grad_norm_(parameters, options.GradClip);
-                optimizer.step();
+                var norm = optimizer.GradNorm();
+                if (options.GradClip > 0 && norm > options.GradClip) optimizer.ScaleGrads(options.GradClip / (norm + 1e-6));
+                optimizer.Step(lr);
                 using (no_grad())
                 {
-                    var valid = flatWeights.eq(1.0);
+                    var valid = flatWeights.eq(ScalarConstants.One);
                     var correct = flatLogits.argmax(1).eq(flatTargets).logical_and(valid);
-                    acc = correct.sum().ToDouble() / Math.Max(1, valid.sum().ToDouble());
+                    acc = correct.sum().to_type(ScalarType.Float64).item<double>() / Math.Max(1, valid.sum().to_type(ScalarType.Float64).item<double>());
                 }
-                loss = lossT.ToDouble();
+                loss = lossT.to_type(ScalarType.Float64).item<double>();
             }
             var s = new SftStep(step, loss, acc, lr, clock.Elapsed.TotalSeconds);
             history.Add(s);

@@ -16,6 +16,9 @@ public enum GgufLoadScope { Model, VocabOnly }
 /// </summary>
 public static partial class GgufModelValidator
 {
+    /// <summary>Architectures whose llama.cpp graph rotates whole heads of equal key and value width.</summary>
+    private static readonly HashSet<string> FullRotaryArchitectures = new(StringComparer.Ordinal) { "llama", "qwen2", "qwen3" };
+
     /// <summary>llama.cpp's LLAMA_MAX_LAYERS.</summary>
     public const int MaxLayers = 512;
     /// <summary>llama.cpp's LLAMA_MAX_EXPERTS (v0.5.0).</summary>
@@ -66,8 +69,22 @@ public static partial class GgufModelValidator
         var kvHeads = PerLayer(file, $"{arch}.attention.head_count_kv", layers, 0);
         if (heads is { } h && kvHeads is { } kv && kv > 0 && h % kv != 0)
             throw Fail(file, $"{arch}.attention.head_count {h} is not a multiple of head_count_kv {kv}");
-        foreach (var key in new[] { "context_length", "attention.key_length", "attention.value_length", "rope.dimension_count", "vocab_size", "attention.sliding_window" })
+        foreach (var key in new[] { "context_length", "vocab_size", "attention.sliding_window" })
             Count(file, $"{arch}.{key}", 0, int.MaxValue, required: false);
+        var keyLength = Count(file, $"{arch}.attention.key_length", 1, int.MaxValue, required: false);
+        var valueLength = Count(file, $"{arch}.attention.value_length", 1, int.MaxValue, required: false);
+        var rot = Count(file, $"{arch}.rope.dimension_count", 0, int.MaxValue, required: false);
+        if (FullRotaryArchitectures.Contains(arch) && heads is > 0)
+        {
+            // llama.cpp's graphs of these architectures assert head dim == value head dim == rotary dims (a native abort).
+            if (keyLength is null && embd % heads.Value != 0)
+                throw Fail(file, $"{arch}.embedding_length {embd} is not a multiple of head_count {heads} (and attention.key_length is not given)");
+            var headDim = keyLength ?? embd / heads.Value;
+            if ((valueLength ?? headDim) != headDim)
+                throw Fail(file, $"{arch}.attention.value_length {valueLength} differs from the head dimension {headDim}");
+            if ((rot ?? headDim) != headDim)
+                throw Fail(file, $"{arch}.rope.dimension_count {rot} differs from the head dimension {headDim} ({arch} rotates whole heads)");
+        }
         var experts = Count(file, $"{arch}.expert_count", 0, MaxExperts, required: false) ?? 0;
         var used = Count(file, $"{arch}.expert_used_count", 0, MaxExperts, required: false) ?? 0;
         if (used > experts) throw Fail(file, $"{arch}.expert_used_count {used} is more than expert_count {experts}");

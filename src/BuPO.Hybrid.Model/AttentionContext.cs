@@ -53,11 +53,14 @@ internal sealed class AttentionContext
         // theta_i = p · freq_scale · base^(-2i/d) / factor_i   (ggml_rope_ext, no YaRN)
         var c = model.Config;
         var half = c.HeadDim / 2;
-        var exponents = arange(0, half, ScalarType.Float64, positions.device) * (-2.0 / c.HeadDim);
-        var invFreq = pow(c.RopeFreqBase, exponents) * c.RopeFreqScale;
+        using var halfS = half.ToScalar();
+        using var expScale = (-2.0 / c.HeadDim).ToScalar();
+        using var freqScale = c.RopeFreqScale.ToScalar();
+        var exponents = arange(ScalarConstants.Zero, halfS, ScalarType.Float64, positions.device).mul(expScale);
+        var invFreq = pow(c.RopeFreqBase, exponents).mul(freqScale);
         if (model.RopeFreqFactors is { } ff) invFreq = invFreq / ff.to(ScalarType.Float64, positions.device);
         var angles = positions.to_type(ScalarType.Float64).unsqueeze(-1) * invFreq; // [B, T, d/2]
-        var dtype = model.ComputeType;
+        var dtype = model.DType;
         return (angles.cos().to_type(dtype).unsqueeze(1), angles.sin().to_type(dtype).unsqueeze(1));
     }
 

@@ -19,8 +19,6 @@ public enum LensNorm
 /// gradient of E_u). Both are differentiable with respect to the hidden state, E_u and the output bias.
 /// The output bias (output.bias, some qwen2 files) is part of the head only for <see cref="LensNorm.Final"/>: BuPO's
 /// internal policy is defined without it.
-/// Under mixed precision the unembedding and bias enter as bf16 copies of the float32 masters (the matmul runs in the
-/// hidden state's type, as autocast runs a linear) while the log-softmax, log-probs and entropies are float32.
 /// </summary>
 public sealed class InternalPolicyHead
 {
@@ -44,10 +42,6 @@ public sealed class InternalPolicyHead
 
     private Tensor? Bias => Norm == LensNorm.Final ? _model.OutputBias : null;
 
-    /// <summary>E_u and the bias in the type of <paramref name="x"/> (cast once per call, not per chunk).</summary>
-    private (Tensor U, Tensor? Bias) HeadWeights(Tensor x)
-        => (TransformerModel.As(_model.Unembedding, x.dtype), Bias is { } b ? TransformerModel.As(b, x.dtype) : null);
-
     /// <summary>N(h): identity or the final RMSNorm.</summary>
     public Tensor Normalize(Tensor hidden) => Norm == LensNorm.Final ? TransformerModel.RmsNorm(hidden, _model.OutputNorm, _model.Config.RmsEps) : hidden;
 
@@ -55,9 +49,7 @@ public sealed class InternalPolicyHead
     public Tensor Logits(Tensor hidden)
     {
         using var scope = NewDisposeScope();
-        var x = Normalize(hidden);
-        var (u, bias) = HeadWeights(x);
-        var z = nn.functional.linear(x, u, bias);
+        var z = nn.functional.linear(Normalize(hidden), _model.Unembedding, Bias);
         using var invT = (1.0 / Temperature).ToScalar();
         return z.to_type(WideType(z.dtype)).mul(invT).MoveToOuterDisposeScope();
     }
@@ -70,8 +62,7 @@ public sealed class InternalPolicyHead
         var x = Normalize(hidden).reshape(-1, hidden.shape[^1]);
         var t = targets.to(ScalarType.Int64, hidden.device).reshape(-1);
         if (t.shape[0] != x.shape[0]) throw new ArgumentException($"targets [{string.Join(", ", targets.shape)}] do not match hidden [{string.Join(", ", hidden.shape)}]");
-        var (u, bias) = HeadWeights(x);
-        var lp = ChunkedTargetLogProb.apply(x, u, bias, t, 1.0 / Temperature, ChunkSize);
+        var lp = ChunkedTargetLogProb.apply(x, _model.Unembedding, Bias, t, 1.0 / Temperature, ChunkSize);
         return lp.reshape(lead).MoveToOuterDisposeScope();
     }
 
@@ -81,8 +72,7 @@ public sealed class InternalPolicyHead
         using var scope = NewDisposeScope();
         var lead = hidden.shape[..^1];
         var x = Normalize(hidden).reshape(-1, hidden.shape[^1]);
-        var (u, bias) = HeadWeights(x);
-        var h = ChunkedEntropy.apply(x, u, bias, 1.0 / Temperature, ChunkSize);
+        var h = ChunkedEntropy.apply(x, _model.Unembedding, Bias, 1.0 / Temperature, ChunkSize);
         return h.reshape(lead).MoveToOuterDisposeScope();
     }
 
@@ -205,8 +195,8 @@ internal static class ChunkedBackward
                 using var scale = invT.ToScalar();
                 var gz = dz(z, g.narrow(0, s, len), s, len).mul(scale); // [len, V] wide
                 if (gx is not null) gx.narrow(0, s, len).copy_(gz.to_type(u.dtype).matmul(u));
-                if (gu is not null) gu.add_(gz.t().matmul(x.narrow(0, s, len).to_type(wide)));
-                if (gb is not null) gb.add_(gz.sum(0));
+                if (gu is not null) gu.add_(gz.t().matmul(x.narrow(0, s, len).to_type(wide)), ScalarConstants.One);
+                if (gb is not null) gb.add_(gz.sum(0), ScalarConstants.One);
             }
             gx = gx?.MoveToOuterDisposeScope();
             gu = gu?.to_type(u.dtype).MoveToOuterDisposeScope();

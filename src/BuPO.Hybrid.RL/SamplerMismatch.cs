@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace BuPO.Hybrid.RL;
@@ -23,7 +24,10 @@ public static class SamplerMismatch
     public static Tensor Weights(Tensor oldFullLogProbs, Tensor samplerLogProbs, Tensor mask, double cap = DefaultCap)
     {
         using var _ = no_grad();
-        var w = (oldFullLogProbs - samplerLogProbs).clamp(-20, 20).exp().clamp_max(cap);
+        using var lo = (-20.0).ToScalar();
+        using var hi = 20.0.ToScalar();
+        using var capS = cap.ToScalar();
+        var w = (oldFullLogProbs - samplerLogProbs).clamp(lo, hi).exp().clamp_max(capS);
         return w * mask.to_type(w.dtype);
     }
 
@@ -33,13 +37,16 @@ public static class SamplerMismatch
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var m = mask.to_type(ScalarType.Float64);
-        var count = m.sum().clamp_min(1);
+        var count = m.sum().clamp_min(BuPO.Hybrid.Model.ScalarConstants.One);
         var logRatio = (oldFullLogProbs - samplerLogProbs).to_type(ScalarType.Float64);
         var k1 = (-logRatio * m).sum() / count;
-        var k3 = ((logRatio.exp() - logRatio - 1) * m).sum() / count;
+        var k3 = ((logRatio.exp() - logRatio).sub(BuPO.Hybrid.Model.ScalarConstants.One) * m).sum() / count;
         var ratio = logRatio.exp();
-        var outside = (((ratio < 0.8).logical_or(ratio > 1.25)).to_type(ScalarType.Float64) * m).sum() / count;
-        var truncated = ((ratio >= cap).to_type(ScalarType.Float64) * m).sum() / count;
+        using var low = 0.8.ToScalar();
+        using var high = 1.25.ToScalar();
+        using var capS = cap.ToScalar();
+        var outside = ((ratio.lt(low).logical_or(ratio.gt(high))).to_type(ScalarType.Float64) * m).sum() / count;
+        var truncated = (ratio.ge(capS).to_type(ScalarType.Float64) * m).sum() / count;
         return new MismatchStats(k1.item<double>(), k3.item<double>(), outside.item<double>(), truncated.item<double>());
     }
 }

@@ -195,7 +195,8 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
         using var fromFile = LensHead.FromGguf(path, chunkSize: 5);
         using var scope = NewDisposeScope();
         torch.manual_seed(5);
-        var h = torch.randn(23, model.Config.EmbeddingLength) * 3;
+        using var three = 3.ToScalar();
+        var h = torch.randn(23, model.Config.EmbeddingLength).mul(three);
         foreach (var norm in new[] { LensNorm.Identity, LensNorm.Final })
         {
             using var reference = new InternalPolicyHead(model, norm, chunkSize: 4).Entropy(h);

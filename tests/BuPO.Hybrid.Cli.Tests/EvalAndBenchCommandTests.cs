@@ -55,6 +55,10 @@ public class EvalAndBenchCommandTests : IDisposable
         (code, _, err) = Run("eval", "--model", model, "--dataset", data, "--k", "4", "--pass-k", "1,8");
         Assert.Equal(CliHost.Failure, code);
         Assert.Contains("--pass-k: 8", OneLine(err));
+        // --device without --policy-layer used to be ignored in silence (llama.cpp samples there).
+        (code, _, err) = Run("eval", "--model", model, "--dataset", data, "--device", "cuda");
+        Assert.Equal(CliHost.Failure, code);
+        Assert.Contains("--device applies to --policy-layer", OneLine(err));
         (code, _, err) = Run("eval", "--model", model, "--dataset", data, "--template", "fancy");
         Assert.Contains("unknown prompt template 'fancy'", OneLine(err));
         (code, _, err) = Run("eval", "--model", model, "--dataset", data);

@@ -70,7 +70,8 @@ public sealed class ExportTests : IDisposable
         using (no_grad())
         {
             torch.manual_seed(7); // deterministic perturbation of every parameter ("a training step")
-            foreach (var p in model.parameters()) p.add_(randn_like(p) * 0.02);
+            using var size = 0.02.ToScalar();
+            foreach (var p in model.parameters()) p.add_(randn_like(p), size);
         }
         ModelExporter.Export(model, src, outPath, GgmlType.F32);
         using (var reloaded = TransformerModel.FromGguf(outPath))

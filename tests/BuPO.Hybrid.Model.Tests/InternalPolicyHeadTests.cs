@@ -13,7 +13,8 @@ public class InternalPolicyHeadTests
     {
         var x = norm == LensNorm.Final ? TransformerModel.RmsNorm(hidden, model.OutputNorm, model.Config.RmsEps) : hidden;
         var bias = norm == LensNorm.Final ? model.OutputBias : null;
-        var z = nn.functional.linear(x, model.Unembedding, bias) / temperature;
+        using var invT = (1.0 / temperature).ToScalar();
+        var z = nn.functional.linear(x, model.Unembedding, bias).mul(invT);
         var logp = z.log_softmax(-1);
         return (logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1), -(logp.exp() * logp).sum(-1));
     }
@@ -43,8 +44,8 @@ public class InternalPolicyHeadTests
 
         // Gradients with respect to the hidden state and the unembedding, through a random weighting.
         var w1 = randn_like(lp); var w2 = randn_like(ent);
-        var gChunked = autograd.grad([(lp * w1).sum() + (ent * w2).sum()], [hidden, model.Unembedding]);
-        var gRef = autograd.grad([(refLp * w1).sum() + (refEnt * w2).sum()], [hidden, model.Unembedding]);
+        var gChunked = autograd.grad([(lp * w1).sum().add((ent * w2).sum(), ScalarConstants.One)], [hidden, model.Unembedding]);
+        var gRef = autograd.grad([(refLp * w1).sum().add((refEnt * w2).sum(), ScalarConstants.One)], [hidden, model.Unembedding]);
         var dGh = TestModels.MaxAbsDiff(gChunked[0], gRef[0]);
         var dGu = TestModels.MaxAbsDiff(gChunked[1], gRef[1]);
         _out.WriteLine($"{norm} T={temperature} chunk={chunk}: |Δlogp| {dLp:E1} |Δentropy| {dEnt:E1} |Δgrad h| {dGh:E1} |Δgrad U| {dGu:E1}; mean entropy {ent.mean().item<double>():F3} nats (ln V = {Math.Log(model.Config.VocabSize):F3})");

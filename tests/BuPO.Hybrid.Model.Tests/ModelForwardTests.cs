@@ -56,8 +56,8 @@ public class ModelForwardTests
         Assert.Equal(c.LayerCount, r.Residuals.Count);
         Assert.Same(r.LastHidden, r.Residuals[4]);
         // M = h_{k-1} + A, H = M + F
-        Assert.True(TestModels.MaxAbsDiff(r.FfnInputs[2], r.Residuals[1] + r.AttnOutputs[2]) < 1e-6);
-        Assert.True(TestModels.MaxAbsDiff(r.Residuals[2], r.FfnInputs[2] + r.FfnOutputs[2]) < 1e-6);
+        Assert.True(TestModels.MaxAbsDiff(r.FfnInputs[2], r.Residuals[1].add(r.AttnOutputs[2], ScalarConstants.One)) < 1e-6);
+        Assert.True(TestModels.MaxAbsDiff(r.Residuals[2], r.FfnInputs[2].add(r.FfnOutputs[2], ScalarConstants.One)) < 1e-6);
         Assert.True(TestModels.MaxAbsDiff(r.Logits!, nn.functional.linear(r.FinalNormed!, model.Unembedding)) < 1e-5);
         Assert.Empty(r.FfnOutputs.Keys.Except([2]));
     }

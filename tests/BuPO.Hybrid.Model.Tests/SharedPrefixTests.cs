@@ -67,7 +67,10 @@ public sealed class SharedPrefixTests : IDisposable
         var head = layer is null ? InternalPolicyHead.FullPolicy(model, 1.0) : new InternalPolicyHead(model, LensNorm.Identity, 1.0);
         var hidden = fwd.LastHidden.reshape(-1, fwd.LastHidden.shape[^1]).index_select(0, tensor(gather.ToArray()));
         var lp = head.LogProbs(hidden, tensor(targets.ToArray()));
-        var weights = arange(1, lp.shape[0] + 1, ScalarType.Float64) / lp.shape[0];
+        using var first = 1.ToScalar();
+        using var end = (lp.shape[0] + 1).ToScalar();
+        using var count = lp.shape[0].ToScalar();
+        var weights = arange(first, end, ScalarType.Float64).div(count);
         var loss = (lp * weights).sum();
         var values = lp.detach().data<double>().ToArray();
         input.Dispose();

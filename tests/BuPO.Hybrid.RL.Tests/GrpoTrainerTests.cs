@@ -217,7 +217,8 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
         var a = lora.Parameters.Single(kv => kv.Key == "blk.2.ffn_down.weight.lora_a").Value;
         var b = lora.Parameters.Single(kv => kv.Key == "blk.2.ffn_down.weight.lora_b").Value;
         var w = model.GgufParameters.Single(kv => kv.Key == "blk.2.ffn_down.weight").Value;
-        using (var expected = before["blk.2.ffn_down.weight"] + b.matmul(a) * 2.0)
+        using var loraScale = 2.0.ToScalar();
+        using (var expected = before["blk.2.ffn_down.weight"].add(b.matmul(a), loraScale))
         using (var d = (w - expected).abs().max())
             Assert.True(d.item<float>() < 1e-6);
         // The adapter file is what llama.cpp reads: ggml shapes [in, r] and [r, out].

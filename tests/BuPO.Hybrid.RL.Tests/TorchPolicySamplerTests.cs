@@ -49,7 +49,8 @@ public sealed class TorchPolicySamplerTests : IDisposable
         using var batch = TokenBatch.Create([tokens]);
         using var fwd = model.Forward(batch, new ForwardOptions { Residuals = ForwardOptions.Blocks(k), ComputeLogits = false });
         var h = fwd.Residuals[k].squeeze(0).to_type(ScalarType.Float64);
-        var logits = h.matmul(model.Unembedding.detach().to_type(ScalarType.Float64).t()) / 0.7;
+        using var invT = (1.0 / 0.7).ToScalar();
+        var logits = h.matmul(model.Unembedding.detach().to_type(ScalarType.Float64).t()).mul(invT);
         var lsm = logits.log_softmax(-1);
         Assert.Equal(tokens.Length - 1, got.Length);
         for (var t = 0; t < tokens.Length - 1; t++)

@@ -70,6 +70,11 @@ public sealed record DemoProfile
             RlMiniBatchPrompts = Positive(a.MiniBatchPrompts, RlMiniBatchPrompts, "--mini-batch-prompts"),
             RlPpoEpochs = Positive(a.PpoEpochs, RlPpoEpochs, "--ppo-epochs"),
             SftSteps = Positive(a.SftSteps, SftSteps, "--sft-steps"),
+            Tasks = a.TaskSteps is { } ts
+                ? (ts is >= 1 and <= ArithmeticTaskGenerator.MaxStepsLimit ? Tasks with { MaxSteps = ts, MinSteps = Math.Min(Tasks.MinSteps, ts) } : throw new BupoException($"--task-steps must be in [1, {ArithmeticTaskGenerator.MaxStepsLimit}], got {ts}"))
+                : Tasks,
+            // A step's line ("27-9=18. ") is at most 9 characters and the box 10: room for the longest solution.
+            MaxResponseTokens = a.TaskSteps is { } steps ? 16 + 12 * steps : MaxResponseTokens,
             RlLr = a.RlLr is { } lr ? (lr > 0 && double.IsFinite(lr) ? lr : throw new BupoException($"--rl-lr must be a positive number, got {lr}")) : RlLr,
         };
         if (a.MiniBatchPrompts is null) p = p with { RlMiniBatchPrompts = Math.Min(p.RlMiniBatchPrompts, p.RlPromptsPerStep) }; // fewer prompts: fewer mini-batches
@@ -122,9 +127,10 @@ public static class DemoCommand
         var miniBatch = new Option<int?>("--mini-batch-prompts") { Description = "RL prompts per PPO mini-batch, one optimizer step each (default: the profile's)" };
         var ppoEpochs = new Option<int?>("--ppo-epochs") { Description = "RL passes over each rollout batch (default: the profile's)" };
         var sftSteps = new Option<int?>("--sft-steps") { Description = "SFT steps (default: the profile's)" };
+        var taskSteps = new Option<int?>("--task-steps") { Description = "Most operations per generated problem (task difficulty; default: the profile's)" };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
-            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps, seeds,
+            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps, taskSteps, seeds,
         };
         cmd.SetAction(parse => Run(new DemoArgs
         {
@@ -132,7 +138,7 @@ public static class DemoCommand
             Device = parse.GetValue(device)!, Seed = parse.GetValue(seed), BupoLayer = parse.GetValue(layer)!, Threads = parse.GetValue(threads),
             TrainThreads = parse.GetValue(trainThreads), RlSteps = parse.GetValue(rlSteps), RlLr = parse.GetValue(rlLr), BupoSteps = parse.GetValue(bupoSteps),
             GroupSize = parse.GetValue(group), PromptsPerStep = parse.GetValue(prompts), EvalProblems = parse.GetValue(evalProblems),
-            MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps),
+            MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps), TaskSteps = parse.GetValue(taskSteps),
             Seeds = parse.GetValue(seeds) is { } list ? CliConsole.ParseIntList("--seeds", list).Select(x => (long)x).ToArray() : null,
         }, parse.InvocationConfiguration.Output));
         return cmd;
@@ -158,6 +164,7 @@ public static class DemoCommand
         public int? MiniBatchPrompts { get; init; }
         public int? PpoEpochs { get; init; }
         public int? SftSteps { get; init; }
+        public int? TaskSteps { get; init; }
         /// <summary>A multi-seed study instead of one run (then <see cref="Seed"/> is ignored).</summary>
         public long[]? Seeds { get; init; }
     }
@@ -219,7 +226,7 @@ public static class DemoCommand
         var outDir = Path.GetFullPath(a.Out);
         Directory.CreateDirectory(outDir);
         var seed = (ulong)a.Seed;
-        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-steps{p.Tasks.MaxSteps}{(p.Tasks.RlFraction > 0 ? $"-rl{p.Tasks.RlFraction.ToString(CultureInfo.InvariantCulture)}" : "")}-seed{a.Seed}");
+        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-v{SftTrainer.RecipeVersion}-steps{p.Tasks.MaxSteps}{(p.Tasks.RlFraction > 0 ? $"-rl{p.Tasks.RlFraction.ToString(CultureInfo.InvariantCulture)}" : "")}-seed{a.Seed}");
         Directory.CreateDirectory(cacheDir);
         var stages = new List<(string Stage, double Seconds, string Note)>();
         void Stage(string name, string note, Stopwatch sw) { stages.Add((name, sw.Elapsed.TotalSeconds, note)); console.MarkupLineInterpolated($"[green]✓[/] {name}: {note} ({sw.Elapsed.TotalSeconds:0.0} s)"); }

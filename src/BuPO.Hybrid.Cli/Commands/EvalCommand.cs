@@ -71,6 +71,9 @@ public static class EvalCommand
             var layer = parse.GetValue(policyLayer);
             if (layer is < 0) throw new BupoException($"--policy-layer must be a block index >= 0, got {layer}");
             if (layer != null && (sampling.TopP < 1 || sampling.TopK > 0)) throw new BupoException("--policy-layer samples the whole internal distribution: leave --top-p and --top-k off");
+            // Without --policy-layer, llama.cpp samples and --device would be silently ignored.
+            if (layer == null && parse.GetResult(device) is { Implicit: false })
+                throw new BupoException("--device applies to --policy-layer (the torch engine); llama.cpp's rollouts use --gpu-layers");
             var tmpl = parse.GetValue(template)!;
             if (!tmpl.Equals("auto", StringComparison.OrdinalIgnoreCase)) _ = PromptTemplates.Format(tmpl, "x", _ => "x");   // unknown name: error now
 

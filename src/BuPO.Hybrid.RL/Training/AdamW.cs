@@ -104,7 +104,7 @@ public sealed class AdamW : IDisposable
             if (WeightDecay != 0) p.mul_(decay);
             s.ExpAvg.mul_(b1).add_(g, alpha: b1c);
             s.ExpAvgSq.mul_(b2).addcmul_(g, g, value: b2c);
-            var denom = s.ExpAvgSq.sqrt().div_(sqrtBc2).add_(eps);
+            var denom = s.ExpAvgSq.sqrt().div_(sqrtBc2).add_(eps, BuPO.Hybrid.Model.ScalarConstants.One);
             p.addcdiv_(s.ExpAvg, denom, value: step);
         }
         Steps++;

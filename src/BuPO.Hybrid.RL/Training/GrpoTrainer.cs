@@ -157,13 +157,15 @@ public sealed class GrpoTrainer : IDisposable
                     {
                         var refLp = Padded(micro.Select(i => old.Reference![i]).ToArray(), r);
                         var k3 = PolicyLoss.Aggregate(PolicyLoss.K3Kl(lp, refLp), respMask, clip.Aggregation, clip.TokenSumNormalizer);
-                        loss = loss + _o.KlCoef * k3;
+                        using var klCoef = _o.KlCoef.ToScalar();
+                        loss = loss.add(k3, klCoef);
                         using (no_grad()) refKlSum += (PolicyLoss.K3Kl(lp, refLp) * respMask).sum().to_type(ScalarType.Float64).item<double>();
                     }
                     if (_o.EntropyCoef > 0)
                     {
                         var ent = ToPadded(head.Entropy(hidden), scatter, b, r);
-                        loss = loss - _o.EntropyCoef * PolicyLoss.Aggregate(ent, respMask, clip.Aggregation, clip.TokenSumNormalizer);
+                        using var entropyCoef = (-_o.EntropyCoef).ToScalar();
+                        loss = loss.add(PolicyLoss.Aggregate(ent, respMask, clip.Aggregation, clip.TokenSumNormalizer), entropyCoef);
                     }
                     var microTokens = seqs.Sum(s => (long)s.ResponseTokens.Length);
                     // Micro-batch aggregates are means over the micro-batch; weight them so the sum is the mini-batch's.

@@ -90,14 +90,15 @@ public sealed class LoraSet : IDisposable
     public void PropagateGrads()
     {
         using var _ = no_grad();
+        using var scale = Scale.ToScalar();
         foreach (var x in _adapted)
         {
             var g = x.W.grad;
             if (g is null) continue;
             using (NewDisposeScope())
             {
-                x.A.grad = (x.B.t().matmul(g) * Scale).DetachFromDisposeScope();
-                x.B.grad = (g.matmul(x.A.t()) * Scale).DetachFromDisposeScope();
+                x.A.grad = x.B.t().matmul(g).mul(scale).DetachFromDisposeScope();
+                x.B.grad = g.matmul(x.A.t()).mul(scale).DetachFromDisposeScope();
             }
             x.W.grad = null;
             g.Dispose();
@@ -120,10 +121,11 @@ public sealed class LoraSet : IDisposable
     public void Merge()
     {
         using var _ = no_grad();
+        using var scale = Scale.ToScalar();
         foreach (var x in _adapted)
         {
             using var scope = NewDisposeScope();
-            x.W.copy_(x.W0 + x.B.matmul(x.A) * Scale);
+            x.W.copy_(x.W0.add(x.B.matmul(x.A), scale));
         }
     }
 

@@ -106,6 +106,17 @@ public sealed class TrainingCheckpoint
         return n;
     }
 
+    /// <summary>Removes the checkpoints of steps after <paramref name="step"/> (on resume: the future the run replaces); returns how many went.</summary>
+    public static int RemoveAfter(string checkpointsDir, int step)
+    {
+        if (!System.IO.Directory.Exists(checkpointsDir)) return 0;
+        var n = 0;
+        foreach (var d in System.IO.Directory.GetDirectories(checkpointsDir, "step-*"))
+            if (int.TryParse(Path.GetFileName(d).AsSpan("step-".Length), NumberStyles.None, CultureInfo.InvariantCulture, out var st) && st > step && TryDeleteFolder(d))
+                n++;
+        return n;
+    }
+
     /// <summary>The checkpoint folder <paramref name="resume"/> names: a folder, or "latest" under <paramref name="checkpointsDir"/>.</summary>
     public static string ResolveFolder(string resume, string checkpointsDir)
     {
@@ -243,10 +254,7 @@ public sealed class TrainingCheckpoint
     {
         if (keep <= 0 || !System.IO.Directory.Exists(checkpointsDir)) return;
         var all = System.IO.Directory.GetDirectories(checkpointsDir, "step-*").OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal).ToList();
-        foreach (var d in all.Take(Math.Max(0, all.Count - keep)))
-        {
-            try { System.IO.Directory.Delete(d, recursive: true); } catch (IOException) { }
-        }
+        foreach (var d in all.Take(Math.Max(0, all.Count - keep))) TryDeleteFolder(d);
     }
 
     [DllImport("libc", EntryPoint = "link", SetLastError = true)]

@@ -177,12 +177,10 @@ public static class TrainingRun
         TorchRuntime.EnsureInitialized();
         if (o.TrainThreads > 0) torch.set_num_threads(o.TrainThreads);
         var device = ModelDevice.Parse(o.Device);
-        var precision = o.Precision;
+        var dtype = ModelDevice.ParseDType(o.Dtype);
         observer.OnMessage($"loading {o.Model} ({config.Architecture}, {config.LayerCount} blocks) for training on {o.Device} ({o.Dtype})");
-        if (precision == TrainPrecision.BFloat16Pure) observer.OnMessage(TrainPrecisionTypes.PureBf16Warning);
-        using var model = TransformerModel.FromGguf(o.Model!, device, precision);
-        // The frozen reference never updates: it needs no float32 masters to compute what the policy computed at the start.
-        using var reference = o.KlCoef > 0 ? TransformerModel.FromGguf(o.Model!, device, precision.FrozenEquivalent()) : null;
+        using var model = TransformerModel.FromGguf(o.Model!, device, dtype);
+        using var reference = o.KlCoef > 0 ? TransformerModel.FromGguf(o.Model!, device, dtype) : null;
         if (reference != null) foreach (var p in reference.TrainableParameters()) p.requires_grad = false;
 
         using var lora = o.LoraRank > 0 ? LoraSet.Create(model, o.LoraRank, o.LoraAlpha, o.LoraTargets.Length > 0 ? o.LoraTargets : null, SeedMix.Mix((ulong)o.Seed, 0x6C6F7261)) : null;
@@ -437,12 +435,7 @@ public static class TrainingRun
     private static int CleanRunFolder(string checkpointsDir, string samplerDir, int? resumeStep)
     {
         var n = TrainingCheckpoint.RemoveLeftovers(checkpointsDir);
-        if (resumeStep is { } r && Directory.Exists(checkpointsDir))
-            foreach (var d in Directory.GetDirectories(checkpointsDir, "step-*"))
-                if (int.TryParse(Path.GetFileName(d).AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var st) && st > r)
-                {
-                    try { Directory.Delete(d, recursive: true); n++; } catch (IOException) { } catch (UnauthorizedAccessException) { }
-                }
+        if (resumeStep is { } r) n += TrainingCheckpoint.RemoveAfter(checkpointsDir, r);
         foreach (var f in Directory.GetFiles(samplerDir))
         {
             var name = Path.GetFileName(f);
