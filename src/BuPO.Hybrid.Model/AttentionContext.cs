@@ -60,7 +60,7 @@ internal sealed class AttentionContext
         var invFreq = pow(c.RopeFreqBase, exponents).mul(freqScale);
         if (model.RopeFreqFactors is { } ff) invFreq = invFreq / ff.to(ScalarType.Float64, positions.device);
         var angles = positions.to_type(ScalarType.Float64).unsqueeze(-1) * invFreq; // [B, T, d/2]
-        var dtype = model.DType;
+        var dtype = model.ComputeType;
         return (angles.cos().to_type(dtype).unsqueeze(1), angles.sin().to_type(dtype).unsqueeze(1));
     }
 

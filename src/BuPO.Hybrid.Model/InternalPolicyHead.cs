@@ -19,6 +19,8 @@ public enum LensNorm
 /// gradient of E_u). Both are differentiable with respect to the hidden state, E_u and the output bias.
 /// The output bias (output.bias, some qwen2 files) is part of the head only for <see cref="LensNorm.Final"/>: BuPO's
 /// internal policy is defined without it.
+/// Under mixed precision the unembedding and bias enter as bf16 copies of the float32 masters (the matmul runs in the
+/// hidden state's type, as autocast runs a linear) while the log-softmax, log-probs and entropies are float32.
 /// </summary>
 public sealed class InternalPolicyHead
 {
@@ -42,6 +44,10 @@ public sealed class InternalPolicyHead
 
     private Tensor? Bias => Norm == LensNorm.Final ? _model.OutputBias : null;
 
+    /// <summary>E_u and the bias in the type of <paramref name="x"/> (cast once per call, not per chunk).</summary>
+    private (Tensor U, Tensor? Bias) HeadWeights(Tensor x)
+        => (TransformerModel.As(_model.Unembedding, x.dtype), Bias is { } b ? TransformerModel.As(b, x.dtype) : null);
+
     /// <summary>N(h): identity or the final RMSNorm.</summary>
     public Tensor Normalize(Tensor hidden) => Norm == LensNorm.Final ? TransformerModel.RmsNorm(hidden, _model.OutputNorm, _model.Config.RmsEps) : hidden;
 
@@ -49,7 +55,9 @@ public sealed class InternalPolicyHead
     public Tensor Logits(Tensor hidden)
     {
         using var scope = NewDisposeScope();
-        var z = nn.functional.linear(Normalize(hidden), _model.Unembedding, Bias);
+        var x = Normalize(hidden);
+        var (u, bias) = HeadWeights(x);
+        var z = nn.functional.linear(x, u, bias);
         using var invT = (1.0 / Temperature).ToScalar();
         return z.to_type(WideType(z.dtype)).mul(invT).MoveToOuterDisposeScope();
     }
@@ -62,7 +70,8 @@ public sealed class InternalPolicyHead
         var x = Normalize(hidden).reshape(-1, hidden.shape[^1]);
         var t = targets.to(ScalarType.Int64, hidden.device).reshape(-1);
         if (t.shape[0] != x.shape[0]) throw new ArgumentException($"targets [{string.Join(", ", targets.shape)}] do not match hidden [{string.Join(", ", hidden.shape)}]");
-        var lp = ChunkedTargetLogProb.apply(x, _model.Unembedding, Bias, t, 1.0 / Temperature, ChunkSize);
+        var (u, bias) = HeadWeights(x);
+        var lp = ChunkedTargetLogProb.apply(x, u, bias, t, 1.0 / Temperature, ChunkSize);
         return lp.reshape(lead).MoveToOuterDisposeScope();
     }
 
@@ -72,7 +81,8 @@ public sealed class InternalPolicyHead
         using var scope = NewDisposeScope();
         var lead = hidden.shape[..^1];
         var x = Normalize(hidden).reshape(-1, hidden.shape[^1]);
-        var h = ChunkedEntropy.apply(x, _model.Unembedding, Bias, 1.0 / Temperature, ChunkSize);
+        var (u, bias) = HeadWeights(x);
+        var h = ChunkedEntropy.apply(x, u, bias, 1.0 / Temperature, ChunkSize);
         return h.reshape(lead).MoveToOuterDisposeScope();
     }
 

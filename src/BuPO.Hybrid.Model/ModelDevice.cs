@@ -32,13 +32,29 @@ public static class ModelDevice
         throw new BupoException($"--device {spec}: unknown device (use cpu, cuda or cuda:N)");
     }
 
-    /// <summary>Parses fp32/fp64/bf16 (also float32, float64, bfloat16).</summary>
+    /// <summary>
+    /// Parses fp32/fp64/bf16 (also float32, float64, bfloat16) as one tensor type, for models that only run forward (analyze);
+    /// the trainer's <c>--dtype</c> is a <see cref="TrainPrecision"/> (<see cref="ParsePrecision"/>).
+    /// </summary>
     public static ScalarType ParseDType(string? spec) => (spec ?? "fp32").Trim().ToLowerInvariant() switch
     {
         "fp32" or "float32" or "f32" => ScalarType.Float32,
         "fp64" or "float64" or "f64" => ScalarType.Float64,
         "bf16" or "bfloat16" => ScalarType.BFloat16,
         _ => throw new BupoException($"--dtype {spec}: unknown type (use fp32, bf16 or fp64)"),
+    };
+
+    /// <summary>
+    /// Parses the trainer's <c>--dtype</c>: fp32/float32/f32, bf16/bfloat16 (mixed: float32 masters, bf16 compute) and
+    /// bf16-pure/bfloat16-pure (bf16 weights and optimizer state). The one place these strings map to a precision.
+    /// </summary>
+    /// <exception cref="BupoException">Any other value.</exception>
+    public static TrainPrecision ParsePrecision(string? spec) => (spec ?? "fp32").Trim().ToLowerInvariant() switch
+    {
+        "fp32" or "float32" or "f32" => TrainPrecision.Float32,
+        "bf16" or "bfloat16" => TrainPrecision.BFloat16Mixed,
+        "bf16-pure" or "bfloat16-pure" => TrainPrecision.BFloat16Pure,
+        _ => throw new BupoException($"--dtype {spec}: unknown type (use float32, bf16 for float32 master weights with bfloat16 compute, or bf16-pure for bfloat16 weights and optimizer state)"),
     };
 
     /// <summary>True when a CUDA device can be used.</summary>

@@ -13,6 +13,9 @@ namespace BuPO.Hybrid.Model;
 /// heads sharing a KV head, attention scale 1/sqrt(head_dim), SwiGLU FFN, final RMSNorm and the unembedding
 /// (output.weight, or token_embd.weight when tied). Every GGUF tensor is exactly one parameter
 /// (<see cref="GgufParameters"/>), so an export writes the same names, shapes and order back.
+/// The parameters are stored in <see cref="DType"/>; the forward computes in <see cref="ComputeType"/>. When the two differ
+/// (mixed precision: float32 masters, bfloat16 compute) each weight is cast to the activations' type where it is used
+/// (TorchSharp 0.107 has no autocast), so its gradient flows back through the cast into the float32 master.
 /// </summary>
 public sealed class TransformerModel : nn.Module
 {
@@ -24,7 +27,10 @@ public sealed class TransformerModel : nn.Module
     /// <summary>The GGUF the weights came from (metadata and tokenizer for export).</summary>
     public string SourcePath { get; }
     public Device Device { get; }
+    /// <summary>The type the parameters are stored in: what the optimizer updates, checkpoints save and exports read.</summary>
     public ScalarType DType { get; }
+    /// <summary>The type of the forward's activations (bfloat16 under mixed precision, else <see cref="DType"/>).</summary>
+    public ScalarType ComputeType { get; }
 
     public Parameter TokenEmbedding { get; private set; } = null!;
     public Parameter OutputNorm { get; private set; } = null!;
@@ -38,26 +44,31 @@ public sealed class TransformerModel : nn.Module
     /// <summary>Every trainable parameter under its GGUF tensor name, in file order.</summary>
     public IReadOnlyList<KeyValuePair<string, Parameter>> GgufParameters => _ggufParameters;
 
-    private TransformerModel(TransformerConfig config, string sourcePath, Device device, ScalarType dtype) : base(nameof(TransformerModel))
+    private TransformerModel(TransformerConfig config, string sourcePath, Device device, ScalarType dtype, ScalarType computeType) : base(nameof(TransformerModel))
     {
-        Config = config; SourcePath = sourcePath; Device = device; DType = dtype;
+        Config = config; SourcePath = sourcePath; Device = device; DType = dtype; ComputeType = computeType;
         _blocks = new BlockWeights[config.LayerCount];
         for (var i = 0; i < _blocks.Length; i++) _blocks[i] = new BlockWeights { Index = i };
     }
 
     /// <summary>
-    /// Loads a model from a GGUF file, dequantizing every weight to <paramref name="dtype"/> (float32 by default; bfloat16
-    /// for CUDA training, float64 for gradient checks) on <paramref name="device"/> (CPU by default).
+    /// Loads a model from a GGUF file, dequantizing every weight to <paramref name="dtype"/> (float32 by default; float64
+    /// for gradient checks) on <paramref name="device"/> (CPU by default). The forward computes in
+    /// <paramref name="computeType"/> (default: <paramref name="dtype"/>); a float32 <paramref name="dtype"/> with a bfloat16
+    /// <paramref name="computeType"/> is mixed precision (see <see cref="TrainPrecision.BFloat16Mixed"/>).
     /// </summary>
     /// <exception cref="BupoException">Unsupported architecture, a missing or misshapen tensor, an unreadable type.</exception>
-    public static TransformerModel FromGguf(string path, Device? device = null, ScalarType dtype = ScalarType.Float32)
+    public static TransformerModel FromGguf(string path, Device? device = null, ScalarType dtype = ScalarType.Float32, ScalarType? computeType = null)
     {
         TorchRuntime.EnsureInitialized();
         if (dtype is not (ScalarType.Float32 or ScalarType.Float64 or ScalarType.BFloat16 or ScalarType.Float16))
             throw new BupoException($"{path}: parameter type {dtype} is not supported (use float32, bfloat16 or float64)");
+        var compute = computeType ?? dtype;
+        if (compute is not (ScalarType.Float32 or ScalarType.Float64 or ScalarType.BFloat16 or ScalarType.Float16))
+            throw new BupoException($"{path}: compute type {compute} is not supported (use float32, bfloat16 or float64)");
         using var file = GgufFile.Open(path);
         var config = TransformerConfig.FromGguf(file);
-        var model = new TransformerModel(config, file.Path, device ?? CPU, dtype);
+        var model = new TransformerModel(config, file.Path, device ?? CPU, dtype, compute);
         try
         {
             model.Load(file);
@@ -69,6 +80,11 @@ public sealed class TransformerModel : nn.Module
             throw;
         }
     }
+
+    /// <summary>Loads a model stored and computed as <paramref name="precision"/> says (the trainer's <c>--dtype</c>).</summary>
+    /// <exception cref="BupoException">Unsupported architecture, a missing or misshapen tensor, an unreadable type.</exception>
+    public static TransformerModel FromGguf(string path, Device? device, TrainPrecision precision)
+        => FromGguf(path, device, precision.ParameterType(), precision.ComputeType());
 
     private void Load(GgufFile file)
     {
@@ -228,7 +244,8 @@ public sealed class TransformerModel : nn.Module
             var tok = OnDevice(tokens, ScalarType.Int64);
             var attn = attention(tok);
 
-            var h = TokenEmbedding.index_select(0, tok.flatten()).view(b, t, c.EmbeddingLength);
+            // Rows are selected from the master, then cast: only the looked-up rows are converted.
+            var h = As(TokenEmbedding.index_select(0, tok.flatten()), ComputeType).view(b, t, c.EmbeddingLength);
             if (options.CaptureEmbeddings) result.Embeddings = h;
             var checkpoint = options.GradientCheckpointing && is_grad_enabled();
             for (var k = 0; k <= last; k++)
@@ -244,7 +261,7 @@ public sealed class TransformerModel : nn.Module
             {
                 var n = RmsNorm(h, OutputNorm, c.RmsEps);
                 if (options.CaptureFinalNormed) result.FinalNormed = n;
-                if (options.ComputeLogits) result.Logits = F.linear(n, Unembedding, OutputBias);
+                if (options.ComputeLogits) result.Logits = Linear(n, Unembedding, OutputBias);
             }
             result.MoveToOuterDisposeScope();
         }
@@ -280,22 +297,22 @@ public sealed class TransformerModel : nn.Module
         Tensor q, k, v;
         if (w.Wqkv is not null)
         {
-            var qkv = F.linear(x, w.Wqkv, w.Bqkv);
+            var qkv = Linear(x, w.Wqkv, w.Bqkv);
             q = qkv.narrow(-1, 0, nq);
             k = qkv.narrow(-1, nq, nkv);
             v = qkv.narrow(-1, nq + nkv, nkv);
             if (w.Bqkv is null)
             {
-                if (w.Bq is not null) q = q.add(w.Bq, ScalarConstants.One);
-                if (w.Bk is not null) k = k.add(w.Bk, ScalarConstants.One);
-                if (w.Bv is not null) v = v.add(w.Bv, ScalarConstants.One);
+                if (w.Bq is not null) q = q.add(As(w.Bq, q.dtype), ScalarConstants.One);
+                if (w.Bk is not null) k = k.add(As(w.Bk, k.dtype), ScalarConstants.One);
+                if (w.Bv is not null) v = v.add(As(w.Bv, v.dtype), ScalarConstants.One);
             }
         }
         else
         {
-            q = F.linear(x, w.Wq!, w.Bq);
-            k = F.linear(x, w.Wk!, w.Bk);
-            v = F.linear(x, w.Wv!, w.Bv);
+            q = Linear(x, w.Wq!, w.Bq);
+            k = Linear(x, w.Wk!, w.Bk);
+            v = Linear(x, w.Wv!, w.Bv);
         }
         q = q.view(b, t, c.HeadCount, hd);
         k = k.view(b, t, c.HeadCountKv, hd);
@@ -316,7 +333,7 @@ public sealed class TransformerModel : nn.Module
                 ? F.scaled_dot_product_attention(q, k, v, is_casual: true)
                 : F.scaled_dot_product_attention(q, k, v, a.Mask);
         o = o.transpose(1, 2).reshape(b, t, nq);
-        return F.linear(o, w.Wo, w.Bo);
+        return Linear(o, w.Wo, w.Bo);
     }
 
     /// <summary>
@@ -345,12 +362,24 @@ public sealed class TransformerModel : nn.Module
 
     private static Tensor FeedForward(BlockWeights w, Tensor y)
     {
-        var gate = F.linear(y, w.Gate, w.GateB);
-        var up = F.linear(y, w.Up, w.UpB);
-        return F.linear(F.silu(gate) * up, w.Down, w.DownB);
+        var gate = Linear(y, w.Gate, w.GateB);
+        var up = Linear(y, w.Up, w.UpB);
+        return Linear(F.silu(gate) * up, w.Down, w.DownB);
     }
 
-    /// <summary>ggml_rms_norm followed by the weight: x / sqrt(mean(x²) + eps) · w (statistics in float32 for 16-bit x).</summary>
+    /// <summary>x · wᵀ + b with the weight and bias in x's type (cast copies under mixed precision; no-ops otherwise).</summary>
+    internal static Tensor Linear(Tensor x, Tensor w, Tensor? b) => F.linear(x, As(w, x.dtype), b is null ? null : As(b, x.dtype));
+
+    /// <summary>
+    /// <paramref name="t"/> in <paramref name="type"/>: the tensor itself when it already is, else a differentiable cast
+    /// (its gradient returns to <paramref name="t"/> in t's own type, which is how float32 masters get their gradients).
+    /// </summary>
+    internal static Tensor As(Tensor t, ScalarType type) => t.dtype == type ? t : t.to_type(type);
+
+    /// <summary>
+    /// ggml_rms_norm followed by the weight: x / sqrt(mean(x²) + eps) · w (statistics in float32 for 16-bit x; the weight is
+    /// cast to x's type, so a float32 master multiplies bf16 activations as its bf16 copy).
+    /// </summary>
     public static Tensor RmsNorm(Tensor x, Tensor weight, double eps)
     {
         var wide = x.dtype is ScalarType.BFloat16 or ScalarType.Float16;
@@ -358,7 +387,7 @@ public sealed class TransformerModel : nn.Module
         using var e = eps.ToScalar(); // held: TorchSharp 0.107 leaves implicitly converted Scalars to the GC finalizer
         var n = xf * xf.pow(ScalarConstants.Two).mean([-1L], keepdim: true).add(e, ScalarConstants.One).rsqrt();
         if (wide) n = n.to_type(x.dtype);
-        return n * weight;
+        return n * As(weight, n.dtype);
     }
 
     /// <summary>RoPE frequency divisors (rope_freqs.weight), or null.</summary>

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Reflection;
 using System.Text;
 using System.Text.Json;
+using BuPO.Hybrid.Model;
 
 namespace BuPO.Hybrid.RL.Training;
 
@@ -186,7 +187,7 @@ public sealed record TrainOptions
     [Description("Trainer device: cpu, cuda, cuda:N")]
     public string Device { get; init; } = "cpu";
 
-    [Description("Trainer parameter type: float32, or bfloat16 (pure bf16 weights and AdamW state, no fp32 master copy: less memory, less precise)")]
+    [Description("Trainer precision: float32; bf16 (or bfloat16): mixed precision, float32 master weights and AdamW state with bfloat16 forward/backward and float32 log-probs and loss; bf16-pure: bfloat16 weights and AdamW state, no float32 copy (less memory, but updates below bf16's resolution are lost: at lr 1e-6 most weights never move)")]
     public string Dtype { get; init; } = "float32";
 
     [Description("CPU threads of the trainer (TorchSharp intra-op threads; 0 = its default). On a busy machine 1 can be much faster")]
@@ -245,6 +246,9 @@ public sealed record TrainOptions
         .OrderBy(p => p.MetadataToken)
         .Select(p => new OptionInfo(OptionName(p.Name), p, p.GetCustomAttribute<DescriptionAttribute>()!.Description))
         .ToArray();
+
+    /// <summary>The precision <see cref="Dtype"/> names (<see cref="ModelDevice.ParsePrecision"/>).</summary>
+    public TrainPrecision Precision => ModelDevice.ParsePrecision(Dtype);
 
     /// <summary>The effective number of IPA steps.</summary>
     public int EffectiveBupoSteps => BupoSteps ?? (BupoLayer != null ? 30 : 0);
@@ -332,8 +336,7 @@ public sealed record TrainOptions
         if (unknownTarget != null) throw new BupoException($"--lora-targets: '{unknownTarget}' is not one of {string.Join(", ", LoraSet.DefaultTargets)}");
         if (CheckpointEvery < 0) throw new BupoException($"--checkpoint-every must be >= 0, got {CheckpointEvery}");
         if (KeepCheckpoints < 0) throw new BupoException($"--keep-checkpoints must be >= 0, got {KeepCheckpoints}");
-        if (Dtype.ToLowerInvariant() is not ("float32" or "fp32" or "bfloat16" or "bf16"))
-            throw new BupoException($"--dtype: '{Dtype}' is not float32 or bfloat16");
+        _ = Precision; // names the accepted values when Dtype is none of them
         if (!double.IsFinite(AccuracyThreshold)) throw new BupoException($"--accuracy-threshold must be finite, got {AccuracyThreshold}");
     }
 

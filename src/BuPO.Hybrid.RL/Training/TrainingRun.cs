@@ -177,10 +177,12 @@ public static class TrainingRun
         TorchRuntime.EnsureInitialized();
         if (o.TrainThreads > 0) torch.set_num_threads(o.TrainThreads);
         var device = ModelDevice.Parse(o.Device);
-        var dtype = ModelDevice.ParseDType(o.Dtype);
+        var precision = o.Precision;
         observer.OnMessage($"loading {o.Model} ({config.Architecture}, {config.LayerCount} blocks) for training on {o.Device} ({o.Dtype})");
-        using var model = TransformerModel.FromGguf(o.Model!, device, dtype);
-        using var reference = o.KlCoef > 0 ? TransformerModel.FromGguf(o.Model!, device, dtype) : null;
+        if (precision == TrainPrecision.BFloat16Pure) observer.OnMessage(TrainPrecisionTypes.PureBf16Warning);
+        using var model = TransformerModel.FromGguf(o.Model!, device, precision);
+        // The frozen reference never updates: it needs no float32 masters to compute what the policy computed at the start.
+        using var reference = o.KlCoef > 0 ? TransformerModel.FromGguf(o.Model!, device, precision.FrozenEquivalent()) : null;
         if (reference != null) foreach (var p in reference.TrainableParameters()) p.requires_grad = false;
 
         using var lora = o.LoraRank > 0 ? LoraSet.Create(model, o.LoraRank, o.LoraAlpha, o.LoraTargets.Length > 0 ? o.LoraTargets : null, SeedMix.Mix((ulong)o.Seed, 0x6C6F7261)) : null;

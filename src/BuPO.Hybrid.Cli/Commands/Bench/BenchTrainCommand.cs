@@ -39,8 +39,8 @@ public static class BenchTrainCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps per mode first", DefaultValueFactory = _ => 1 };
         var modes = new Option<string>("--modes") { Description = "Step variants to run: full, reference, bupo (comma list)", DefaultValueFactory = _ => "full,reference,bupo" };
         var device = new Option<string>("--device") { Description = "Torch device: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
-        var dtype = new Option<string>("--dtype") { Description = "Parameter type: f32 (float32 weights and AdamW state) or bf16 (pure bfloat16, as train --dtype bf16)", DefaultValueFactory = _ => "f32" };
-        BenchCommon.OneOf(dtype, "f32", "fp32", "float32", "bf16", "bfloat16");
+        var dtype = new Option<string>("--dtype") { Description = "Trainer precision, as train --dtype: f32 (float32 weights and AdamW state), bf16 (mixed: float32 masters and AdamW state, bfloat16 forward/backward, float32 log-probs) or bf16-pure (bfloat16 weights and AdamW state)", DefaultValueFactory = _ => "f32" };
+        BenchCommon.OneOf(dtype, "f32", "fp32", "float32", "bf16", "bfloat16", "bf16-pure", "bfloat16-pure");
         var sequential = new Option<bool>("--sequential") { Description = "Run the modes one after the other (one optimizer state in memory at a time) instead of interleaved" };
         var optimizer = new Option<string>("--optimizer") { Description = "trainer: the trainer's AdamW and grad-norm clip (as train); torch: TorchSharp's optim.AdamW and clip_grad_norm_", DefaultValueFactory = _ => "trainer" };
         BenchCommon.OneOf(optimizer, "trainer", "torch");
@@ -74,7 +74,7 @@ public static class BenchTrainCommand
             }).Distinct().Order().ToArray();
             source.Validate(parse);
             var dev = ModelDevice.Parse(parse.GetValue(device)); // an unavailable device fails before any model is written or loaded
-            var type = ModelDevice.ParseDType(parse.GetValue(dtype));
+            var type = ModelDevice.ParsePrecision(parse.GetValue(dtype));
             var cuda = dev.type == DeviceType.CUDA;
             var b = BenchCommon.Positive("--batch", parse.GetValue(batch) ?? (cuda ? 8 : 2));
             var t = BenchCommon.Positive("--seq", parse.GetValue(seq) ?? (cuda ? 1024 : 128));
@@ -140,8 +140,7 @@ public static class BenchTrainCommand
             console.WriteLine($"ms/step: mean of the timed steps (forward + backward + grad-norm clip + AdamW step; modes {(parse.GetValue(sequential) ? "one after the other" : "interleaved")}); vs full / vs reference: speed ratio (higher = faster).");
             console.WriteLine("reference: whole model, all hidden states and the final logits kept, block k's lens logits materialized; bupo: blocks 0..k only, chunked lens log-probs.");
             console.WriteLine("H100 anchor: PLATFORM_NOTES' PyTorch 2.11 numbers (Qwen3-0.6B shape, bf16 autocast, SDPA, fused AdamW, 8 x 1024 tokens, k = 5): 34,757 / 62,562 / 97,360 tokens/s.");
-            if (type == ScalarType.BFloat16)
-                console.WriteLine("bf16 here is pure bfloat16 weights and AdamW state (TorchSharp 0.107 has no autocast); the PyTorch anchors use fp32 master weights with bf16 autocast.");
+            if (PrecisionNote(type) is { } note) console.WriteLine(note);
             console.WriteLine(model.Note);
             console.WriteLine(BenchCommon.MachineNote() + (BenchCommon.PeakRssGiB() is { } rss ? FormattableString.Invariant($"; process peak RSS {rss:F2} GiB") : ""));
 
@@ -167,7 +166,7 @@ public static class BenchTrainCommand
     /// + AdamW in one mini-batch) per timed step, with the shared-prefix forward and with one sequence per response,
     /// interleaved so that load changes hit both alike.
     /// </summary>
-    private static int RunGroupShape(IAnsiConsole console, TextWriter stderr, BenchModel model, TransformerConfig config, Device dev, ScalarType type,
+    private static int RunGroupShape(IAnsiConsole console, TextWriter stderr, BenchModel model, TransformerConfig config, Device dev, TrainPrecision type,
         IReadOnlyList<Mode> modes, int prompts, int g, int p, int r, int k, int warm, int timed, double lr, bool checkpointing, int seed, int threads, FileInfo? json)
     {
         BenchCommon.Positive("--batch", prompts);
@@ -244,6 +243,7 @@ public static class BenchTrainCommand
         console.Write(table);
         console.WriteLine("ms/update: GrpoTrainer.Update as train runs it (old log-probs with no grad, then one mini-batch of forward + backward + grad-norm clip + AdamW); paths interleaved.");
         console.WriteLine("trained tokens: tokens through the differentiable forward (the shared prefix counts each prompt once).");
+        if (PrecisionNote(type) is { } note) console.WriteLine(note);
         console.WriteLine(model.Note);
         console.WriteLine(BenchCommon.MachineNote() + (BenchCommon.PeakRssGiB() is { } rss ? FormattableString.Invariant($"; process peak RSS {rss:F2} GiB") : ""));
         if (json is { } file)
@@ -260,7 +260,15 @@ public static class BenchTrainCommand
         return 0;
     }
 
-    private static string TypeName(ScalarType t) => t switch { ScalarType.BFloat16 => "bf16", ScalarType.Float64 => "f64", _ => "f32" };
+    private static string TypeName(TrainPrecision t) => t.ShortName();
+
+    /// <summary>What bf16 means here, next to the PyTorch anchors (which are bf16 autocast with float32 masters); null for f32.</summary>
+    private static string? PrecisionNote(TrainPrecision t) => t switch
+    {
+        TrainPrecision.BFloat16Mixed => "bf16 here is mixed precision like the anchors' autocast: float32 master weights and AdamW state, each weight cast to bfloat16 where the forward uses it (TorchSharp 0.107 has no autocast), float32 log-softmax and loss.",
+        TrainPrecision.BFloat16Pure => "bf16-pure: bfloat16 weights and AdamW state with no float32 master (the anchors use float32 masters with bf16 autocast). " + TrainPrecisionTypes.PureBf16Warning,
+        _ => null,
+    };
 
     internal static string Describe(Mode m, int k) => m switch
     {
@@ -390,7 +398,9 @@ public static class BenchTrainCommand
                         {
                             ComputeLogits = true, Residuals = ForwardOptions.AllBlocks(_model.Config.LayerCount),
                         });
-                        var lens = TF.linear(fwd.Residuals[_k], _model.Unembedding).to_type(ScalarType.Float32);
+                        var hk = fwd.Residuals[_k];
+                        var u = hk.dtype == _model.Unembedding.dtype ? _model.Unembedding : _model.Unembedding.to_type(hk.dtype); // bf16 copy under mixed precision
+                        var lens = TF.linear(hk, u).to_type(ScalarType.Float32);
                         logProbs = lens.log_softmax(-1).gather(-1, _targets.unsqueeze(-1)).squeeze(-1);
                         break;
                     default:
