@@ -89,7 +89,7 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
             // The elements the objective reaches (embedding rows of tokens outside the batch get no gradient, and a weight
             // decay of lr·0.01 = 1e-8 of a weight is below float32's resolution too).
             using (var scope = NewDisposeScope()) Nll(model, batch).backward();
-            var reached = model.GgufParameters.Select(kv => kv.Value.grad!.ne(0).DetachFromDisposeScope()).ToArray();
+            var reached = model.GgufParameters.Select(kv => kv.Value.grad!.ne(ScalarConstants.Zero).DetachFromDisposeScope()).ToArray();
             model.zero_grad(set_to_none: true);
             var loss0 = Value(model, batch);
             var loss032 = Float32Value(model, batch);
@@ -97,12 +97,13 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
             for (var i = 0; i < 10; i++) Step(model, optimizer, batch, 1e-6);
             long total = 0, changed = 0, big = 0, bigChanged = 0, reachedTotal = 0, reachedChanged = 0;
             double maxDelta = 0;
+            using var bigThreshold = (1.0 / 256).ToScalar(); // held across the loop's ge() calls (BUPO001)
             foreach (var ((_, p), b, r) in model.GgufParameters.Zip(before, reached))
             {
                 using var scope = NewDisposeScope();
                 var diff = p.detach().ne(b);
                 // Weights of magnitude ≥ 2^-8: half a bf16 step there is 2^-17 ≈ 7.6e-6, above ten Adam steps of 1e-6 each.
-                var isBig = b.abs().ge(1.0 / 256);
+                var isBig = b.abs().ge(bigThreshold);
                 total += p.numel();
                 changed += diff.sum().item<long>();
                 big += isBig.sum().item<long>();
