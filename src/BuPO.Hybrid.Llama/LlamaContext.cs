@@ -146,7 +146,8 @@ public sealed unsafe class LlamaContext : IDisposable
             throw new LlamaDecodeException(-1, $"llama_decode: the batch holds {batch.Count} tokens, more than the context's batch size {BatchSize}");
         Probe?.BeginDecode();
         var mark = LlamaBackend.ErrorMark;
-        int rc = LlamaNative.llama_decode(Handle, batch.Native);
+        // On AMX CPUs on a thread of its own, never one that runs libtorch (see LlamaComputeThread).
+        int rc = LlamaComputeThread.Decode(Handle, batch.Native);
         if (Probe?.Error is { } probeError)
             throw new BupoException($"tensor probe failed during llama_decode: {probeError.Message}", probeError);
         if (rc == 0) return;
