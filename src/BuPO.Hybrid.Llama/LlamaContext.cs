@@ -51,6 +51,7 @@ public sealed unsafe class LlamaContext : IDisposable
     internal SafeLlamaContextHandle Handle { get; }
     private readonly List<(LlamaLoraAdapter Adapter, float Scale)> _loras = [];
     private bool _disposed;
+    private readonly LlamaComputeThread _compute = new();
 
     /// <summary>The model.</summary>
     public LlamaModel Model { get; }
@@ -147,7 +148,7 @@ public sealed unsafe class LlamaContext : IDisposable
         Probe?.BeginDecode();
         var mark = LlamaBackend.ErrorMark;
         // On AMX CPUs on a thread of its own, never one that runs libtorch (see LlamaComputeThread).
-        int rc = LlamaComputeThread.Decode(Handle, batch.Native);
+        int rc = _compute.Decode(Handle, batch.Native);
         if (Probe?.Error is { } probeError)
             throw new BupoException($"tensor probe failed during llama_decode: {probeError.Message}", probeError);
         if (rc == 0) return;
@@ -290,6 +291,7 @@ public sealed unsafe class LlamaContext : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        _compute.Dispose();
         Handle.Dispose(); // llama_free, then the probe's GCHandle and the adapter references
         _loras.Clear();
     }
