@@ -25,11 +25,11 @@ public sealed record LlamaSamplerOptions
 }
 
 /// <summary>
-/// A sampled token with its log-probability under the model's distribution (softmax of the raw logits,
-/// temperature 1) and under the distribution the sampler actually drew from (after top-k / top-p / min-p /
+/// A sampled token with its log-probability under the model's distribution (<c>RawLogProb</c>: softmax of the raw logits,
+/// temperature 1) and under the distribution the sampler actually drew from (<c>BehaviorLogProb</c>) (after top-k / top-p / min-p /
 /// temperature as the chain applied them; 0 for greedy, which is a point mass).
 /// </summary>
-public readonly record struct SampledToken(int Token, float LogProb, float SamplingLogProb);
+public readonly record struct SampledToken(int Token, float RawLogProb, float BehaviorLogProb);
 
 /// <summary>
 /// A llama.cpp sampler chain (LLamaSharp's <see cref="SafeLLamaSamplerChainHandle"/>): top-k, top-p, min-p, temperature, then a seeded

@@ -55,7 +55,7 @@ public class GgufInteropTests(LlamaFixture fx)
             ctx.Clear();
             var r = gen.Generate([prompt], new GenerationOptions { MaxTokens = 8, Sampling = LlamaSamplerOptions.Greedy, StopAtEndOfGeneration = false });
             Assert.Equal(8, r[0].Tokens.Length);
-            Assert.All(r[0].LogProbs, lp => Assert.True(float.IsFinite(lp) && lp <= 0));
+            Assert.All(r[0].RawLogProbs, lp => Assert.True(float.IsFinite(lp) && lp <= 0));
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -11,10 +11,10 @@ public sealed record SamplerSettings(double Temperature, double TopP, int TopK, 
 /// <summary>One sampled response.</summary>
 /// <param name="PromptIndex">Index of its prompt in the request.</param>
 /// <param name="Tokens">Generated token ids (an end-of-generation token included when it stopped on one: the trainer trains on it).</param>
-/// <param name="LogProbs">Per token: log-probability under the distribution the sampler drew from (temperature applied): log π_sampler.</param>
+/// <param name="BehaviorLogProbs">Per token: log-probability under the distribution the sampler actually drew from (temperature and truncation applied): log π_behaviour of the TIS weight.</param>
 /// <param name="Text">The response text (without a final end-of-generation token).</param>
 /// <param name="HitMaxTokens">Whether it stopped because it reached the token limit.</param>
-public sealed record SampledResponse(int PromptIndex, int[] Tokens, float[] LogProbs, string Text, bool HitMaxTokens);
+public sealed record SampledResponse(int PromptIndex, int[] Tokens, float[] BehaviorLogProbs, string Text, bool HitMaxTokens);
 
 /// <summary>
 /// What the trainer needs from the rollout side: a tokenizer, batched sampling with log-probs, and reloading new

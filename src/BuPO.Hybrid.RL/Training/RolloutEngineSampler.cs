@@ -4,7 +4,7 @@ namespace BuPO.Hybrid.RL.Training;
 
 /// <summary>
 /// <see cref="IRolloutSampler"/> on the <see cref="RolloutEngine"/> (llama.cpp, prefill once with fan-out, slot refill).
-/// The log-probs handed to the trainer are the engine's sampling log-probs: the distribution each token was drawn from
+/// The log-probs handed to the trainer are the engine's behaviour log-probs (Rollout.BehaviorLogProbs): the distribution each token was drawn from
 /// (temperature applied), which is log π_sampler of the truncated importance weight.
 /// </summary>
 public sealed class RolloutEngineSampler : IRolloutSampler
@@ -44,7 +44,7 @@ public sealed class RolloutEngineSampler : IRolloutSampler
         }, seed);
         return Engine.Generate(request, null, ct)
             .OrderBy(r => r.PromptIndex).ThenBy(r => r.SampleIndex)
-            .Select(r => new SampledResponse(r.PromptIndex, r.ResponseTokens, r.SamplingLogProbs, r.Text, r.Finish == FinishReason.MaxTokens))
+            .Select(r => new SampledResponse(r.PromptIndex, r.ResponseTokens, r.BehaviorLogProbs, r.Text, r.Finish == FinishReason.MaxTokens))
             .ToArray();
     }
 

@@ -296,7 +296,7 @@ public static class TrainingRun
             var advantages = GroupAdvantages.Compute(rewards, o.SamplesPerPrompt, o.AdvantageStd);
             if (ct.IsCancellationRequested) { cancelled = true; break; }
 
-            var seqs = responses.Select((r, i) => new TrainingSequence(r.PromptIndex, promptTokens[batch[r.PromptIndex]], r.Tokens, r.LogProbs, advantages[i])).ToArray();
+            var seqs = TrainingSequences(responses, r => promptTokens[batch[r]], advantages);
             var lr = LrSchedule.At(o, step);
             var stats = trainer.Update(step, seqs, layer, ipa, lr);
 
@@ -497,4 +497,11 @@ public static class TrainingRun
     }
 
     private sealed class NullObserver : ITrainingObserver;
+
+    /// <summary>
+    /// The trainer's input from the sampler's responses: each response's tokens with its behaviour log-probs (the
+    /// distribution it was actually drawn from: what the TIS weights divide by) and its advantage.
+    /// </summary>
+    internal static TrainingSequence[] TrainingSequences(IReadOnlyList<SampledResponse> responses, Func<int, int[]> promptTokens, IReadOnlyList<double> advantages) =>
+        responses.Select((r, i) => new TrainingSequence(r.PromptIndex, promptTokens(r.PromptIndex), r.Tokens, r.BehaviorLogProbs, advantages[i])).ToArray();
 }
