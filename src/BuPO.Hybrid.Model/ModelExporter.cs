@@ -1,5 +1,4 @@
 using BuPO.Hybrid.Gguf;
-using BuPO.Hybrid.Llama;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,11 +13,9 @@ namespace BuPO.Hybrid.Model;
 /// </summary>
 public static class ModelExporter
 {
-    /// <summary>Types encoded here (GgmlQuantizer); other llama-quantize names go through <see cref="LlamaQuantizer"/>.</summary>
+    /// <summary>Types encoded here (GgmlQuantizer); the K-quants and other llama-quantize types are made from an export of
+    /// one of these by llama.cpp (BuPO.Hybrid.RL's SamplerExport: this project does not reference llama.cpp).</summary>
     public static IReadOnlyList<GgmlType> DirectTypes => GgufTypePolicy.DirectTypes;
-
-    /// <summary>Every accepted type name: F32, F16, BF16, Q8_0 and llama-quantize's (Q4_K_M, Q6_K, ...).</summary>
-    public static IReadOnlyList<string> TypeNames => DirectTypes.Select(t => t.ToString()).Concat(LlamaQuantizer.TypeNames).Distinct(StringComparer.OrdinalIgnoreCase).ToArray();
 
     /// <summary>Exports as F32, F16, BF16 or Q8_0.</summary>
     /// <exception cref="BupoException">The source does not match the model, or the type is not a direct type.</exception>
@@ -47,37 +44,6 @@ public static class ModelExporter
         try { writer.WriteTo(full); }
         catch (IOException e) { throw new BupoException($"{full}: cannot write: {e.Message}"); }
         catch (UnauthorizedAccessException e) { throw new BupoException($"{full}: cannot write: {e.Message}"); }
-    }
-
-    /// <summary>
-    /// Exports as any type name: F32/F16/BF16/Q8_0 directly; K-quants and the other llama-quantize types by writing an
-    /// <paramref name="intermediate"/> (F16 by default, or F32) export beside the output and quantizing it with
-    /// llama_model_quantize (the temporary file is always removed).
-    /// </summary>
-    public static void Export(TransformerModel model, string sourceGguf, string outPath, string typeName, GgmlType intermediate = GgmlType.F16, int threads = 0)
-    {
-        var name = (typeName ?? "").Trim();
-        var direct = DirectTypes.FirstOrDefault(t => string.Equals(t.ToString(), name, StringComparison.OrdinalIgnoreCase), (GgmlType)uint.MaxValue);
-        if (direct != (GgmlType)uint.MaxValue)
-        {
-            Export(model, sourceGguf, outPath, direct);
-            return;
-        }
-        if (!LlamaQuantizer.TypeNames.Contains(name, StringComparer.OrdinalIgnoreCase))
-            throw new BupoException($"unknown export type '{typeName}'; one of: {string.Join(", ", TypeNames)}");
-        if (intermediate is not (GgmlType.F16 or GgmlType.F32))
-            throw new BupoException($"the intermediate export for {name} must be F16 or F32, not {intermediate}");
-        var full = Path.GetFullPath(outPath);
-        var tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.{intermediate}.gguf");
-        try
-        {
-            Export(model, sourceGguf, tmp, intermediate);
-            LlamaQuantizer.Quantize(tmp, full, name, threads);
-        }
-        finally
-        {
-            try { if (File.Exists(tmp)) File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
     }
 
     private static void Validate(TransformerModel model, GgufFile source)

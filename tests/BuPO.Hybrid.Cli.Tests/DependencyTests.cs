@@ -30,6 +30,14 @@ public class DependencyTests
     }
 
     [Fact]
+    public void TheTrainerModelDoesNotReferenceLlamaCpp()
+    {
+        var model = OurAssemblies().Single(a => a.Assembly == "BuPO.Hybrid.Model");
+        Assert.DoesNotContain("BuPO.Hybrid.Llama", model.References);
+        Assert.Contains("BuPO.Hybrid.Gguf", model.References);
+    }
+
+    [Fact]
     public void TheBuildCopiesOnlyTheHostsLlamaRuntimes()
     {
         var runtimes = Path.Combine(AppContext.BaseDirectory, "runtimes");
