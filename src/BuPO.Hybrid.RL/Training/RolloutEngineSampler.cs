@@ -30,23 +30,11 @@ public sealed class RolloutEngineSampler : IRolloutSampler
 
     public string FormatPrompt(string template, string problem) => PromptTemplates.Format(template, problem, Engine);
 
-    public IReadOnlyList<SampledResponse> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, SamplerSettings sampling, ulong seed,
-        CancellationToken ct = default)
-    {
-        var request = new RolloutRequest(promptTokens, samplesPerPrompt, new RolloutSampling
-        {
-            Temperature = sampling.Temperature,
-            TopP = sampling.TopP,
-            TopK = sampling.TopK,
-            MinP = sampling.MinP,
-            MaxTokens = sampling.MaxTokens,
-            StopStrings = sampling.StopStrings,
-        }, seed);
-        return Engine.Generate(request, null, ct)
+    public IReadOnlyList<Rollout> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, RolloutSampling sampling, ulong seed,
+        CancellationToken ct = default) =>
+        Engine.Generate(new RolloutRequest(promptTokens, samplesPerPrompt, sampling, seed), null, ct)
             .OrderBy(r => r.PromptIndex).ThenBy(r => r.SampleIndex)
-            .Select(r => new SampledResponse(r.PromptIndex, r.ResponseTokens, r.BehaviorLogProbs, r.Text, r.Finish == FinishReason.MaxTokens))
             .ToArray();
-    }
 
     public void ReloadModel(string ggufPath) => Engine.ReloadModel(ggufPath);
 

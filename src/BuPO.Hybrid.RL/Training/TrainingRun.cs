@@ -220,9 +220,9 @@ public static class TrainingRun
                 var pick = order.Take(Math.Min(o.AutoLayerPrompts, prompts.Count)).ToArray();
                 observer.OnMessage($"--bupo-layer auto: sampling {pick.Length} responses of up to {o.AutoLayerMaxTokens} tokens for the boundary-layer analysis");
                 var resp = sampler.Generate(pick.Select(i => promptTokens[i]).ToArray(), 1,
-                    SamplerSettings.From(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
+                    Sampling(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
                     SeedMix.Mix((ulong)o.Seed, 0x616E616C), ct);
-                analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.Tokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
+                analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.ResponseTokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
                 layer = analysis.Layer;
                 observer.OnLayerChosen(analysis);
             }
@@ -248,7 +248,7 @@ public static class TrainingRun
         if (analysis != null) metrics.WriteEvent(analysis.ToJsonLine());
 
         var results = new List<StepMetrics>();
-        var settings = SamplerSettings.From(o);
+        var settings = Sampling(o);
         string? lastCheckpoint = resume?.Directory;
         var startStep = (resume?.Step ?? 0) + 1;
         var lastDone = startStep - 1;
@@ -273,7 +273,7 @@ public static class TrainingRun
 
             // Rollouts. Cancellation up to the update leaves the model as it was after the previous step.
             var batch = StepPrompts(prompts.Count, o.PromptsPerStep, step, o.Seed);
-            IReadOnlyList<SampledResponse> responses;
+            IReadOnlyList<Rollout> responses;
             var swRoll = Stopwatch.StartNew();
             try
             {
@@ -331,7 +331,7 @@ public static class TrainingRun
                 synced = true;
             }
 
-            var lengths = responses.Select(r => r.Tokens.Length).ToArray();
+            var lengths = responses.Select(r => r.ResponseTokens.Length).ToArray();
             var groupsFlat = Enumerable.Range(0, batch.Length).Count(g => rewards.Skip(g * o.SamplesPerPrompt).Take(o.SamplesPerPrompt).Distinct().Count() == 1);
             var trainSeconds = stats.OldLogProbSeconds + stats.UpdateSeconds;
             var m = new StepMetrics
@@ -345,7 +345,7 @@ public static class TrainingRun
                 Accuracy = rewards.Count(r => r >= o.AccuracyThreshold) / (double)rewards.Length,
                 ResponseLengthMean = lengths.Average(),
                 ResponseLengthMax = lengths.Max(),
-                TruncatedFraction = responses.Count(r => r.HitMaxTokens) / (double)responses.Count,
+                TruncatedFraction = responses.Count(r => r.Finish == FinishReason.MaxTokens) / (double)responses.Count,
                 ZeroAdvantageGroups = groupsFlat / (double)batch.Length,
                 EntropyFull = stats.EntropyFull,
                 EntropyLayer = stats.EntropyLayer,
@@ -502,6 +502,12 @@ public static class TrainingRun
     /// The trainer's input from the sampler's responses: each response's tokens with its behaviour log-probs (the
     /// distribution it was actually drawn from: what the TIS weights divide by) and its advantage.
     /// </summary>
-    internal static TrainingSequence[] TrainingSequences(IReadOnlyList<SampledResponse> responses, Func<int, int[]> promptTokens, IReadOnlyList<double> advantages) =>
-        responses.Select((r, i) => new TrainingSequence(r.PromptIndex, promptTokens(r.PromptIndex), r.Tokens, r.BehaviorLogProbs, advantages[i])).ToArray();
+    internal static TrainingSequence[] TrainingSequences(IReadOnlyList<Rollout> responses, Func<int, int[]> promptTokens, IReadOnlyList<double> advantages) =>
+        responses.Select((r, i) => new TrainingSequence(r.PromptIndex, promptTokens(r.PromptIndex), r.ResponseTokens, r.BehaviorLogProbs, advantages[i])).ToArray();
+
+    /// <summary>The rollouts' sampling settings of a run (--temperature, --top-p, --top-k, --min-p, --max-response-tokens, --stop).</summary>
+    internal static RolloutSampling Sampling(TrainOptions o) => new()
+    {
+        Temperature = o.Temperature, TopP = o.TopP, TopK = o.TopK, MinP = o.MinP, MaxTokens = o.MaxResponseTokens, StopStrings = o.Stop,
+    };
 }

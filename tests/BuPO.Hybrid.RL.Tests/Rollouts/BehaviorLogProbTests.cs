@@ -44,7 +44,7 @@ public class BehaviorLogProbTests(RolloutFixture fx)
         }));
         string[] texts = ["Once upon a time", "The little dog", "Tom and Lily went to the", "One day, a bird"];
         var prompts = texts.Select(t => sampler.Tokenizer.Encode(t, addSpecial: true)).ToArray();
-        var responses = sampler.Generate(prompts, 2, SamplerSettings.From(o) with { MaxTokens = 12 }, seed: 7);
+        var responses = sampler.Generate(prompts, 2, TrainingRun.Sampling(o) with { MaxTokens = 12 }, seed: 7);
         Assert.Equal(8, responses.Count);
 
         // What the sampler hands on is the behaviour log-prob: log softmax(row / T)[tok] - log(tempered nucleus mass),
@@ -53,14 +53,14 @@ public class BehaviorLogProbTests(RolloutFixture fx)
         int n = 0, truncatedSteps = 0;
         foreach (var r in responses)
         {
-            var rows = RolloutReference.ResponseLogits(sampler.Engine.Model, prompts[r.PromptIndex], r.Tokens);
+            var rows = RolloutReference.ResponseLogits(sampler.Engine.Model, prompts[r.PromptIndex], r.ResponseTokens);
             for (int j = 0; j < rows.Length; j++)
             {
-                var old = RolloutReference.LogSoftmax(rows[j], r.Tokens[j], T);   // π_old at the trainer's temperature
+                var old = RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j], T);   // π_old at the trainer's temperature
                 var logMass = LogNucleusMass(rows[j]);
                 Assert.Equal(old - logMass, r.BehaviorLogProbs[j], 2e-3);
                 sumBehaviourMinusOld += r.BehaviorLogProbs[j] - old;
-                sumRawMinusOld += RolloutReference.LogSoftmax(rows[j], r.Tokens[j]) - old;
+                sumRawMinusOld += RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j]) - old;
                 if (logMass < -1e-3) truncatedSteps++;
                 n++;
             }
