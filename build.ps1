@@ -1,8 +1,8 @@
 # PowerShell entry points for Windows users, equivalent to the bash scripts:
 #   ./build.ps1 test            runs every test (scripts/test.sh)
 #   ./build.ps1 run ARGS...     runs the CLI (scripts/bupo-hybrid)
-# On Windows, llama.cpp libraries are not fetched automatically: build llama.cpp (or take a release's
-# DLLs) and set BUPO_LLAMA_LIB_DIR to the folder holding llama.dll and ggml*.dll.
+# llama.cpp comes with the NuGet restore (LLamaSharp.Backend.Cpu's win-x64 libraries); BUPO_LLAMA_LIB_DIR points
+# at another build of llama.cpp 815a2a59 (the folder holding llama.dll and ggml*.dll).
 param([Parameter(Position = 0)][string]$Task = "test", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
 $ErrorActionPreference = "Stop"
 $root = $PSScriptRoot

@@ -7,7 +7,8 @@
 #         app.tar.xz             the CLI published framework-dependent, without libtorch (PyTorch's is used there)
 #                                and without the CPU llama.cpp libraries (llama.cpp is built there with CUDA)
 #         dotnet-runtime.tar.xz  dotnet, host/ and shared/Microsoft.NETCore.App/<version> of this machine's SDK
-#         llama.cpp-src.tar.xz   the llama.cpp sources of npm node-llama-cpp@3.22.1's package/llama/gitRelease.bundle
+#         llama.cpp-src.tar.xz   the llama.cpp sources of npm node-llama-cpp@3.19.1's package/llama/gitRelease.bundle
+#                                (llama.cpp b10068: its structs are those of 815a2a59, which LLamaSharp 0.30.0 binds)
 #                                (sha256-pinned), only the folders a library build needs (CMakeLists.txt, cmake/, ggml/,
 #                                src/, include/, common/, vendor/, licenses/): 3.5 MB instead of the bundle's 35 MB.
 #                                GPU_SMOKE_FULL_BUNDLE=1 brings the bundle itself instead (then ~67 MiB in all: too
@@ -33,12 +34,15 @@
 # Status: the prepare step and a GPU_SMOKE_CPU=1 dry run of the run step (llama.cpp built on the CPU from the trimmed
 # sources with the same cmake flags minus CUDA, libtorch from a folder on LD_LIBRARY_PATH, the unpacked runtime) passed
 # on the CPU development machine. The CUDA path (nvcc build, PyTorch's CUDA libtorch, --device cuda, --gpu-layers 999)
-# has NOT been run: no GPU machine was available when it was written.
+# has NOT been run: no GPU machine was available when it was written. Since the move to LLamaSharp 0.30.0 the pin is
+# node-llama-cpp 3.19.1 (b10068; sha256 taken from npm pack on 2026-12-01); neither step has been run with it yet.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-llama_pkg="node-llama-cpp@3.22.1"
-llama_pkg_sha256="a0d9dd80eacd2ab1cfe71aee57ac8a806487fd70b3d2a38fbec637752d9e5c5f"
+# b10068, not a later release: LLamaSharp 0.30.0 passes llama_context_params etc. by value with 815a2a59's layout, and the
+# layout check refuses libraries whose structs differ (3.20.0's b10361 already adds n_outputs_max_per_seq).
+llama_pkg="node-llama-cpp@3.19.1"
+llama_pkg_sha256="ebf8f8dfad68e9dba54c8fe8b8e1e638b9ba1d4111566ccf4f3dfd86de72d70e"
 llama_src_paths=(CMakeLists.txt cmake ggml src include common vendor licenses LICENSE)
 budget_mib=60
 

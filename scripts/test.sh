@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test. Restores NuGet packages, fetches the llama.cpp libraries and applies the TorchSharp fix
+# Runs every test. Restores NuGet packages (llama.cpp comes with them: LLamaSharp.Backend.Cpu) and applies the TorchSharp fix
 # as part of the build (all idempotent). Extra arguments go to `dotnet test` (e.g. --filter).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

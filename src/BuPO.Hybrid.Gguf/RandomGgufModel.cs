@@ -134,11 +134,7 @@ public static class RandomGgufModel
     }
 
     /// <summary>llama_ftype of a file whose 2-D weights are <paramref name="type"/>.</summary>
-    public static uint FileType(GgmlType type) => type switch
-    {
-        GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q8_0 => 7, GgmlType.BF16 => 32,
-        _ => throw new ArgumentOutOfRangeException(nameof(type), $"{type} has no file type here"),
-    };
+    public static uint FileType(GgmlType type) => GgufTypePolicy.FileType(type);
 
     /// <summary>Writes the model to <paramref name="path"/> (atomically), with the tokenizer of <paramref name="vocabGguf"/>.</summary>
     public static void Write(string path, RandomModelSpec spec, string vocabGguf)

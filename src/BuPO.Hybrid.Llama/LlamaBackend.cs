@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Text;
 using BuPO.Hybrid.Llama.Native;
 
@@ -18,8 +16,9 @@ public enum LlamaLogLevel
 public sealed record LlamaDevice(string Name, string Description, string Type);
 
 /// <summary>
-/// Process-wide llama.cpp setup: finds and loads the shared libraries, loads ggml's backends (the CPU
-/// variants and any GPU backend in the same folder) and calls <c>llama_backend_init</c>. Idempotent and
+/// Process-wide llama.cpp setup: picks the build (LLamaSharp.Backend.Cpu's by default), has LLamaSharp load it (which
+/// runs <c>llama_backend_init</c>), checks that the structs LLamaSharp passes by value match the loaded library, and
+/// lists ggml's devices (loading backend libraries from the build's folder when none is linked in). Idempotent and
 /// thread-safe; every other type calls <see cref="EnsureInitialized"/> before its first native call.
 /// </summary>
 public static unsafe class LlamaBackend
@@ -33,25 +32,35 @@ public static unsafe class LlamaBackend
     /// <summary>Environment variable naming the folder of the llama.cpp libraries.</summary>
     public const string LibDirEnvironmentVariable = LlamaLibraryLoader.EnvVar;
 
+    /// <summary>The LLamaSharp release the binding is built on.</summary>
+    public const string LlamaSharpVersion = "0.30.0";
+
+    /// <summary>The llama.cpp commit LLamaSharp <see cref="LlamaSharpVersion"/> binds (its README's version map); another build must be of it.</summary>
+    public const string LlamaCppCommit = "815a2a59";
+
     /// <summary>True once the libraries are loaded and the backend initialized.</summary>
     public static bool IsInitialized => s_initialized;
 
     /// <summary>Folder the libraries were loaded from (null before initialization).</summary>
     public static string? LibraryDirectory => LlamaLibraryLoader.Loaded?.Directory;
 
+    /// <summary>The llama library file LLamaSharp loaded (null before initialization).</summary>
+    public static string? LibraryPath => LlamaLibraryLoader.Loaded?.LlamaPath;
+
     /// <summary>Devices ggml registered (CPU first; a GPU only with a GPU build of llama.cpp).</summary>
     public static IReadOnlyList<LlamaDevice> Devices { get { EnsureInitialized(); return s_devices; } }
 
     /// <summary>llama.cpp's system info line (SIMD features of the chosen CPU backend).</summary>
-    public static string SystemInfo { get { EnsureInitialized(); return LlamaNative.Str(LlamaNative.llama_print_system_info()) ?? ""; } }
+    public static string SystemInfo { get { EnsureInitialized(); return LlamaNative.Str(LLama.Native.NativeApi.llama_print_system_info()) ?? ""; } }
 
     /// <summary>
     /// Loads llama.cpp and initializes its backend (once per process; later calls only update the log sink).
     /// </summary>
-    /// <param name="libDir">Folder of libllama/libggml*; null = BUPO_LLAMA_LIB_DIR, &lt;app&gt;/llama-native/, the build's default.</param>
+    /// <param name="libDir">Folder of libllama/libggml* of a build of llama.cpp <see cref="LlamaCppCommit"/> (e.g. a CUDA
+    /// build); null = BUPO_LLAMA_LIB_DIR, else LLamaSharp.Backend.Cpu's libraries in &lt;app&gt;/runtimes/.</param>
     /// <param name="log">Receives llama.cpp's log lines at <paramref name="minLevel"/> and above; null = warnings and errors to stderr.</param>
     /// <param name="minLevel">Lines below this level are dropped (quiet by default).</param>
-    /// <exception cref="BupoException">Libraries missing, unloadable, of another llama.cpp release, or no device found.</exception>
+    /// <exception cref="BupoException">Libraries missing, unloadable, of another llama.cpp commit, or no device found.</exception>
     public static void Initialize(string? libDir = null, Action<LlamaLogLevel, string>? log = null, LlamaLogLevel minLevel = LlamaLogLevel.Warning)
     {
         s_sink = log;
@@ -66,26 +75,25 @@ public static unsafe class LlamaBackend
                 return;
             }
             var dir = LlamaLibraryLoader.ResolveDirectory(libDir, Environment.GetEnvironmentVariable(LlamaLibraryLoader.EnvVar),
-                LlamaLibraryLoader.DefaultSearchDirectories());
-            var libs = LlamaLibraryLoader.Load(dir);
+                LlamaLibraryLoader.CpuLevelFolders(LlamaLibraryLoader.HostRuntimeFolder()));
+            var libs = LlamaLibraryLoader.Load(dir, OnLog);
+            LlamaLayout.Check(libs);
 
-            LlamaNative.llama_log_set(&OnLog, null);
-            CheckLayouts(libs.LlamaPath);
-            // The CPU backends (libggml-cpu-<arch>.so) and GPU backends are separate libraries: without this no device exists.
-            LlamaNative.ggml_backend_load_all_from_path(libs.Directory);
-            LlamaNative.llama_backend_init();
-
+            // LLamaSharp's builds link the CPU backend into libggml; builds with GGML_BACKEND_DL keep every backend in a
+            // library of its own that must be loaded from the build's folder, or no device exists.
+            if (LlamaNative.ggml_backend_dev_count() == 0) LlamaNative.ggml_backend_load_all_from_path(libs.Directory);
             var devices = new List<LlamaDevice>();
             var n = (int)LlamaNative.ggml_backend_dev_count();
             for (int i = 0; i < n; i++)
             {
                 var dev = LlamaNative.ggml_backend_dev_get((nuint)i);
+                if (dev == 0) continue;
                 devices.Add(new LlamaDevice(LlamaNative.Str(LlamaNative.ggml_backend_dev_name(dev)) ?? "?",
                     LlamaNative.Str(LlamaNative.ggml_backend_dev_description(dev)) ?? "",
                     LlamaNative.ggml_backend_dev_type(dev) switch { 0 => "CPU", 1 => "GPU", 2 => "IGPU", 3 => "ACCEL", var t => t.ToString() }));
             }
             if (devices.Count == 0)
-                throw new BupoException($"llama.cpp loaded from {libs.Directory} but no ggml device was found: the folder should hold the CPU backends (libggml-cpu-*.so){ErrorsSince(0)}");
+                throw new BupoException($"llama.cpp loaded from {libs.Directory} but no ggml device was found: the folder should hold a CPU backend (libggml-cpu*){ErrorsSince(0)}");
             s_devices = devices;
             s_initialized = true;
         }
@@ -100,27 +108,6 @@ public static unsafe class LlamaBackend
     private static bool SameDirectory(string a, string b) =>
         string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)),
             OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
-
-    /// <summary>Checks the struct mirrors against llama.cpp's defaults: a shifted field shows up as a wrong default.</summary>
-    private static void CheckLayouts(string llamaPath)
-    {
-        string? bad = null;
-        var cp = LlamaNative.llama_context_default_params();
-        if (cp.n_ctx != 512 || cp.n_batch != 2048 || cp.n_ubatch != 512 || cp.n_seq_max != 1 || cp.type_k != GgmlTypes.F16 ||
-            cp.type_v != GgmlTypes.F16 || cp.flash_attn_type != -1 || cp.cb_eval != null || cp.samplers != 0 || cp.n_samplers != 0 || cp.ctx_other != 0)
-            bad = "llama_context_params";
-        var mp = LlamaNative.llama_model_default_params();
-        if (mp.n_gpu_layers != -1 || mp.load_mode != -1 || mp.progress_callback != null || mp.kv_overrides != 0 || mp.vocab_only != 0 || mp.use_extra_bufts != 1)
-            bad ??= "llama_model_params";
-        var qp = LlamaNative.llama_model_quantize_default_params();
-        if (qp.ftype != (int)LlamaFType.Q8_0 || qp.output_tensor_type != GgmlTypes.Count || qp.quantize_output_tensor != 1 || qp.imatrix != 0 || qp.prune_layers != 0)
-            bad ??= "llama_model_quantize_params";
-        if (LlamaNative.ggml_tensor_overhead() != 32 + (nuint)sizeof(GgmlTensor))
-            bad ??= "ggml_tensor";
-        if (bad != null)
-            throw new BupoException($"{llamaPath} does not match the llama.cpp C API bupo-hybrid binds: the layout of {bad} differs " +
-                                    "(use scripts/fetch-llama.sh or a build of the same llama.cpp release)");
-    }
 
     // ---- logging ----
 
@@ -142,15 +129,15 @@ public static unsafe class LlamaBackend
         }
     }
 
-    [UnmanagedCallersOnly]
-    private static void OnLog(int level, byte* text, void* userData)
+    /// <summary>llama.cpp's log callback (set through LLamaSharp, which keeps the delegate alive): assembles lines.</summary>
+    private static void OnLog(LLama.Native.LLamaLogLevel level, string piece)
     {
         try
         {
-            var piece = LlamaNative.Str(text);
             if (string.IsNullOrEmpty(piece)) return;
+            int lvl = (int)level;
             var sb = t_pending ??= new StringBuilder();
-            if (level is >= 1 and <= 4 && sb.Length == 0) t_pendingLevel = level;      // 5 = CONT: keeps the level
+            if (lvl is >= 1 and <= 4 && sb.Length == 0) t_pendingLevel = lvl;      // 5 = CONT: keeps the level
             else if (sb.Length == 0) t_pendingLevel = t_pendingLevel == 0 ? (int)LlamaLogLevel.Info : t_pendingLevel;
             sb.Append(piece);
             if (!piece.EndsWith('\n')) return;

@@ -1,14 +1,16 @@
-using BuPO.Hybrid.Llama.Native;
+using LLama.Native;
 
 namespace BuPO.Hybrid.Llama;
 
 /// <summary>
-/// A token batch for <see cref="LlamaContext.Decode"/> (<c>llama_batch_init</c> / <c>llama_batch_free</c>).
-/// Each entry is a token at a position in one or more sequences, with a flag asking for its logits.
+/// A token batch for <see cref="LlamaContext.Decode"/>: LLamaSharp's <see cref="LLamaNativeBatch"/>, allocated by
+/// <c>llama_batch_init</c> and freed by <c>llama_batch_free</c> (through LLamaSharp's NativeApi). Each entry is a token at
+/// a position in one or more sequences, with a flag asking for its logits. Native memory, written in place: a decode
+/// passes it as it is (no pinning, no allocation per call).
 /// </summary>
 public sealed unsafe class LlamaBatch : IDisposable
 {
-    private LlamaBatchNative _native;
+    private LLamaNativeBatch _native;
     private bool _disposed;
 
     /// <summary>Allocates room for <paramref name="capacity"/> tokens, each in up to <paramref name="maxSequencesPerToken"/> sequences.</summary>
@@ -17,8 +19,12 @@ public sealed unsafe class LlamaBatch : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxSequencesPerToken, 1);
         LlamaBackend.EnsureInitialized();
-        _native = LlamaNative.llama_batch_init(capacity, 0, maxSequencesPerToken);
-        if (_native.token == null) throw new OutOfMemoryException("llama_batch_init failed");
+        _native = NativeApi.llama_batch_init(capacity, 0, maxSequencesPerToken);
+        if (_native.tokens == null || _native.pos == null || _native.n_seq_id == null || _native.seq_id == null || _native.logits == null)
+        {
+            if (_native.tokens != null) NativeApi.llama_batch_free(_native);
+            throw new OutOfMemoryException("llama_batch_init failed");
+        }
         Capacity = capacity;
         MaxSequencesPerToken = maxSequencesPerToken;
     }
@@ -47,11 +53,12 @@ public sealed unsafe class LlamaBatch : IDisposable
         if (i >= Capacity) throw new InvalidOperationException($"the batch is full ({Capacity} tokens)");
         if (sequenceIds.Length < 1 || sequenceIds.Length > MaxSequencesPerToken)
             throw new ArgumentException($"a token needs 1 to {MaxSequencesPerToken} sequence ids, got {sequenceIds.Length}", nameof(sequenceIds));
-        _native.token[i] = token;
-        _native.pos[i] = position;
+        ((int*)_native.tokens)[i] = token;
+        ((int*)_native.pos)[i] = position;
         _native.n_seq_id[i] = sequenceIds.Length;
-        for (int s = 0; s < sequenceIds.Length; s++) _native.seq_id[i][s] = sequenceIds[s];
-        _native.logits[i] = wantLogits ? (sbyte)1 : (sbyte)0;
+        var ids = (int*)_native.seq_id[i];
+        for (int s = 0; s < sequenceIds.Length; s++) ids[s] = sequenceIds[s];
+        _native.logits[i] = wantLogits ? (byte)1 : (byte)0;
         if (wantLogits) OutputCount++;
         _native.n_tokens = i + 1;
         return i;
@@ -63,12 +70,12 @@ public sealed unsafe class LlamaBatch : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if ((uint)index >= (uint)Count) throw new ArgumentOutOfRangeException(nameof(index));
         bool had = _native.logits[index] != 0;
-        _native.logits[index] = wantLogits ? (sbyte)1 : (sbyte)0;
+        _native.logits[index] = wantLogits ? (byte)1 : (byte)0;
         OutputCount += (wantLogits ? 1 : 0) - (had ? 1 : 0);
     }
 
     /// <summary>Token id at <paramref name="index"/>.</summary>
-    public int TokenAt(int index) => (uint)index < (uint)Count ? _native.token[index] : throw new ArgumentOutOfRangeException(nameof(index));
+    public int TokenAt(int index) => (uint)index < (uint)Count ? ((int*)_native.tokens)[index] : throw new ArgumentOutOfRangeException(nameof(index));
 
     /// <summary>Empties the batch (keeps the memory).</summary>
     public void Clear()
@@ -78,7 +85,7 @@ public sealed unsafe class LlamaBatch : IDisposable
         OutputCount = 0;
     }
 
-    internal LlamaBatchNative Native
+    internal LLamaNativeBatch Native
     {
         get { ObjectDisposedException.ThrowIf(_disposed, this); return _native; }
     }
@@ -88,7 +95,7 @@ public sealed unsafe class LlamaBatch : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        LlamaNative.llama_batch_free(_native);
+        NativeApi.llama_batch_free(_native);
         _native = default;
         GC.SuppressFinalize(this);
     }
@@ -96,6 +103,6 @@ public sealed unsafe class LlamaBatch : IDisposable
     /// <summary>Frees the native arrays if Dispose was not called.</summary>
     ~LlamaBatch()
     {
-        if (!_disposed && _native.token != null) LlamaNative.llama_batch_free(_native);
+        if (!_disposed && _native.tokens != null) NativeApi.llama_batch_free(_native);
     }
 }

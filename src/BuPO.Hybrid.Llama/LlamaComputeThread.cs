@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 using System.Runtime.Intrinsics.X86;
 using BuPO.Hybrid.Llama.Native;
+using LLama.Native;
 
 namespace BuPO.Hybrid.Llama;
 
@@ -21,8 +22,8 @@ internal sealed class LlamaComputeThread : IDisposable
 
     private sealed class Job
     {
-        public SafeLlamaContextHandle? Context;
-        public LlamaBatchNative Batch;
+        public SafeLLamaContextHandle? Context;
+        public LLamaNativeBatch Batch;
         public int Result;
         public ExceptionDispatchInfo? Error;
         public readonly ManualResetEventSlim Done = new(false);
@@ -42,7 +43,7 @@ internal sealed class LlamaComputeThread : IDisposable
     }
 
     /// <summary>llama_decode, on the compute thread when <see cref="Isolated"/>; returns its return value.</summary>
-    internal int Decode(SafeLlamaContextHandle context, LlamaBatchNative batch)
+    internal int Decode(SafeLLamaContextHandle context, LLamaNativeBatch batch)
     {
         if (_thread is null || Thread.CurrentThread == _thread) return LlamaNative.llama_decode(context, batch);
         var job = t_job ??= new Job();

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using BuPO.Hybrid.Llama.Native;
+using LLama.Native;
 
 namespace BuPO.Hybrid.Llama;
 
@@ -43,12 +44,17 @@ public sealed class LlamaDecodeException(int code, string message) : BupoExcepti
 }
 
 /// <summary>
-/// An inference context (<c>llama_context</c>): KV cache, decode, logits, sequence memory ops, LoRA adapters.
-/// Not thread-safe: use one context per thread.
+/// An inference context (<c>llama_context</c>, LLamaSharp's <see cref="SafeLLamaContextHandle"/> created from
+/// <see cref="LLamaContextParams"/>): KV cache, decode, logits, sequence memory ops, LoRA adapters. Not thread-safe: use
+/// one context per thread.
 /// </summary>
 public sealed unsafe class LlamaContext : IDisposable
 {
-    internal SafeLlamaContextHandle Handle { get; }
+    /// <summary>Owns LLamaSharp's handle together with the eval callback's user data and the applied adapters.</summary>
+    internal SafeContextOwner Owner { get; }
+
+    /// <summary>LLamaSharp's handle (valid while <see cref="Owner"/> is).</summary>
+    internal SafeLLamaContextHandle Handle => Owner.Context;
     private readonly List<(LlamaLoraAdapter Adapter, float Scale)> _loras = [];
     private bool _disposed;
     private readonly LlamaComputeThread _compute = new();
@@ -70,17 +76,20 @@ public sealed unsafe class LlamaContext : IDisposable
     /// <summary>Vocabulary size (length of a logits row).</summary>
     public int VocabSize { get; }
 
-    private LlamaContext(LlamaModel model, LlamaContextOptions options, SafeLlamaContextHandle handle)
+    private LlamaContext(LlamaModel model, LlamaContextOptions options, SafeContextOwner owner)
     {
         Model = model;
         Options = options;
-        Handle = handle;
-        Probe = handle.CallbackTarget.IsAllocated ? options.Probe : null;
-        ContextSize = (int)LlamaNative.llama_n_ctx(handle);
-        BatchSize = (int)LlamaNative.llama_n_batch(handle);
-        UBatchSize = (int)LlamaNative.llama_n_ubatch(handle);
-        MaxSequences = (int)LlamaNative.llama_n_seq_max(handle);
+        Owner = owner;
+        Probe = owner.HasCallback ? options.Probe : null;
+        var h = owner.Context;
+        ContextSize = (int)h.ContextSize;
+        BatchSize = (int)h.BatchSize;
+        UBatchSize = (int)h.UBatchSize;
+        MaxSequences = (int)h.MaxSeq;
         VocabSize = model.VocabSize;
+        Memory = LlamaNative.llama_get_memory(h);
+        if (Memory == 0) throw new BupoException($"{model.Path}: llama.cpp created a context without memory (KV cache)");
     }
 
     /// <summary>Creates a context on <paramref name="model"/>.</summary>
@@ -96,7 +105,7 @@ public sealed unsafe class LlamaContext : IDisposable
         if (options.MaxSequences < 1) throw new BupoException($"max sequences must be >= 1, got {options.MaxSequences}");
         if (options.Threads < 0) throw new BupoException($"threads must be >= 0, got {options.Threads}");
 
-        var p = LlamaNative.llama_context_default_params();
+        var p = LLamaContextParams.Default(); // layout checked against the library by LlamaBackend.Initialize
         p.n_ctx = (uint)options.ContextSize;
         p.n_batch = (uint)options.BatchSize;
         p.n_ubatch = (uint)Math.Min(options.UBatchSize, options.BatchSize);
@@ -104,33 +113,63 @@ public sealed unsafe class LlamaContext : IDisposable
         int threads = options.Threads == 0 ? Environment.ProcessorCount : options.Threads;
         p.n_threads = threads;
         p.n_threads_batch = threads;
-        p.kv_unified = options.UnifiedKvCache ? (byte)1 : (byte)0;
-        p.flash_attn_type = options.FlashAttention switch { null => -1, true => 1, false => 0 };
-        p.no_perf = 1;
+        p.kv_unified = options.UnifiedKvCache;
+        p.llama_flash_attn_type = options.FlashAttention switch
+        {
+            null => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_AUTO,
+            true => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_ENABLED,
+            false => LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED,
+        };
+        p.no_perf = true;
         if (options.KvCacheType is { } kv)
         {
             if (kv is not (BuPO.Hybrid.Gguf.GgmlType.F32 or BuPO.Hybrid.Gguf.GgmlType.F16 or BuPO.Hybrid.Gguf.GgmlType.BF16 or BuPO.Hybrid.Gguf.GgmlType.Q8_0))
                 throw new BupoException($"KV cache type {kv} is not supported (use F32, F16, BF16 or Q8_0)");
-            p.type_k = (int)kv;
-            p.type_v = (int)kv;
+            p.type_k = (GGMLType)(int)kv; // ggml's numbering (LLamaSharp's enum lacks BF16)
+            p.type_v = (GGMLType)(int)kv;
         }
 
+        // The callback and its user data exist only when something is probed; the GCHandle is owned with the context.
         var probeHandle = default(GCHandle);
         if (options.Probe is { IsEmpty: false } probe)
         {
             probeHandle = GCHandle.Alloc(probe);
-            p.cb_eval = &TensorProbe.OnEval;
-            p.cb_eval_user_data = (void*)GCHandle.ToIntPtr(probeHandle);
+            p.cb_eval = (nint)(delegate* unmanaged<GgmlTensor*, byte, void*, byte>)&TensorProbe.OnEval;
+            p.cb_eval_user_data = GCHandle.ToIntPtr(probeHandle);
         }
         var mark = LlamaBackend.ErrorMark;
-        nint ctx = LlamaNative.llama_init_from_model(model.Handle, p);
-        if (ctx == 0)
+        bool added = false;
+        try
+        {
+            // Our reference on the model for the duration of the creation (the context then holds its own).
+            model.Owner.DangerousAddRef(ref added);
+            SafeLLamaContextHandle ctx;
+            try
+            {
+                ctx = SafeLLamaContextHandle.Create(model.Handle, p);
+            }
+            catch (LLama.Exceptions.RuntimeError)
+            {
+                throw new BupoException($"{model.Path}: llama.cpp could not create a context (n_ctx {options.ContextSize}, n_batch {options.BatchSize}, " +
+                                        $"n_seq_max {options.MaxSequences}){LlamaBackend.ErrorsSince(mark)}");
+            }
+            var owner = new SafeContextOwner(ctx, model.Owner, probeHandle);
+            probeHandle = default; // owned from here
+            try
+            {
+                return new LlamaContext(model, options, owner);
+            }
+            catch
+            {
+                owner.Dispose();
+                throw;
+            }
+        }
+        finally
         {
             if (probeHandle.IsAllocated) probeHandle.Free();
-            throw new BupoException($"{model.Path}: llama.cpp could not create a context (n_ctx {options.ContextSize}, n_batch {options.BatchSize}, " +
-                                    $"n_seq_max {options.MaxSequences}){LlamaBackend.ErrorsSince(mark)}");
+            if (added) model.Owner.DangerousRelease();
         }
-        return new LlamaContext(model, options, new SafeLlamaContextHandle(ctx, model.Handle, probeHandle));
     }
 
     /// <summary>
@@ -147,8 +186,19 @@ public sealed unsafe class LlamaContext : IDisposable
             throw new LlamaDecodeException(-1, $"llama_decode: the batch holds {batch.Count} tokens, more than the context's batch size {BatchSize}");
         Probe?.BeginDecode();
         var mark = LlamaBackend.ErrorMark;
-        // On AMX CPUs on a thread of its own, never one that runs libtorch (see LlamaComputeThread).
-        int rc = _compute.Decode(Handle, batch.Native);
+        // The owner is held for the call: the callback's user data and the adapters cannot be freed during it.
+        bool added = false;
+        int rc;
+        try
+        {
+            Owner.DangerousAddRef(ref added);
+            rc = _compute.Decode(Handle, batch.Native); // on AMX CPUs on a thread of its own, never one that runs libtorch (LlamaComputeThread)
+        }
+        finally
+        {
+            if (added) Owner.DangerousRelease();
+            GC.KeepAlive(batch);
+        }
         if (Probe?.Error is { } probeError)
             throw new BupoException($"tensor probe failed during llama_decode: {probeError.Message}", probeError);
         if (rc == 0) return;
@@ -170,19 +220,20 @@ public sealed unsafe class LlamaContext : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var mark = LlamaBackend.ErrorMark;
-        float* p = LlamaNative.llama_get_logits_ith(Handle, index);
-        if (p == null) throw new BupoException($"no logits for batch entry {index} (did it ask for logits?){LlamaBackend.ErrorsSince(mark)}");
-        return new ReadOnlySpan<float>(p, VocabSize);
-    }
-
-    private nint Memory
-    {
-        get
+        try
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            return LlamaNative.llama_get_memory(Handle);
+            return Handle.GetLogitsIth(index);
+        }
+        catch (LLama.Exceptions.GetLogitsInvalidIndexException)
+        {
+            throw new BupoException($"no logits for batch entry {index} (did it ask for logits?){LlamaBackend.ErrorsSince(mark)}");
         }
     }
+
+    /// <summary>The context's <c>llama_memory_t</c> (owned by the context; read once at creation).</summary>
+    private nint Memory { get; }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
     /// <summary>
     /// Makes the KV cells of <paramref name="source"/> in positions [p0, p1) also belong to <paramref name="destination"/>
@@ -190,34 +241,45 @@ public sealed unsafe class LlamaContext : IDisposable
     /// </summary>
     public void SequenceCopy(int source, int destination, int p0 = -1, int p1 = -1)
     {
+        ThrowIfDisposed();
         CheckSeq(source);
         CheckSeq(destination);
-        LlamaNative.llama_memory_seq_cp(Memory, source, destination, p0, p1);
+        Handle.MemorySequenceCopy((LLamaSeqId)source, (LLamaSeqId)destination, p0, p1);
     }
 
     /// <summary>Removes positions [p0, p1) of <paramref name="sequence"/> (-1 = all sequences; p &lt; 0 = open end). False if a partial removal is impossible (recurrent models).</summary>
     public bool SequenceRemove(int sequence, int p0 = -1, int p1 = -1)
     {
+        ThrowIfDisposed();
         if (sequence != -1) CheckSeq(sequence);
-        return LlamaNative.llama_memory_seq_rm(Memory, sequence, p0, p1);
+        // NativeApi's call (public) reports the outcome that SafeLLamaContextHandle.MemorySequenceRemove drops.
+        bool removed = NativeApi.llama_memory_seq_rm(Memory, (LLamaSeqId)sequence, p0, p1);
+        GC.KeepAlive(Owner); // the memory belongs to the context: not freed by a finalizer during the call
+        return removed;
     }
 
     /// <summary>Removes every sequence except <paramref name="sequence"/>.</summary>
     public void SequenceKeep(int sequence)
     {
+        ThrowIfDisposed();
         CheckSeq(sequence);
-        LlamaNative.llama_memory_seq_keep(Memory, sequence);
+        Handle.MemorySequenceKeep((LLamaSeqId)sequence);
     }
 
     /// <summary>Largest position stored for <paramref name="sequence"/>, or -1 when it is empty.</summary>
     public int SequencePositionMax(int sequence)
     {
+        ThrowIfDisposed();
         CheckSeq(sequence);
-        return LlamaNative.llama_memory_seq_pos_max(Memory, sequence);
+        return (int)Handle.MemorySequenceMaxPosition((LLamaSeqId)sequence);
     }
 
     /// <summary>Empties the KV cache (all sequences).</summary>
-    public void Clear() => LlamaNative.llama_memory_clear(Memory, true);
+    public void Clear()
+    {
+        ThrowIfDisposed();
+        Handle.MemoryClear(true);
+    }
 
     private void CheckSeq(int seq)
     {
@@ -247,7 +309,7 @@ public sealed unsafe class LlamaContext : IDisposable
 
     private void SetLoras(List<(LlamaLoraAdapter Adapter, float Scale)> list)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfDisposed();
         // Keep every applied adapter alive while the native context may use it (released after llama_free).
         var added = new List<LlamaLoraAdapter>();
         try
@@ -272,13 +334,13 @@ public sealed unsafe class LlamaContext : IDisposable
             foreach (var a in added) a.Handle.DangerousRelease();
             throw;
         }
-        lock (Handle.AdapterRefs)
+        lock (Owner.AdapterRefs)
         {
-            Handle.AdapterRefs.AddRange(added.Select(a => a.Handle));
+            Owner.AdapterRefs.AddRange(added.Select(a => a.Handle));
             foreach (var (a, _) in _loras)
                 if (!list.Any(l => l.Adapter == a))
                 {
-                    Handle.AdapterRefs.Remove(a.Handle);
+                    Owner.AdapterRefs.Remove(a.Handle);
                     a.Handle.DangerousRelease();
                 }
         }
@@ -292,7 +354,7 @@ public sealed unsafe class LlamaContext : IDisposable
         if (_disposed) return;
         _disposed = true;
         _compute.Dispose();
-        Handle.Dispose(); // llama_free, then the probe's GCHandle and the adapter references
+        Owner.Dispose(); // llama_free, then the probe's GCHandle and the adapter references, then the model
         _loras.Clear();
     }
 }

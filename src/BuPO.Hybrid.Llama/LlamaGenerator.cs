@@ -23,11 +23,11 @@ public enum GenerationStopReason
 /// <summary>One generated sequence.</summary>
 /// <param name="PromptTokens">The prompt as decoded.</param>
 /// <param name="Tokens">Generated token ids (with the final end-of-generation token when it stopped on one).</param>
-/// <param name="LogProbs">Per generated token: log-probability under the model (raw logits, temperature 1).</param>
-/// <param name="SamplingLogProbs">Per generated token: log-probability under the distribution the sampler drew from.</param>
+/// <param name="RawLogProbs">Per generated token: log-probability under the model (raw logits, temperature 1).</param>
+/// <param name="BehaviorLogProbs">Per generated token: log-probability under the distribution the sampler drew from.</param>
 /// <param name="Text">The pieces of <paramref name="Tokens"/> (without a final end-of-generation token) as UTF-8 text: the continuation of the prompt.</param>
 /// <param name="StopReason">Why it stopped.</param>
-public sealed record GeneratedSequence(int[] PromptTokens, int[] Tokens, float[] LogProbs, float[] SamplingLogProbs, string Text,
+public sealed record GeneratedSequence(int[] PromptTokens, int[] Tokens, float[] RawLogProbs, float[] BehaviorLogProbs, string Text,
     GenerationStopReason StopReason);
 
 /// <summary>
@@ -95,8 +95,8 @@ public sealed class LlamaGenerator(LlamaContext context)
                 {
                     var s = samplers[seq].Sample(ctx, index);
                     tokens[seq].Add(s.Token);
-                    logProbs[seq].Add(s.LogProb);
-                    samplingLogProbs[seq].Add(s.SamplingLogProb);
+                    logProbs[seq].Add(s.RawLogProb);
+                    samplingLogProbs[seq].Add(s.BehaviorLogProb);
                     if (options.StopAtEndOfGeneration && vocab.IsEndOfGeneration(s.Token)) stop[seq] = GenerationStopReason.EndOfGeneration;
                     else if (tokens[seq].Count >= options.MaxTokens) stop[seq] = GenerationStopReason.MaxTokens;
                 }

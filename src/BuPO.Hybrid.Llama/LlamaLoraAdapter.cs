@@ -3,7 +3,8 @@ using BuPO.Hybrid.Llama.Native;
 namespace BuPO.Hybrid.Llama;
 
 /// <summary>
-/// A LoRA adapter in GGUF form (<c>llama_adapter_lora_init</c>) for one model. Apply it to a context with
+/// A LoRA adapter in GGUF form (<c>llama_adapter_lora_init</c>, our own import: LLamaSharp's LoadLoraFromFile does not
+/// report a failed load) for one model. Apply it to a context with
 /// <see cref="LlamaContext.ApplyLora"/>. Disposing it while a context uses it is safe: the native adapter is
 /// freed only when no context references it any more (and always before its model).
 /// </summary>
@@ -34,7 +35,7 @@ public sealed class LlamaLoraAdapter : IDisposable
         var mark = LlamaBackend.ErrorMark;
         nint ptr = LlamaNative.llama_adapter_lora_init(model.Handle, full);
         if (ptr == 0) throw new BupoException($"{full}: llama.cpp could not load the LoRA adapter{LlamaBackend.ErrorsSince(mark)}");
-        return new LlamaLoraAdapter(model, full, new SafeLlamaLoraHandle(ptr, model.Handle));
+        return new LlamaLoraAdapter(model, full, new SafeLlamaLoraHandle(ptr, model.Owner));
     }
 
     /// <summary>Releases the adapter (freed once no context uses it).</summary>

@@ -1,8 +1,8 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama.Native;
+using LLama.Native;
 
 namespace BuPO.Hybrid.Llama;
 
@@ -32,10 +32,17 @@ public sealed record LlamaModelOptions
 /// <summary>A chat message for <see cref="LlamaModel.ApplyChatTemplate"/>.</summary>
 public sealed record LlamaChatMessage(string Role, string Content);
 
-/// <summary>A GGUF model loaded by llama.cpp (<c>llama_model</c>). Dispose to free it; contexts keep it alive until they are disposed.</summary>
+/// <summary>
+/// A GGUF model loaded by llama.cpp (<c>llama_model</c>, LLamaSharp's <see cref="SafeLlamaModelHandle"/>). Dispose to free
+/// it; contexts and adapters keep it alive until they are disposed.
+/// </summary>
 public sealed unsafe class LlamaModel : IDisposable
 {
-    internal SafeLlamaModelHandle Handle { get; }
+    /// <summary>Our owner of LLamaSharp's handle (contexts and adapters hold references on it).</summary>
+    internal SafeModelOwner Owner { get; }
+
+    /// <summary>LLamaSharp's handle (valid while <see cref="Owner"/> is).</summary>
+    internal SafeLlamaModelHandle Handle => Owner.Model;
     private LlamaVocab? _vocab;
     private IReadOnlyDictionary<string, string>? _metadata;
 
@@ -44,17 +51,18 @@ public sealed unsafe class LlamaModel : IDisposable
 
     private LlamaModel(SafeLlamaModelHandle handle, string path)
     {
-        Handle = handle;
+        Owner = new SafeModelOwner(handle);
         Path = path;
-        LayerCount = LlamaNative.llama_model_n_layer(handle);
-        EmbeddingSize = LlamaNative.llama_model_n_embd(handle);
+        LayerCount = handle.LayerCount;
+        EmbeddingSize = handle.EmbeddingSize;
         // llama_model_n_head reads layer 0's entry and aborts the process (GGML_ABORT) when there is no layer,
         // as in a vocab-only load: only ask when layers exist.
-        HeadCount = LayerCount > 0 ? LlamaNative.llama_model_n_head(handle) : 0;
-        HeadCountKv = LayerCount > 0 ? LlamaNative.llama_model_n_head_kv(handle) : 0;
-        TrainContextSize = LlamaNative.llama_model_n_ctx_train(handle);
+        HeadCount = LayerCount > 0 ? handle.HeadCount : 0;
+        HeadCountKv = LayerCount > 0 ? handle.KVHeadCount : 0;
+        TrainContextSize = handle.ContextSize;
         NativeVocab = LlamaNative.llama_model_get_vocab(handle);
-        VocabSize = LlamaNative.llama_vocab_n_tokens(NativeVocab);
+        if (NativeVocab == 0) throw new BupoException($"{path}: llama.cpp returned no vocabulary");
+        VocabSize = handle.Vocab.Count;
     }
 
     internal nint NativeVocab { get; }
@@ -76,20 +84,12 @@ public sealed unsafe class LlamaModel : IDisposable
     public string Architecture => GetMetadata("general.architecture") ?? "";
 
     /// <summary>llama.cpp's one-line description (type, size, quantization).</summary>
-    public string Description
-    {
-        get
-        {
-            var buf = stackalloc byte[256];
-            int n = LlamaNative.llama_model_desc(Handle, buf, 256);
-            return n <= 0 ? "" : Encoding.UTF8.GetString(buf, Math.Min(n, 255));
-        }
-    }
+    public string Description { get { ThrowIfDisposed(); return Handle.Description; } }
 
     /// <summary>Total bytes of the tensors.</summary>
-    public long SizeBytes => (long)LlamaNative.llama_model_size(Handle);
+    public long SizeBytes { get { ThrowIfDisposed(); return (long)Handle.SizeInBytes; } }
     /// <summary>Number of parameters.</summary>
-    public long ParameterCount => (long)LlamaNative.llama_model_n_params(Handle);
+    public long ParameterCount { get { ThrowIfDisposed(); return (long)Handle.ParameterCount; } }
 
     /// <summary>The model's tokenizer.</summary>
     public LlamaVocab Vocab => _vocab ??= new LlamaVocab(this);
@@ -135,61 +135,70 @@ public sealed unsafe class LlamaModel : IDisposable
         var full = System.IO.Path.GetFullPath(path);
         LlamaBackend.EnsureInitialized();
 
-        var p = LlamaNative.llama_model_default_params();
+        var p = LLamaModelParams.Default(); // layout checked against the library by LlamaBackend.Initialize
         p.n_gpu_layers = options.GpuLayers;
-        var mmap = options.UseMmap ?? (new FileInfo(full).Length > GgufFile.InMemoryThreshold ? null : false);
-        p.load_mode = mmap switch { null => -1, true => 1, false => 0 };
-        p.vocab_only = options.VocabOnly ? (byte)1 : (byte)0;
+        // 815a2a59 has no "auto" load mode (its default maps the file): small files are read, as the option says.
+        var mmap = options.UseMmap ?? new FileInfo(full).Length > GgufFile.InMemoryThreshold;
+        p.load_mode = mmap ? LLamaLoadMode.MemoryMap : LLamaLoadMode.None;
+        p.vocab_only = options.VocabOnly;
         var progress = new ProgressState(options.Progress, options.Cancellation);
-        var gch = GCHandle.Alloc(progress);
-        nint ptr;
+        LlamaProgressCallback callback = progress.OnProgress; // marshalled for the duration of the load only
+        p.progress_callback = callback;
         var mark = LlamaBackend.ErrorMark;
+        SafeLlamaModelHandle? handle = null;
         try
         {
-            p.progress_callback = &OnProgress;
-            p.progress_callback_user_data = (void*)GCHandle.ToIntPtr(gch);
-            ptr = LlamaNative.llama_model_load_from_file(full, p);
+            handle = SafeLlamaModelHandle.LoadFromFile(full, p);
+        }
+        catch (Exception e) when (e is LLama.Exceptions.LoadWeightsFailedException or IOException or UnauthorizedAccessException)
+        {
+            progress.Error?.Throw();
+            options.Cancellation.ThrowIfCancellationRequested();
+            if (e is LLama.Exceptions.LoadWeightsFailedException)
+                throw new BupoException($"{full}: llama.cpp could not load the model{LlamaBackend.ErrorsSince(mark)}", e);
+            throw new BupoException($"{full}: cannot read: {e.Message}", e);
         }
         finally
         {
-            gch.Free();
+            GC.KeepAlive(callback);
         }
         progress.Error?.Throw();
-        if (ptr == 0)
+        try
         {
-            options.Cancellation.ThrowIfCancellationRequested();
-            throw new BupoException($"{full}: llama.cpp could not load the model{LlamaBackend.ErrorsSince(mark)}");
+            return new LlamaModel(handle, full);
         }
-        return new LlamaModel(new SafeLlamaModelHandle(ptr), full);
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
     }
 
     private sealed class ProgressState(Action<float>? callback, CancellationToken cancellation)
     {
-        public readonly Action<float>? Callback = callback;
-        public readonly CancellationToken Cancellation = cancellation;
         public System.Runtime.ExceptionServices.ExceptionDispatchInfo? Error;
-    }
 
-    [UnmanagedCallersOnly]
-    private static byte OnProgress(float progress, void* userData)
-    {
-        var state = (ProgressState)GCHandle.FromIntPtr((nint)userData).Target!;
-        try
+        public bool OnProgress(float progress, nint userData)
         {
-            if (state.Cancellation.IsCancellationRequested) return 0;
-            state.Callback?.Invoke(progress);
-            return 1;
-        }
-        catch (Exception e)
-        {
-            state.Error = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
-            return 0;
+            try
+            {
+                if (cancellation.IsCancellationRequested) return false;
+                callback?.Invoke(progress);
+                return true;
+            }
+            catch (Exception e)
+            {
+                Error = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e);
+                return false;
+            }
         }
     }
 
     /// <summary>A metadata value as llama.cpp renders it (scalars; arrays are not supported by llama.cpp), or null.</summary>
     public string? GetMetadata(string key)
     {
+        ArgumentNullException.ThrowIfNull(key);
+        ThrowIfDisposed();
         int size = 256;
         while (true)
         {
@@ -207,39 +216,22 @@ public sealed unsafe class LlamaModel : IDisposable
 
     private Dictionary<string, string> ReadMetadata()
     {
+        ThrowIfDisposed();
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
-        int count = LlamaNative.llama_model_meta_count(Handle);
+        int count = Handle.MetadataCount;
         for (int i = 0; i < count; i++)
         {
-            var key = ReadString((b, n) => LlamaNative.llama_model_meta_key_by_index(Handle, i, b, n));
-            if (key == null) continue;
-            result[key] = ReadString((b, n) => LlamaNative.llama_model_meta_val_str_by_index(Handle, i, b, n)) ?? "";
+            if (Handle.MetadataKeyByIndex(i) is not { } key) continue;
+            result[Encoding.UTF8.GetString(key.Span)] = Handle.MetadataValueByIndex(i) is { } v ? Encoding.UTF8.GetString(v.Span) : "";
         }
         return result;
-    }
-
-    private delegate int StringReader(byte* buf, nuint size);
-
-    private static string? ReadString(StringReader read)
-    {
-        int size = 256;
-        while (true)
-        {
-            var buf = new byte[size];
-            int n;
-            fixed (byte* b = buf) n = read(b, (nuint)size);
-            if (n < 0) return null;
-            if (n < size) return Encoding.UTF8.GetString(buf, 0, n);
-            size = n + 1;
-        }
     }
 
     /// <summary>The model's chat template (<c>tokenizer.chat_template</c>, or a named one), or null.</summary>
     public string? GetChatTemplate(string? name = null)
     {
-        if (name == null) return LlamaNative.Str(LlamaNative.llama_model_chat_template(Handle, null));
-        var bytes = Utf8Z(name);
-        fixed (byte* n = bytes) return LlamaNative.Str(LlamaNative.llama_model_chat_template(Handle, n));
+        ThrowIfDisposed();
+        return Handle.GetTemplate(name, strict: false);
     }
 
     /// <summary>The default chat template, or null when the GGUF has none.</summary>
@@ -259,14 +251,14 @@ public sealed unsafe class LlamaModel : IDisposable
         var pins = new List<GCHandle>();
         try
         {
-            var native = new LlamaChatMessageNative[messages.Count];
+            var native = new LLamaChatMessage[messages.Count];
             for (int i = 0; i < messages.Count; i++)
             {
                 var role = GCHandle.Alloc(Utf8Z(messages[i].Role), GCHandleType.Pinned);
                 var content = GCHandle.Alloc(Utf8Z(messages[i].Content), GCHandleType.Pinned);
                 pins.Add(role);
                 pins.Add(content);
-                native[i] = new LlamaChatMessageNative { role = (byte*)role.AddrOfPinnedObject(), content = (byte*)content.AddrOfPinnedObject() };
+                native[i] = new LLamaChatMessage { role = (byte*)role.AddrOfPinnedObject(), content = (byte*)content.AddrOfPinnedObject() };
             }
             var tmpl = Utf8Z(template);
             int size = Math.Max(256, messages.Sum(m => Encoding.UTF8.GetByteCount(m.Content) + Encoding.UTF8.GetByteCount(m.Role)) * 2 + 256);
@@ -275,9 +267,9 @@ public sealed unsafe class LlamaModel : IDisposable
                 var buf = new byte[size];
                 int n;
                 fixed (byte* t = tmpl)
-                fixed (LlamaChatMessageNative* m = native)
+                fixed (LLamaChatMessage* m = native)
                 fixed (byte* b = buf)
-                    n = LlamaNative.llama_chat_apply_template(t, m, (nuint)native.Length, addAssistant, b, size);
+                    n = NativeApi.llama_chat_apply_template(t, m, (nuint)native.Length, addAssistant, b, size);
                 if (n < 0) throw new BupoException($"{Path}: llama.cpp does not support this chat template (it recognizes only built-in template families)");
                 if (n <= size) return Encoding.UTF8.GetString(buf, 0, n);
                 size = n;
@@ -296,8 +288,8 @@ public sealed unsafe class LlamaModel : IDisposable
         return bytes;
     }
 
-    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Handle.IsClosed, this);
+    internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Owner.IsClosed, this);
 
     /// <summary>Frees the model once no context or adapter uses it any more.</summary>
-    public void Dispose() => Handle.Dispose();
+    public void Dispose() => Owner.Dispose();
 }

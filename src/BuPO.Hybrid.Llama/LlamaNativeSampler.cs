@@ -1,4 +1,4 @@
-using BuPO.Hybrid.Llama.Native;
+using LLama.Native;
 
 namespace BuPO.Hybrid.Llama;
 
@@ -10,7 +10,7 @@ namespace BuPO.Hybrid.Llama;
 /// </summary>
 public sealed class LlamaNativeSampler : IDisposable
 {
-    private readonly SafeLlamaSamplerHandle _chain;
+    private readonly SafeLLamaSamplerChainHandle _chain;
 
     /// <summary>The options the chain was built from (with the seed actually used).</summary>
     public LlamaSamplerOptions Options { get; }
@@ -29,7 +29,7 @@ public sealed class LlamaNativeSampler : IDisposable
         ArgumentNullException.ThrowIfNull(context);
         ObjectDisposedException.ThrowIf(_chain.IsClosed, this);
         _ = context.GetLogits(index); // throws for an entry without logits (llama.cpp would abort the process)
-        return LlamaNative.llama_sampler_sample(_chain, context.Handle, index);
+        return (int)_chain.Sample(context.Handle, index);
     }
 
     /// <summary>Frees the chain.</summary>

@@ -1,5 +1,5 @@
 using System.Numerics.Tensors;
-using BuPO.Hybrid.Llama.Native;
+using LLama.Native;
 
 namespace BuPO.Hybrid.Llama;
 
@@ -25,28 +25,28 @@ public sealed record LlamaSamplerOptions
 }
 
 /// <summary>
-/// A sampled token with its log-probability under the model's distribution (softmax of the raw logits,
-/// temperature 1) and under the distribution the sampler actually drew from (after top-k / top-p / min-p /
+/// A sampled token with its log-probability under the model's distribution (<c>RawLogProb</c>: softmax of the raw logits,
+/// temperature 1) and under the distribution the sampler actually drew from (<c>BehaviorLogProb</c>) (after top-k / top-p / min-p /
 /// temperature as the chain applied them; 0 for greedy, which is a point mass).
 /// </summary>
-public readonly record struct SampledToken(int Token, float LogProb, float SamplingLogProb);
+public readonly record struct SampledToken(int Token, float RawLogProb, float BehaviorLogProb);
 
 /// <summary>
-/// A llama.cpp sampler chain (<c>llama_sampler_chain_init</c>): top-k, top-p, min-p, temperature, then a seeded
+/// A llama.cpp sampler chain (LLamaSharp's <see cref="SafeLLamaSamplerChainHandle"/>): top-k, top-p, min-p, temperature, then a seeded
 /// draw (<c>dist</c>) — llama.cpp's usual order, so the truncations see the unscaled logits — or greedy. The chain
 /// is applied here to a candidate array built from the logits, so the surviving candidates can be read back for
 /// the sampling log-probability. Not thread-safe; use one per sequence for reproducible per-sequence streams.
 /// </summary>
 public sealed unsafe class LlamaSampler : IDisposable
 {
-    private readonly SafeLlamaSamplerHandle _chain;
-    private LlamaTokenData[] _candidates = [];
+    private readonly SafeLLamaSamplerChainHandle _chain;
+    private LLamaTokenData[] _candidates = [];
     private float[] _scratch = [];
 
     /// <summary>The options the chain was built from (with the seed actually used).</summary>
     public LlamaSamplerOptions Options { get; }
 
-    private LlamaSampler(SafeLlamaSamplerHandle chain, LlamaSamplerOptions options)
+    private LlamaSampler(SafeLLamaSamplerChainHandle chain, LlamaSamplerOptions options)
     {
         _chain = chain;
         Options = options;
@@ -65,7 +65,7 @@ public sealed unsafe class LlamaSampler : IDisposable
     /// min-p, temperature, seeded dist; or greedy). Shared with <see cref="LlamaNativeSampler"/>.
     /// </summary>
     /// <exception cref="BupoException">An option out of range.</exception>
-    internal static (SafeLlamaSamplerHandle Chain, LlamaSamplerOptions Resolved) BuildChain(LlamaSamplerOptions options)
+    internal static (SafeLLamaSamplerChainHandle Chain, LlamaSamplerOptions Resolved) BuildChain(LlamaSamplerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (!float.IsFinite(options.Temperature) || options.Temperature < 0) throw new BupoException($"temperature must be >= 0, got {options.Temperature}");
@@ -75,23 +75,23 @@ public sealed unsafe class LlamaSampler : IDisposable
         LlamaBackend.EnsureInitialized();
         options = options with { Seed = options.Seed ?? (uint)Random.Shared.NextInt64(0, uint.MaxValue) };
 
-        var cp = LlamaNative.llama_sampler_chain_default_params();
-        cp.no_perf = 1;
-        var chain = new SafeLlamaSamplerHandle(LlamaNative.llama_sampler_chain_init(cp));
+        var cp = LLamaSamplerChainParams.Default();
+        cp.NoPerf = true;
+        var chain = SafeLLamaSamplerChainHandle.Create(cp);
         if (chain.IsInvalid) throw new OutOfMemoryException("llama_sampler_chain_init failed");
         try
         {
             if (options.IsGreedy)
             {
-                Add(chain, LlamaNative.llama_sampler_init_greedy());
+                chain.AddGreedySampler();
             }
             else
             {
-                if (options.TopK > 0) Add(chain, LlamaNative.llama_sampler_init_top_k(options.TopK));
-                if (options.TopP < 1) Add(chain, LlamaNative.llama_sampler_init_top_p(options.TopP, 1));
-                if (options.MinP > 0) Add(chain, LlamaNative.llama_sampler_init_min_p(options.MinP, 1));
-                if (options.Temperature != 1f) Add(chain, LlamaNative.llama_sampler_init_temp(options.Temperature));
-                Add(chain, LlamaNative.llama_sampler_init_dist(options.Seed!.Value));
+                if (options.TopK > 0) chain.AddTopK(options.TopK);
+                if (options.TopP < 1) chain.AddTopP(options.TopP, 1);
+                if (options.MinP > 0) chain.AddMinP(options.MinP, 1);
+                if (options.Temperature != 1f) chain.AddTemperature(options.Temperature);
+                chain.AddDistributionSampler(options.Seed!.Value);
             }
         }
         catch
@@ -100,12 +100,6 @@ public sealed unsafe class LlamaSampler : IDisposable
             throw;
         }
         return (chain, options);
-
-        static void Add(SafeLlamaSamplerHandle chain, nint sampler)
-        {
-            if (sampler == 0) throw new OutOfMemoryException("llama_sampler_init_* failed");
-            LlamaNative.llama_sampler_chain_add(chain, sampler); // the chain owns it from here
-        }
     }
 
     /// <summary>Samples from the logits of batch entry <paramref name="index"/> of the context's last decode.</summary>
@@ -117,33 +111,34 @@ public sealed unsafe class LlamaSampler : IDisposable
         ObjectDisposedException.ThrowIf(_chain.IsClosed, this);
         int n = logits.Length;
         if (n == 0) throw new ArgumentException("empty logits", nameof(logits));
-        if (_candidates.Length < n) { _candidates = new LlamaTokenData[n]; _scratch = new float[n]; }
-        for (int i = 0; i < n; i++) _candidates[i] = new LlamaTokenData { id = i, logit = logits[i], p = 0 };
+        if (_candidates.Length < n) { _candidates = new LLamaTokenData[n]; _scratch = new float[n]; }
+        for (int i = 0; i < n; i++) _candidates[i] = new LLamaTokenData(i, logits[i], 0);
 
         int token;
         float samplingLogProb;
-        fixed (LlamaTokenData* data = _candidates)
+        using (LLamaTokenDataArrayNative.Create(new LLamaTokenDataArray(_candidates.AsMemory(0, n)), out var arr))
         {
-            var arr = new LlamaTokenDataArray { data = data, size = (nuint)n, selected = -1, sorted = 0 };
-            LlamaNative.llama_sampler_apply(_chain, &arr);
-            if (arr.selected < 0 || (ulong)arr.selected >= arr.size)
-                throw new BupoException($"the sampler chain selected no token (selected {arr.selected} of {arr.size} candidates)");
-            token = arr.data[arr.selected].id;
+            arr.Selected = -1;
+            _chain.Apply(ref arr);
+            if (arr.Selected < 0 || (ulong)arr.Selected >= arr.Size)
+                throw new BupoException($"the sampler chain selected no token (selected {arr.Selected} of {arr.Size} candidates)");
+            var data = arr.Data;
+            token = (int)data[(int)arr.Selected].ID;
             if (Options.IsGreedy)
             {
                 samplingLogProb = 0f;
             }
             else
             {
-                int m = (int)arr.size;
+                int m = data.Length;
                 var survivors = _scratch.AsSpan(0, m);
-                for (int i = 0; i < m; i++) survivors[i] = arr.data[i].logit;
-                samplingLogProb = arr.data[arr.selected].logit - LogSumExp(survivors, survivors);
+                for (int i = 0; i < m; i++) survivors[i] = data[i].Logit;
+                samplingLogProb = data[(int)arr.Selected].Logit - LogSumExp(survivors, survivors);
             }
         }
         if ((uint)token >= (uint)n) throw new BupoException($"the sampler chain returned token {token} outside the vocabulary");
         float logProb = logits[token] - LogSumExp(logits, _scratch.AsSpan(0, n));
-        LlamaNative.llama_sampler_accept(_chain, token);
+        _chain.Accept(token);
         return new SampledToken(token, logProb, samplingLogProb);
     }
 
@@ -173,7 +168,7 @@ public sealed unsafe class LlamaSampler : IDisposable
     }
 
     /// <summary>Resets the chain's state (not the random generator's seed position for dist in every llama.cpp version).</summary>
-    public void Reset() => LlamaNative.llama_sampler_reset(_chain);
+    public void Reset() => _chain.Reset();
 
     /// <summary>Frees the chain.</summary>
     public void Dispose() => _chain.Dispose();

@@ -1,34 +1,43 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using BuPO.Hybrid.Llama.Native;
 using BuPO.Hybrid.Tokenizers;
+using LLama.Native;
 
 namespace BuPO.Hybrid.Llama;
 
 /// <summary>
 /// The tokenizer of a loaded model, with llama.cpp's exact semantics (<c>llama_tokenize</c>,
-/// <c>llama_detokenize</c>, <c>llama_token_to_piece</c>). Valid while its <see cref="LlamaModel"/> is.
+/// <c>llama_detokenize</c>, <c>llama_token_to_piece</c>), through LLamaSharp's vocabulary where it has the call.
+/// Valid while its <see cref="LlamaModel"/> is.
 /// </summary>
 public sealed unsafe class LlamaVocab : ITextTokenizer
 {
     private readonly LlamaModel _model;
+    private readonly SafeLlamaModelHandle.Vocabulary _vocab;
     private nint V { get { _model.ThrowIfDisposed(); return _model.NativeVocab; } }
+    private SafeLlamaModelHandle.Vocabulary Vocabulary { get { _model.ThrowIfDisposed(); return _vocab; } }
 
     internal LlamaVocab(LlamaModel model)
     {
         _model = model;
-        var v = model.NativeVocab;
-        VocabSize = LlamaNative.llama_vocab_n_tokens(v);
-        BosId = LlamaNative.llama_vocab_bos(v);
-        EosId = LlamaNative.llama_vocab_eos(v);
-        EotId = LlamaNative.llama_vocab_eot(v);
-        NewlineId = LlamaNative.llama_vocab_nl(v);
-        PadId = LlamaNative.llama_vocab_pad(v);
-        AddsBos = LlamaNative.llama_vocab_get_add_bos(v);
-        AddsEos = LlamaNative.llama_vocab_get_add_eos(v);
-        Type = LlamaNative.llama_vocab_type(v) switch
+        _vocab = model.Handle.Vocab;
+        VocabSize = _vocab.Count;
+        BosId = Id(_vocab.BOS);
+        EosId = Id(_vocab.EOS);
+        EotId = Id(_vocab.EOT);
+        NewlineId = Id(_vocab.Newline);
+        PadId = Id(_vocab.Pad);
+        AddsBos = _vocab.ShouldAddBOS;
+        AddsEos = _vocab.ShouldAddEOS;
+        Type = _vocab.Type switch
         {
-            0 => "none", 1 => "spm", 2 => "bpe", 3 => "wpm", 4 => "ugm", 5 => "rwkv", 6 => "plamo2", var t => t.ToString(),
+            LLamaVocabType.None => "none", LLamaVocabType.SentencePiece => "spm", LLamaVocabType.BytePairEncoding => "bpe",
+            LLamaVocabType.WordPiece => "wpm", LLamaVocabType.Unigram => "ugm", LLamaVocabType.RWKV => "rwkv",
+            LLamaVocabType.PLAMO2 => "plamo2", var t => ((int)t).ToString(),
         };
+
+        static int Id(LLamaToken? t) => t is { } v ? (int)v : -1;
     }
 
     /// <inheritdoc/>
@@ -51,10 +60,10 @@ public sealed unsafe class LlamaVocab : ITextTokenizer
     public string Type { get; }
 
     /// <inheritdoc/>
-    public bool IsEndOfGeneration(int id) => LlamaNative.llama_vocab_is_eog(V, id);
+    public bool IsEndOfGeneration(int id) => ((LLamaToken)id).IsEndOfGeneration(Vocabulary);
 
     /// <summary>True for control tokens.</summary>
-    public bool IsControl(int id) { CheckId(id); return LlamaNative.llama_vocab_is_control(V, id); }
+    public bool IsControl(int id) { CheckId(id); return ((LLamaToken)id).IsControl(Vocabulary); }
 
     /// <summary>The token's text as stored in the vocabulary (e.g. "▁the", "&lt;0x0A&gt;").</summary>
     public string GetText(int id)
@@ -67,19 +76,17 @@ public sealed unsafe class LlamaVocab : ITextTokenizer
     public int[] Encode(string text, bool addSpecial = true, bool parseSpecial = false)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var bytes = Encoding.UTF8.GetBytes(text);
-        int capacity = bytes.Length + 4;
-        while (true)
+        _model.ThrowIfDisposed();
+        LLamaToken[] tokens;
+        try
         {
-            var tokens = new int[capacity];
-            int n;
-            fixed (byte* t = bytes)
-            fixed (int* o = tokens)
-                n = LlamaNative.llama_tokenize(V, t, bytes.Length, o, capacity, addSpecial, parseSpecial);
-            if (n == int.MinValue) throw new BupoException("llama_tokenize: the text gives more tokens than an int32 can count");
-            if (n < 0) { capacity = -n; continue; }
-            return n == capacity ? tokens : tokens.AsSpan(0, n).ToArray();
+            tokens = _model.Handle.Tokenize(text, addSpecial, parseSpecial, Encoding.UTF8);
         }
+        catch (OverflowException e)
+        {
+            throw new BupoException("llama_tokenize: the text gives more tokens than an int32 can count", e);
+        }
+        return MemoryMarshal.Cast<LLamaToken, int>(tokens).ToArray();
     }
 
     /// <inheritdoc/>
@@ -123,12 +130,12 @@ public sealed unsafe class LlamaVocab : ITextTokenizer
     public byte[] TokenToPieceBytes(int id, bool special = true)
     {
         CheckId(id);
+        var vocab = Vocabulary;
         Span<byte> small = stackalloc byte[64];
-        int n;
-        fixed (byte* b = small) n = LlamaNative.llama_token_to_piece(V, id, b, small.Length, 0, special);
+        int n = NativeApi.llama_token_to_piece(vocab, id, small, 0, special);
         if (n >= 0) return small[..n].ToArray();
         var buf = new byte[-n];
-        fixed (byte* b = buf) n = LlamaNative.llama_token_to_piece(V, id, b, buf.Length, 0, special);
+        n = NativeApi.llama_token_to_piece(vocab, id, buf, 0, special);
         return n < 0 ? throw new BupoException($"llama_token_to_piece failed for token {id}") : buf.AsSpan(0, n).ToArray();
     }
 

@@ -1,5 +1,4 @@
 using BuPO.Hybrid.Gguf;
-using BuPO.Hybrid.Llama;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -9,16 +8,14 @@ namespace BuPO.Hybrid.Model;
 /// Writes a model's current weights as a GGUF llama.cpp loads: every metadata key of the source file (tokenizer
 /// included) and its tensors under the same names, shapes and order. The type policy is llama-quantize's: tensors
 /// whose name does not end in "weight", 1-D tensors and *_norm.weight stay F32; a 2-D weight whose rows do not divide
-/// into the type's blocks falls back to F16 (llama_tensor_get_type's fallback). Tensors that are not parameters
+/// into the type's blocks falls back to F16 (<see cref="GgufTypePolicy"/>). Tensors that are not parameters
 /// (rope_freqs.weight) are copied from the source. The write is atomic (temporary file, then rename).
 /// </summary>
 public static class ModelExporter
 {
-    /// <summary>Types encoded here (GgmlQuantizer); other llama-quantize names go through <see cref="LlamaQuantizer"/>.</summary>
-    public static IReadOnlyList<GgmlType> DirectTypes { get; } = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0];
-
-    /// <summary>Every accepted type name: F32, F16, BF16, Q8_0 and llama-quantize's (Q4_K_M, Q6_K, ...).</summary>
-    public static IReadOnlyList<string> TypeNames => DirectTypes.Select(t => t.ToString()).Concat(LlamaQuantizer.TypeNames).Distinct(StringComparer.OrdinalIgnoreCase).ToArray();
+    /// <summary>Types encoded here (GgmlQuantizer); the K-quants and other llama-quantize types are made from an export of
+    /// one of these by llama.cpp (BuPO.Hybrid.RL's SamplerExport: this project does not reference llama.cpp).</summary>
+    public static IReadOnlyList<GgmlType> DirectTypes => GgufTypePolicy.DirectTypes;
 
     /// <summary>Exports as F32, F16, BF16 or Q8_0.</summary>
     /// <exception cref="BupoException">The source does not match the model, or the type is not a direct type.</exception>
@@ -39,69 +36,15 @@ public static class ModelExporter
         foreach (var info in source.Tensors)
         {
             if (!byName.TryGetValue(info.Name, out var param)) continue; // not trained: copied as it is
-            var t = TensorType(info.Name, info.Shape, type);
+            var t = GgufTypePolicy.TensorType(info.Name, info.Shape, type);
             var p = param;
             writer.ReplaceTensor(info.Name, t, GgufTensorData.FromFloats(() => ToFloats(p)));
         }
-        writer.SetUInt32("general.file_type", FileType(type));
-        if (type == GgmlType.Q8_0) writer.SetUInt32("general.quantization_version", 2);
-        else writer.Remove("general.quantization_version");
+        GgufTypePolicy.SetFileKeys(writer, type);
         try { writer.WriteTo(full); }
         catch (IOException e) { throw new BupoException($"{full}: cannot write: {e.Message}"); }
         catch (UnauthorizedAccessException e) { throw new BupoException($"{full}: cannot write: {e.Message}"); }
     }
-
-    /// <summary>
-    /// Exports as any type name: F32/F16/BF16/Q8_0 directly; K-quants and the other llama-quantize types by writing an
-    /// <paramref name="intermediate"/> (F16 by default, or F32) export beside the output and quantizing it with
-    /// llama_model_quantize (the temporary file is always removed).
-    /// </summary>
-    public static void Export(TransformerModel model, string sourceGguf, string outPath, string typeName, GgmlType intermediate = GgmlType.F16, int threads = 0)
-    {
-        var name = (typeName ?? "").Trim();
-        var direct = DirectTypes.FirstOrDefault(t => string.Equals(t.ToString(), name, StringComparison.OrdinalIgnoreCase), (GgmlType)uint.MaxValue);
-        if (direct != (GgmlType)uint.MaxValue)
-        {
-            Export(model, sourceGguf, outPath, direct);
-            return;
-        }
-        if (!LlamaQuantizer.TypeNames.Contains(name, StringComparer.OrdinalIgnoreCase))
-            throw new BupoException($"unknown export type '{typeName}'; one of: {string.Join(", ", TypeNames)}");
-        if (intermediate is not (GgmlType.F16 or GgmlType.F32))
-            throw new BupoException($"the intermediate export for {name} must be F16 or F32, not {intermediate}");
-        var full = Path.GetFullPath(outPath);
-        var tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.{intermediate}.gguf");
-        try
-        {
-            Export(model, sourceGguf, tmp, intermediate);
-            LlamaQuantizer.Quantize(tmp, full, name, threads);
-        }
-        finally
-        {
-            try { if (File.Exists(tmp)) File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
-    }
-
-    /// <summary>The type a tensor is written as for a requested <paramref name="target"/> (llama-quantize's rules).</summary>
-    public static GgmlType TensorType(string name, long[] shape, GgmlType target)
-    {
-        if (target == GgmlType.F32) return GgmlType.F32;
-        var nDims = 1; // ggml_n_dims: trailing dimensions of size 1 do not count
-        for (var i = 0; i < shape.Length; i++) if (shape[i] > 1) nDims = i + 1;
-        if (nDims < 2 || !name.EndsWith("weight", StringComparison.Ordinal) || name.Contains("_norm.weight", StringComparison.Ordinal))
-            return GgmlType.F32;
-        if (shape[0] % GgmlTypeInfo.BlockSize(target) != 0) return GgmlType.F16;
-        return target;
-    }
-
-    private static uint FileType(GgmlType type) => type switch
-    {
-        GgmlType.F32 => 0, // LLAMA_FTYPE_ALL_F32
-        GgmlType.F16 => 1, // LLAMA_FTYPE_MOSTLY_F16
-        GgmlType.Q8_0 => 7, // LLAMA_FTYPE_MOSTLY_Q8_0
-        GgmlType.BF16 => 32, // LLAMA_FTYPE_MOSTLY_BF16
-        _ => throw new ArgumentOutOfRangeException(nameof(type)),
-    };
 
     private static void Validate(TransformerModel model, GgufFile source)
     {

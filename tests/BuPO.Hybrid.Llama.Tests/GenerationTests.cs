@@ -56,8 +56,8 @@ public class GenerationTests(LlamaFixture fx)
             })[0];
             Assert.Equal(c.Ids, c.PromptIds.Concat(r.Tokens).ToArray());
             Assert.Equal(GenerationStopReason.MaxTokens, r.StopReason);
-            Assert.All(r.SamplingLogProbs, lp => Assert.Equal(0f, lp));
-            Assert.All(r.LogProbs, lp => Assert.True(lp <= 0 && float.IsFinite(lp)));
+            Assert.All(r.BehaviorLogProbs, lp => Assert.Equal(0f, lp));
+            Assert.All(r.RawLogProbs, lp => Assert.True(lp <= 0 && float.IsFinite(lp)));
         }
     }
 
@@ -93,10 +93,10 @@ public class GenerationTests(LlamaFixture fx)
             Assert.Equal(alone.Text, together[i].Text);
             // Batched products sum in another order and the K/V rounding to F16 can amplify that:
             // log-probs agree to a few 1e-3, not bit for bit.
-            for (int t = 0; t < alone.LogProbs.Length; t++)
+            for (int t = 0; t < alone.RawLogProbs.Length; t++)
             {
-                maxDiff = Math.Max(maxDiff, Math.Abs(alone.LogProbs[t] - together[i].LogProbs[t]));
-                Assert.Equal(alone.LogProbs[t], together[i].LogProbs[t], 1e-2f);
+                maxDiff = Math.Max(maxDiff, Math.Abs(alone.RawLogProbs[t] - together[i].RawLogProbs[t]));
+                Assert.Equal(alone.RawLogProbs[t], together[i].RawLogProbs[t], 1e-2f);
             }
         }
         TestContext.Current.TestOutputHelper?.WriteLine($"max |logprob batched - alone| = {maxDiff:G3}");
@@ -115,8 +115,8 @@ public class GenerationTests(LlamaFixture fx)
         Assert.NotEqual(a[0].Tokens, a[1].Tokens); // seed + sequence index: different streams
         foreach (var s in a)
         {
-            Assert.Equal(s.Tokens.Length, s.LogProbs.Length);
-            for (int t = 0; t < s.Tokens.Length; t++) Assert.Equal(s.LogProbs[t], s.SamplingLogProbs[t], 1e-4f); // T = 1, no truncation
+            Assert.Equal(s.Tokens.Length, s.RawLogProbs.Length);
+            for (int t = 0; t < s.Tokens.Length; t++) Assert.Equal(s.RawLogProbs[t], s.BehaviorLogProbs[t], 1e-4f); // T = 1, no truncation
             if (s.StopReason == GenerationStopReason.EndOfGeneration)
             {
                 Assert.True(model.Vocab.IsEndOfGeneration(s.Tokens[^1]));

@@ -95,8 +95,8 @@ public class LibraryResolutionTests : IDisposable
     [Fact]
     public void MissingExportIsNamed()
     {
-        var dir = LlamaLibraryLoader.DefaultSearchDirectories().FirstOrDefault(d => LlamaLibraryLoader.FindLibraryFile(d, "ggml-base") != null);
-        if (dir == null) Assert.Skip("no llama.cpp build found (run scripts/fetch-llama.sh)");
+        var dir = LlamaLibraryLoader.CpuLevelFolders(LlamaLibraryLoader.HostRuntimeFolder()).FirstOrDefault(d => LlamaLibraryLoader.FindLibraryFile(d, "ggml-base") != null);
+        if (dir == null) Assert.Skip("LLamaSharp.Backend.Cpu has no libraries for this platform");
         var path = LlamaLibraryLoader.FindLibraryFile(dir, "ggml-base")!;
         var h = NativeLibrary.Load(path);
         LlamaLibraryLoader.CheckExports(h, path, ["ggml_nbytes"]);
@@ -106,10 +106,24 @@ public class LibraryResolutionTests : IDisposable
     }
 
     [Fact]
-    public void DefaultSearchIncludesAppFolderAndBakedFolder()
+    public void TheDefaultIsTheBackendPackagesHostFolderAndNoOtherPlatformIsCopied()
     {
-        var dirs = LlamaLibraryLoader.DefaultSearchDirectories();
-        Assert.Equal(Path.Combine(AppContext.BaseDirectory, "llama-native"), dirs[0]);
-        Assert.Contains(dirs, d => d.Replace('\\', '/').EndsWith(".native/llama-cpu"));
+        var host = LlamaLibraryLoader.HostRuntimeFolder();
+        var dirs = LlamaLibraryLoader.CpuLevelFolders(host);
+        Assert.StartsWith(Path.Combine(AppContext.BaseDirectory, "runtimes"), host);
+        Assert.Equal(host, dirs[^1]);
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) return;
+        Assert.EndsWith(Path.Combine("runtimes", "linux-x64", "native"), host);
+        Assert.Equal("noavx", Path.GetFileName(dirs[^2]));
+        // The build copied the host's runtime folder (every CPU level: the machine that runs it may differ) and no other.
+        Assert.Equal(["linux-x64"], Directory.GetDirectories(Path.Combine(AppContext.BaseDirectory, "runtimes")).Select(Path.GetFileName));
+        foreach (var level in new[] { "noavx", "avx", "avx2", "avx512" })
+            Assert.NotNull(LlamaLibraryLoader.FindLibraryFile(Path.Combine(host, level), "llama"));
+        Assert.Empty(Directory.GetFiles(host, "*mtmd*", SearchOption.AllDirectories));
+        // What LLamaSharp loaded is the first level this CPU runs.
+        var picked = LlamaLibraryLoader.ResolveDirectory(null, null, dirs);
+        Assert.Equal(dirs.First(d => Directory.Exists(d)), picked);
+        LlamaBackend.EnsureInitialized();
+        if (Environment.GetEnvironmentVariable(LlamaLibraryLoader.EnvVar) is null or "") Assert.Equal(picked, LlamaBackend.LibraryDirectory);
     }
 }

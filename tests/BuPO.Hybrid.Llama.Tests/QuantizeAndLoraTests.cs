@@ -22,7 +22,13 @@ public class QuantizeAndLoraTests(LlamaFixture fx) : IDisposable
         {
             Assert.Equal(7, g.RequireInt("general.file_type")); // LLAMA_FTYPE_MOSTLY_Q8_0
             Assert.Equal(GgmlType.Q8_0, g.GetTensor("blk.0.attn_q.weight").Type); // rows of 64 = 2 Q8_0 blocks
+            Assert.Equal(172, g.GetTensor("blk.0.ffn_down.weight").Shape[0]);
+            Assert.Equal(GgmlType.F16, g.GetTensor("blk.0.ffn_down.weight").Type); // rows of 172: not whole blocks, F16
         }
+        // llama.cpp 815a2a59's own quantizer refuses the file for those rows: why Q8_0 is ours.
+        var refused = Assert.Throws<BupoException>(() => LlamaQuantizer.QuantizeWithLlamaCpp(src, Path.Combine(_dir, "llama-q8.gguf"), "Q8_0", threads: 1));
+        Assert.Contains("llama_model_quantize returned", refused.Message);
+        Assert.Equal([Path.GetFileName(dst)], Directory.GetFiles(_dir).Select(Path.GetFileName)); // its temporary file is gone too
         Assert.True(new FileInfo(dst).Length < new FileInfo(src).Length);
 
         using var q = LlamaModel.Load(dst);

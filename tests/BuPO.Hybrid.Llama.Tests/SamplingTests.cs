@@ -34,8 +34,8 @@ public class SamplingTests(LlamaFixture fx)
         {
             var r = s.Sample(logits);
             seen.Add(r.Token);
-            Assert.Equal(r.LogProb, r.SamplingLogProb, 1e-5f);
-            Assert.Equal(want[r.Token], r.LogProb, 1e-4);
+            Assert.Equal(r.RawLogProb, r.BehaviorLogProb, 1e-5f);
+            Assert.Equal(want[r.Token], r.RawLogProb, 1e-4);
         }
         Assert.True(seen.Count > 1, "50 draws at T=1 should not all give the same token");
     }
@@ -48,8 +48,8 @@ public class SamplingTests(LlamaFixture fx)
         using var s = LlamaSampler.Create(LlamaSamplerOptions.Greedy);
         var r = s.Sample(logits);
         Assert.Equal(argmax, r.Token);
-        Assert.Equal(0f, r.SamplingLogProb);
-        Assert.Equal(LogSoftmax(logits)[argmax], r.LogProb, 1e-4);
+        Assert.Equal(0f, r.BehaviorLogProb);
+        Assert.Equal(LogSoftmax(logits)[argmax], r.RawLogProb, 1e-4);
     }
 
     [Fact]
@@ -68,8 +68,8 @@ public class SamplingTests(LlamaFixture fx)
             var r = s.Sample(logits);
             int j = Array.IndexOf(top, r.Token);
             Assert.True(j >= 0, $"token {r.Token} is not in the top {k}");
-            Assert.Equal(wantSampling[j], r.SamplingLogProb, 1e-4);
-            Assert.Equal(wantRaw[r.Token], r.LogProb, 1e-4);
+            Assert.Equal(wantSampling[j], r.BehaviorLogProb, 1e-4);
+            Assert.Equal(wantRaw[r.Token], r.RawLogProb, 1e-4);
         }
     }
 

@@ -126,7 +126,7 @@ public sealed class ExportTests : IDisposable
     {
         var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
         var outPath = Path.Combine(_dir, "stories-q6_k.gguf");
-        using (var model = TestModels.Stories()) ModelExporter.Export(model, src, outPath, "Q6_K", threads: 2);
+        using (var model = TestModels.Stories()) BuPO.Hybrid.RL.Training.SamplerExport.Export(model, src, outPath, "Q6_K", threads: 2);
         Assert.Single(Directory.GetFiles(_dir)); // the F16 intermediate is gone
         var seqs = Prompts().Take(2).ToArray();
         var kq = LlamaLogits(outPath, seqs);
@@ -144,7 +144,7 @@ public sealed class ExportTests : IDisposable
         var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
         using var model = TestModels.Stories();
         var e1 = Assert.ThrowsAny<BupoException>(() => ModelExporter.Export(model, SharedAssets.RequireFile(SharedAssets.Qwen2Vocab), Path.Combine(_dir, "x.gguf"), GgmlType.F16));
-        var e2 = Assert.ThrowsAny<BupoException>(() => ModelExporter.Export(model, src, Path.Combine(_dir, "x.gguf"), "Q9_Z"));
+        var e2 = Assert.ThrowsAny<BupoException>(() => BuPO.Hybrid.RL.Training.SamplerExport.Export(model, src, Path.Combine(_dir, "x.gguf"), "Q9_Z"));
         var e3 = Assert.ThrowsAny<BupoException>(() => ModelExporter.Export(model, src, src, GgmlType.F32));
         _out.WriteLine(e1.Message); _out.WriteLine(e2.Message); _out.WriteLine(e3.Message);
         Assert.Empty(Directory.GetFiles(_dir));

@@ -91,7 +91,7 @@ public sealed class TorchPolicySamplerTests : IDisposable
         // The sampling log-prob of each token is the layer policy's.
         var first = s1[0];
         var lps = sampler.LogProbs([.. first.PromptTokens, .. first.ResponseTokens]);
-        for (var t = 0; t < first.ResponseTokens.Length; t++) Assert.Equal(lps[first.PromptTokens.Length - 1 + t], first.SamplerLogProbs[t], 4);
+        for (var t = 0; t < first.ResponseTokens.Length; t++) Assert.Equal(lps[first.PromptTokens.Length - 1 + t], first.RawLogProbs[t], 4);
         Assert.Throws<BupoException>(() => new TorchPolicySampler(model, new PieceTokenizer(), model.Config.LayerCount));
     }
 }

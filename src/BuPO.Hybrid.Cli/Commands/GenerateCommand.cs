@@ -82,8 +82,8 @@ public static class GenerateCommand
                 {
                     tokens = r.Tokens,
                     text = r.Text,
-                    logprobs = r.LogProbs,
-                    sampling_logprobs = r.SamplingLogProbs,
+                    logprobs = r.RawLogProbs,
+                    sampling_logprobs = r.BehaviorLogProbs,
                     stop = r.StopReason == GenerationStopReason.EndOfGeneration ? "eog" : "max_tokens",
                 }),
             };

@@ -1,22 +1,23 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+using LLama.Native;
 
 namespace BuPO.Hybrid.Llama.Native;
 
 /// <summary>
-/// Finds the llama.cpp shared libraries and maps the logical DllImport names ("llama", "ggml", "ggml-base")
-/// to them. Search order: an explicit folder (LlamaBackend.Initialize / --llama-lib-dir), the environment
-/// variable BUPO_LLAMA_LIB_DIR, &lt;app&gt;/llama-native/, then the folder baked into the assembly at build time
-/// (metadata BuPO.LlamaDefaultLibDir: the output of scripts/fetch-llama.sh). An explicit folder or the
-/// environment variable must hold the libraries: they are never skipped silently.
+/// Picks the llama.cpp build, hands it to LLamaSharp (<see cref="NativeLibraryConfig"/>, before LLamaSharp's first native
+/// call) and maps our own DllImport names ("llama", "ggml", "ggml-base") to the very files LLamaSharp loaded. Where the
+/// build comes from: an explicit folder (LlamaBackend.Initialize / --llama-lib-dir), else the environment variable
+/// BUPO_LLAMA_LIB_DIR, else LLamaSharp.Backend.Cpu's libraries in &lt;app&gt;/runtimes/&lt;rid&gt;/native/&lt;cpu level&gt;/ (the
+/// highest level this CPU runs, chosen as LLamaSharp chooses it). An explicit folder or the environment variable must
+/// hold the libraries: they are never skipped silently.
 /// </summary>
 internal static class LlamaLibraryLoader
 {
     public const string EnvVar = "BUPO_LLAMA_LIB_DIR";
-    public const string AppSubfolder = "llama-native";
-    public const string MetadataKey = "BuPO.LlamaDefaultLibDir";
 
-    /// <summary>The loaded libraries (all three point to the llama library when ggml is linked into it).</summary>
+    /// <summary>The loaded libraries (ggml/ggml-base handles are the llama one when ggml is linked into it).</summary>
     internal sealed record LoadedLibraries(string Directory, string LlamaPath, nint Llama, nint Ggml, nint GgmlBase);
 
     private static LoadedLibraries? s_loaded;
@@ -47,13 +48,32 @@ internal static class LlamaLibraryLoader
         return name switch { LlamaNative.Llama => libs.Llama, LlamaNative.Ggml => libs.Ggml, _ => libs.GgmlBase };
     }
 
-    /// <summary>Folders searched when neither an explicit folder nor the environment variable is given.</summary>
-    internal static IReadOnlyList<string> DefaultSearchDirectories()
+    /// <summary>The runtime folder of LLamaSharp.Backend.Cpu's libraries for this OS and architecture.</summary>
+    internal static string HostRuntimeFolder()
     {
-        var dirs = new List<string> { Path.Combine(AppContext.BaseDirectory, AppSubfolder) };
-        var baked = typeof(LlamaLibraryLoader).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
-            .FirstOrDefault(a => a.Key == MetadataKey)?.Value;
-        if (!string.IsNullOrWhiteSpace(baked)) dirs.Add(baked);
+        string rid = OperatingSystem.IsWindows() ? "win" : OperatingSystem.IsMacOS() ? "osx" : "linux";
+        if (OperatingSystem.IsLinux() && RuntimeInformation.RuntimeIdentifier.Contains("musl", StringComparison.OrdinalIgnoreCase)) rid += "-musl";
+        rid += RuntimeInformation.ProcessArchitecture switch { Architecture.Arm64 => "-arm64", _ => "-x64" };
+        return Path.Combine(AppContext.BaseDirectory, "runtimes", rid, "native");
+    }
+
+    /// <summary>
+    /// The CPU-level subfolders of the backend package to try, best first: those this CPU runs (avx512 needs F, BW, VBMI
+    /// and VNNI, as LLamaSharp's own selection asks), then the folder itself (platforms without levels: osx, arm64).
+    /// </summary>
+    internal static IReadOnlyList<string> CpuLevelFolders(string runtimeFolder)
+    {
+        var levels = new List<string>();
+        if (RuntimeInformation.ProcessArchitecture == Architecture.X64)
+        {
+            bool vnni = X86Base.IsSupported && (X86Base.CpuId(7, 0).Ecx & (1 << 11)) != 0;
+            if (Avx512F.IsSupported && Avx512BW.IsSupported && Avx512Vbmi.IsSupported && vnni) levels.Add("avx512");
+            if (Avx2.IsSupported) levels.Add("avx2");
+            if (Avx.IsSupported) levels.Add("avx");
+            levels.Add("noavx");
+        }
+        var dirs = levels.Select(l => Path.Combine(runtimeFolder, l)).ToList();
+        dirs.Add(runtimeFolder);
         return dirs;
     }
 
@@ -70,8 +90,8 @@ internal static class LlamaLibraryLoader
             if (Directory.Exists(dir) && FindLibraryFile(dir, LlamaNative.Llama) != null) return Path.GetFullPath(dir);
         throw new BupoException(
             $"llama.cpp libraries not found: searched {string.Join(", ", fallbackDirs.Select(d => Path.GetFullPath(d)))}; " +
-            $"set {EnvVar} (or pass --llama-lib-dir) to a folder holding {ExpectedFileName(LlamaNative.Llama)} " +
-            "(scripts/fetch-llama.sh puts the prebuilt CPU build into .native/llama-cpu)");
+            $"they come with the LLamaSharp.Backend.Cpu package (rebuild to restore it), or set {EnvVar} (or pass --llama-lib-dir) " +
+            $"to a folder holding {ExpectedFileName(LlamaNative.Llama)} of a llama.cpp build of commit {LlamaBackend.LlamaCppCommit}");
 
         static string Require(string dir, string origin)
         {
@@ -89,8 +109,8 @@ internal static class LlamaLibraryLoader
         : $"lib{name}.so or lib{name}.v*.so";
 
     /// <summary>
-    /// The file of one logical library in <paramref name="dir"/>: plain (libllama.so, from a source build),
-    /// versioned as node-llama-cpp ships them (libllama.v0.5.0.so) or with a SONAME suffix (libllama.so.0).
+    /// The file of one logical library in <paramref name="dir"/>: plain (libllama.so, from a source build or the NuGet
+    /// backend), versioned as node-llama-cpp ships them (libllama.v0.5.0.so) or with a SONAME suffix (libllama.so.0).
     /// </summary>
     internal static string? FindLibraryFile(string dir, string name)
     {
@@ -114,24 +134,42 @@ internal static class LlamaLibraryLoader
         return null;
     }
 
-    /// <summary>Loads ggml-base, ggml and llama from <paramref name="dir"/> (once per process) and checks their exports.</summary>
-    internal static LoadedLibraries Load(string dir)
+    /// <summary>
+    /// Has LLamaSharp load the llama library of <paramref name="dir"/> (once per process), then opens the same files for
+    /// our own imports and checks their exports. <paramref name="log"/> receives llama.cpp's (and LLamaSharp's loader's)
+    /// log lines from then on.
+    /// </summary>
+    internal static LoadedLibraries Load(string dir, NativeLogConfig.LLamaLogCallback log)
     {
         var loaded = Loaded;
         if (loaded != null) return loaded;
 
         var llamaPath = FindLibraryFile(dir, LlamaNative.Llama)
             ?? throw new BupoException($"llama.cpp library not found in {dir}: expected {ExpectedFileName(LlamaNative.Llama)}");
-        // Load the dependencies first, by full path: the loader then matches llama's DT_NEEDED entries by SONAME
-        // even where the libraries carry no RUNPATH. A build that links ggml statically has no ggml files.
+        if (NativeLibraryConfig.LLama.LibraryHasLoaded)
+            throw new BupoException("LLamaSharp loaded its llama.cpp library before LlamaBackend.Initialize: reach LLamaSharp only through BuPO.Hybrid.Llama");
+        // Files that are not libraries fail here with dlopen's own words, before LLamaSharp sees them.
         var basePath = FindLibraryFile(dir, LlamaNative.GgmlBase);
         var ggmlPath = FindLibraryFile(dir, LlamaNative.Ggml);
         nint hBase = basePath != null ? LoadOne(basePath) : 0;
         nint hGgml = ggmlPath != null ? LoadOne(ggmlPath) : 0;
         nint hLlama = LoadOne(llamaPath);
+
+        // LLamaSharp loads exactly this file (dlopen of the same path: the same handle as ours) and then runs
+        // llama_backend_init in its static constructor.
+        NativeLibraryConfig.All.WithLibrary(llamaPath, null).WithLogCallback(log);
+        try
+        {
+            NativeApi.llama_empty_call();
+        }
+        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or EntryPointNotFoundException or LLama.Exceptions.RuntimeError)
+        {
+            var inner = e is TypeInitializationException { InnerException: { } ie } ? ie : e;
+            throw new BupoException($"LLamaSharp could not load {llamaPath}: {inner.Message.ReplaceLineEndings(" ").Trim()}", e);
+        }
+
         if (hBase == 0) hBase = hGgml != 0 ? hGgml : hLlama;
         if (hGgml == 0) hGgml = hLlama;
-
         foreach (var (lib, symbols) in LlamaNative.RequiredExports)
         {
             var (handle, path) = lib switch
@@ -143,7 +181,7 @@ internal static class LlamaLibraryLoader
             CheckExports(handle, path, symbols);
         }
 
-        loaded = new LoadedLibraries(dir, llamaPath, hLlama, hGgml, hBase);
+        loaded = new LoadedLibraries(Path.GetDirectoryName(llamaPath)!, llamaPath, hLlama, hGgml, hBase);
         Volatile.Write(ref s_loaded, loaded);
         return loaded;
     }
@@ -154,8 +192,8 @@ internal static class LlamaLibraryLoader
         foreach (var symbol in symbols)
             if (!NativeLibrary.TryGetExport(handle, symbol, out _))
                 throw new BupoException(
-                    $"{path} does not match the llama.cpp C API bupo-hybrid binds (llama.cpp of node-llama-cpp 3.22.1, " +
-                    $"binaries v0.5.0): export '{symbol}' is missing; use scripts/fetch-llama.sh or a build of that release");
+                    $"{path} does not match the llama.cpp C API LLamaSharp {LlamaBackend.LlamaSharpVersion} binds (llama.cpp {LlamaBackend.LlamaCppCommit}): " +
+                    $"export '{symbol}' is missing; use LLamaSharp.Backend.Cpu's libraries or a build of that commit");
     }
 
     /// <summary>dlopen by full path; failures become a <see cref="BupoException"/> quoting the loader's message.</summary>

@@ -89,12 +89,12 @@ public enum FinishReason
 /// <param name="SampleIndex">Index of the sample among the prompt's G.</param>
 /// <param name="PromptTokens">The prompt (one array shared by the prompt's G rollouts: do not modify).</param>
 /// <param name="ResponseTokens">The generated tokens, with the final end-of-generation token when it stopped on one.</param>
-/// <param name="SamplerLogProbs">Per response token: log-softmax of the full raw logits (temperature 1) at that token.</param>
-/// <param name="SamplingLogProbs">Per response token: its log-probability under the distribution it was drawn from (after truncation and temperature; 0 when greedy).</param>
+/// <param name="RawLogProbs">Per response token: log-softmax of the full raw logits (temperature 1, no truncation) at that token: the model's own distribution.</param>
+/// <param name="BehaviorLogProbs">Per response token: its log-probability under the distribution it was actually drawn from (after truncation and temperature; 0 when greedy): the behaviour policy of importance weights. Equal to <paramref name="RawLogProbs"/> only at temperature 1 without truncation.</param>
 /// <param name="Text">The pieces of the response tokens as UTF-8 text (a final end-of-generation token excluded; up to the end of the token that completed a stop string).</param>
 /// <param name="Finish">Why it stopped.</param>
-public sealed record Rollout(int PromptIndex, int SampleIndex, int[] PromptTokens, int[] ResponseTokens, float[] SamplerLogProbs,
-    float[] SamplingLogProbs, string Text, FinishReason Finish);
+public sealed record Rollout(int PromptIndex, int SampleIndex, int[] PromptTokens, int[] ResponseTokens, float[] RawLogProbs,
+    float[] BehaviorLogProbs, string Text, FinishReason Finish);
 
 /// <summary>Throughput of the last <see cref="RolloutEngine.Generate"/>.</summary>
 /// <param name="GeneratedTokens">Response tokens generated.</param>

@@ -9,9 +9,9 @@ namespace BuPO.Hybrid.RL.Training;
 /// <param name="Group">Index of the prompt (mini-batches are cut between whole groups).</param>
 /// <param name="PromptTokens">The prompt's tokens (at least one).</param>
 /// <param name="ResponseTokens">The response's tokens (may be empty: such a sequence adds nothing to the loss).</param>
-/// <param name="SamplerLogProbs">log π_sampler per response token (same length as <paramref name="ResponseTokens"/>).</param>
+/// <param name="BehaviorLogProbs">log π_behaviour per response token: the distribution the token was actually drawn from (temperature and truncation applied; same length as <paramref name="ResponseTokens"/>). TIS weights are min(π_old / π_behaviour, cap).</param>
 /// <param name="Advantage">Â of the response (the same for every token).</param>
-public sealed record TrainingSequence(int Group, int[] PromptTokens, int[] ResponseTokens, float[] SamplerLogProbs, double Advantage);
+public sealed record TrainingSequence(int Group, int[] PromptTokens, int[] ResponseTokens, float[] BehaviorLogProbs, double Advantage);
 
 /// <summary>One optimizer step (one mini-batch) of an update.</summary>
 /// <param name="Loss">The mini-batch's aggregated loss.</param>
@@ -108,7 +108,7 @@ public sealed class GrpoTrainer : IDisposable
         foreach (var s in sequences)
         {
             if (s.PromptTokens.Length == 0) throw new ArgumentException("a sequence has an empty prompt");
-            if (s.SamplerLogProbs.Length != s.ResponseTokens.Length) throw new ArgumentException("sampler log-probs do not match the response");
+            if (s.BehaviorLogProbs.Length != s.ResponseTokens.Length) throw new ArgumentException("sampler log-probs do not match the response");
         }
         var swOld = Stopwatch.StartNew();
         var old = OldPass(sequences, layer, ipa);
@@ -294,7 +294,7 @@ public sealed class GrpoTrainer : IDisposable
         using (NewDisposeScope())
         {
             var oldAll = tensor(full.SelectMany(x => x).ToArray());
-            var sampAll = tensor(sequences.SelectMany(s => s.SamplerLogProbs).ToArray());
+            var sampAll = tensor(sequences.SelectMany(s => s.BehaviorLogProbs).ToArray());
             var maskAll = ones(oldAll.shape[0], ScalarType.Float32);
             mismatch = oldAll.shape[0] == 0 ? new MismatchStats(0, 0, 0, 0) : SamplerMismatch.Measure(oldAll, sampAll, maskAll, _o.TisCap);
             var w = SamplerMismatch.Weights(oldAll, sampAll, maskAll, _o.TisCap).data<float>().ToArray();

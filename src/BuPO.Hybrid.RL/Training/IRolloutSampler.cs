@@ -2,20 +2,6 @@ using BuPO.Hybrid.Tokenizers;
 
 namespace BuPO.Hybrid.RL.Training;
 
-/// <summary>Sampling settings of one rollout batch.</summary>
-public sealed record SamplerSettings(double Temperature, double TopP, int TopK, double MinP, int MaxTokens, IReadOnlyList<string> StopStrings)
-{
-    public static SamplerSettings From(TrainOptions o) => new(o.Temperature, o.TopP, o.TopK, o.MinP, o.MaxResponseTokens, o.Stop);
-}
-
-/// <summary>One sampled response.</summary>
-/// <param name="PromptIndex">Index of its prompt in the request.</param>
-/// <param name="Tokens">Generated token ids (an end-of-generation token included when it stopped on one: the trainer trains on it).</param>
-/// <param name="LogProbs">Per token: log-probability under the distribution the sampler drew from (temperature applied): log π_sampler.</param>
-/// <param name="Text">The response text (without a final end-of-generation token).</param>
-/// <param name="HitMaxTokens">Whether it stopped because it reached the token limit.</param>
-public sealed record SampledResponse(int PromptIndex, int[] Tokens, float[] LogProbs, string Text, bool HitMaxTokens);
-
 /// <summary>
 /// What the trainer needs from the rollout side: a tokenizer, batched sampling with log-probs, and reloading new
 /// weights. <see cref="RolloutEngineSampler"/> implements it on llama.cpp; tests use synthetic samplers.
@@ -33,9 +19,10 @@ public interface IRolloutSampler : IDisposable
 
     /// <summary>
     /// Samples <paramref name="samplesPerPrompt"/> responses to each prompt, returned prompt-major (prompt i's sample j
-    /// at i * samplesPerPrompt + j). Deterministic for the same model file, prompts, settings and seed.
+    /// at i * samplesPerPrompt + j), each with its raw and behaviour log-probs (<see cref="Rollout"/>; the trainer's TIS
+    /// divides by the behaviour ones). Deterministic for the same model file, prompts, settings and seed.
     /// </summary>
-    IReadOnlyList<SampledResponse> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, SamplerSettings sampling, ulong seed,
+    IReadOnlyList<Rollout> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, RolloutSampling sampling, ulong seed,
         CancellationToken ct = default);
 
     /// <summary>Generated tokens per second of the last <see cref="Generate"/>.</summary>

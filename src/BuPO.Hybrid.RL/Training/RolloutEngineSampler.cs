@@ -4,7 +4,7 @@ namespace BuPO.Hybrid.RL.Training;
 
 /// <summary>
 /// <see cref="IRolloutSampler"/> on the <see cref="RolloutEngine"/> (llama.cpp, prefill once with fan-out, slot refill).
-/// The log-probs handed to the trainer are the engine's sampling log-probs: the distribution each token was drawn from
+/// The log-probs handed to the trainer are the engine's behaviour log-probs (Rollout.BehaviorLogProbs): the distribution each token was drawn from
 /// (temperature applied), which is log π_sampler of the truncated importance weight.
 /// </summary>
 public sealed class RolloutEngineSampler : IRolloutSampler
@@ -30,23 +30,11 @@ public sealed class RolloutEngineSampler : IRolloutSampler
 
     public string FormatPrompt(string template, string problem) => PromptTemplates.Format(template, problem, Engine);
 
-    public IReadOnlyList<SampledResponse> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, SamplerSettings sampling, ulong seed,
-        CancellationToken ct = default)
-    {
-        var request = new RolloutRequest(promptTokens, samplesPerPrompt, new RolloutSampling
-        {
-            Temperature = sampling.Temperature,
-            TopP = sampling.TopP,
-            TopK = sampling.TopK,
-            MinP = sampling.MinP,
-            MaxTokens = sampling.MaxTokens,
-            StopStrings = sampling.StopStrings,
-        }, seed);
-        return Engine.Generate(request, null, ct)
+    public IReadOnlyList<Rollout> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, RolloutSampling sampling, ulong seed,
+        CancellationToken ct = default) =>
+        Engine.Generate(new RolloutRequest(promptTokens, samplesPerPrompt, sampling, seed), null, ct)
             .OrderBy(r => r.PromptIndex).ThenBy(r => r.SampleIndex)
-            .Select(r => new SampledResponse(r.PromptIndex, r.ResponseTokens, r.SamplingLogProbs, r.Text, r.Finish == FinishReason.MaxTokens))
             .ToArray();
-    }
 
     public void ReloadModel(string ggufPath) => Engine.ReloadModel(ggufPath);
 

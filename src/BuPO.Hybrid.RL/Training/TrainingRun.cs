@@ -93,8 +93,8 @@ public static class TrainingRun
         using (var gguf = GgufFile.Open(o.Model!)) config = TransformerConfig.FromGguf(gguf);
         if (o.FixedBupoLayer is { } fixedK && fixedK >= config.LayerCount)
             throw new BupoException($"--bupo-layer {fixedK} is outside the model's blocks 0..{config.LayerCount - 1} ({Path.GetFileName(o.Model)} has {config.LayerCount})");
-        if (!ModelExporter.TypeNames.Contains(o.RolloutQuant, StringComparer.OrdinalIgnoreCase))
-            throw new BupoException($"--rollout-quant: unknown type '{o.RolloutQuant}'; one of: {string.Join(", ", ModelExporter.TypeNames)}");
+        if (!SamplerExport.TypeNames.Contains(o.RolloutQuant, StringComparer.OrdinalIgnoreCase))
+            throw new BupoException($"--rollout-quant: unknown type '{o.RolloutQuant}'; one of: {string.Join(", ", SamplerExport.TypeNames)}");
         prompts ??= PromptDataset.Load(o.Dataset!, o.Split, o.Limit, new PromptDatasetOptions { DataDir = o.DataDir, ProblemField = o.Field, AnswerField = o.AnswerField });
         if (prompts.Count == 0) throw new BupoException("no training prompts");
         if (o.Limit is { } lim && prompts.Count > lim) prompts = prompts.Take(lim).ToList();
@@ -222,9 +222,9 @@ public static class TrainingRun
                 var pick = order.Take(Math.Min(o.AutoLayerPrompts, prompts.Count)).ToArray();
                 observer.OnMessage($"--bupo-layer auto: sampling {pick.Length} responses of up to {o.AutoLayerMaxTokens} tokens for the boundary-layer analysis");
                 var resp = sampler.Generate(pick.Select(i => promptTokens[i]).ToArray(), 1,
-                    SamplerSettings.From(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
+                    Sampling(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
                     SeedMix.Mix((ulong)o.Seed, 0x616E616C), ct);
-                analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.Tokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
+                analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.ResponseTokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
                 layer = analysis.Layer;
                 observer.OnLayerChosen(analysis);
             }
@@ -250,7 +250,7 @@ public static class TrainingRun
         if (analysis != null) metrics.WriteEvent(analysis.ToJsonLine());
 
         var results = new List<StepMetrics>();
-        var settings = SamplerSettings.From(o);
+        var settings = Sampling(o);
         string? lastCheckpoint = resume?.Directory;
         var startStep = (resume?.Step ?? 0) + 1;
         var lastDone = startStep - 1;
@@ -275,7 +275,7 @@ public static class TrainingRun
 
             // Rollouts. Cancellation up to the update leaves the model as it was after the previous step.
             var batch = StepPrompts(prompts.Count, o.PromptsPerStep, step, o.Seed);
-            IReadOnlyList<SampledResponse> responses;
+            IReadOnlyList<Rollout> responses;
             var swRoll = Stopwatch.StartNew();
             try
             {
@@ -298,7 +298,7 @@ public static class TrainingRun
             var advantages = GroupAdvantages.Compute(rewards, o.SamplesPerPrompt, o.AdvantageStd);
             if (ct.IsCancellationRequested) { cancelled = true; break; }
 
-            var seqs = responses.Select((r, i) => new TrainingSequence(r.PromptIndex, promptTokens[batch[r.PromptIndex]], r.Tokens, r.LogProbs, advantages[i])).ToArray();
+            var seqs = TrainingSequences(responses, r => promptTokens[batch[r]], advantages);
             var lr = LrSchedule.At(o, step);
             var stats = trainer.Update(step, seqs, layer, ipa, lr);
 
@@ -322,7 +322,7 @@ public static class TrainingRun
             {
                 var swSync = Stopwatch.StartNew();
                 var path = Path.Combine(samplerDir, $"step-{step:D6}.{o.RolloutQuant}.gguf");
-                ModelExporter.Export(model, o.Model!, path, o.RolloutQuant, threads: o.Threads);
+                SamplerExport.Export(model, o.Model!, path, o.RolloutQuant, threads: o.Threads);
                 sampler.ReloadModel(path);
                 var previous = samplerGguf;
                 samplerGguf = path;
@@ -333,7 +333,7 @@ public static class TrainingRun
                 synced = true;
             }
 
-            var lengths = responses.Select(r => r.Tokens.Length).ToArray();
+            var lengths = responses.Select(r => r.ResponseTokens.Length).ToArray();
             var groupsFlat = Enumerable.Range(0, batch.Length).Count(g => rewards.Skip(g * o.SamplesPerPrompt).Take(o.SamplesPerPrompt).Distinct().Count() == 1);
             var trainSeconds = stats.OldLogProbSeconds + stats.UpdateSeconds;
             var m = new StepMetrics
@@ -347,7 +347,7 @@ public static class TrainingRun
                 Accuracy = rewards.Count(r => r >= o.AccuracyThreshold) / (double)rewards.Length,
                 ResponseLengthMean = lengths.Average(),
                 ResponseLengthMax = lengths.Max(),
-                TruncatedFraction = responses.Count(r => r.HitMaxTokens) / (double)responses.Count,
+                TruncatedFraction = responses.Count(r => r.Finish == FinishReason.MaxTokens) / (double)responses.Count,
                 ZeroAdvantageGroups = groupsFlat / (double)batch.Length,
                 EntropyFull = stats.EntropyFull,
                 EntropyLayer = stats.EntropyLayer,
@@ -499,4 +499,17 @@ public static class TrainingRun
     }
 
     private sealed class NullObserver : ITrainingObserver;
+
+    /// <summary>
+    /// The trainer's input from the sampler's responses: each response's tokens with its behaviour log-probs (the
+    /// distribution it was actually drawn from: what the TIS weights divide by) and its advantage.
+    /// </summary>
+    internal static TrainingSequence[] TrainingSequences(IReadOnlyList<Rollout> responses, Func<int, int[]> promptTokens, IReadOnlyList<double> advantages) =>
+        responses.Select((r, i) => new TrainingSequence(r.PromptIndex, promptTokens(r.PromptIndex), r.ResponseTokens, r.BehaviorLogProbs, advantages[i])).ToArray();
+
+    /// <summary>The rollouts' sampling settings of a run (--temperature, --top-p, --top-k, --min-p, --max-response-tokens, --stop).</summary>
+    internal static RolloutSampling Sampling(TrainOptions o) => new()
+    {
+        Temperature = o.Temperature, TopP = o.TopP, TopK = o.TopK, MinP = o.MinP, MaxTokens = o.MaxResponseTokens, StopStrings = o.Stop,
+    };
 }

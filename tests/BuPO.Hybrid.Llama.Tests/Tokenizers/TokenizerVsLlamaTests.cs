@@ -111,6 +111,9 @@ public class TokenizerVsLlamaTests(LlamaFixture fx)
         "granite-embed-multi-97m", "bailingmoe", "seed-coder", "ufakzeka", "laguna", "minicpm5",
     ];
 
+    /// <summary>Pre-tokenizers of later llama.cpp releases (v0.5.0 has them) that the loaded commit rejects as unknown.</summary>
+    private static readonly HashSet<string> NewerThanLlamaCpp = ["spark2_5", "ufakzeka"];
+
     /// <summary>
     /// The qwen2 vocabulary relabelled with another pre-tokenizer: llama.cpp then splits with that type's
     /// expressions, which exercises each splitter on a real vocabulary.
@@ -119,6 +122,8 @@ public class TokenizerVsLlamaTests(LlamaFixture fx)
     [MemberData(nameof(PreTokenizers))]
     public void PreTokenizerMatchesLlamaCpp(string pre)
     {
+        if (NewerThanLlamaCpp.Contains(pre))
+            Assert.Skip($"llama.cpp {LlamaBackend.LlamaCppCommit} (LLamaSharp {LlamaBackend.LlamaSharpVersion}) predates the '{pre}' pre-tokenizer: no reference to compare with");
         var source = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);
         var lines = TokenizerCorpus.MathLines();
         var path = Path.Combine(Path.GetTempPath(), $"bupo-vocab-{pre}-{Environment.ProcessId}.gguf");

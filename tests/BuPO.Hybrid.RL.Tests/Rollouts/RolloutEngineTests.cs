@@ -23,8 +23,8 @@ public class RolloutEngineTests(RolloutFixture fx)
         for (int i = 0; i < a.Count; i++)
         {
             Assert.Equal(a[i].ResponseTokens, b[i].ResponseTokens);
-            Assert.Equal(a[i].SamplerLogProbs, b[i].SamplerLogProbs);
-            Assert.Equal(a[i].SamplingLogProbs, b[i].SamplingLogProbs);
+            Assert.Equal(a[i].RawLogProbs, b[i].RawLogProbs);
+            Assert.Equal(a[i].BehaviorLogProbs, b[i].BehaviorLogProbs);
             Assert.Equal(a[i].Text, b[i].Text);
             Assert.Equal(a[i].Finish, b[i].Finish);
         }
@@ -40,9 +40,9 @@ public class RolloutEngineTests(RolloutFixture fx)
             Assert.Equal(i % g, r.SampleIndex);
             int n = r.ResponseTokens.Length;
             Assert.InRange(n, 1, s.MaxTokens);
-            Assert.Equal(n, r.SamplerLogProbs.Length);
-            Assert.Equal(n, r.SamplingLogProbs.Length);
-            Assert.All(r.SamplerLogProbs, lp => Assert.True(lp <= 1e-5f && float.IsFinite(lp)));
+            Assert.Equal(n, r.RawLogProbs.Length);
+            Assert.Equal(n, r.BehaviorLogProbs.Length);
+            Assert.All(r.RawLogProbs, lp => Assert.True(lp <= 1e-5f && float.IsFinite(lp)));
             switch (r.Finish)
             {
                 case FinishReason.EndOfSequence:
@@ -104,8 +104,8 @@ public class RolloutEngineTests(RolloutFixture fx)
             Assert.Equal(tokens, r.ResponseTokens);
             for (int j = 0; j < tokens.Length; j++)
             {
-                Assert.Equal(raw[j], r.SamplerLogProbs[j], 1e-4);
-                Assert.Equal(samp[j], r.SamplingLogProbs[j], 1e-4);
+                Assert.Equal(raw[j], r.RawLogProbs[j], 1e-4);
+                Assert.Equal(samp[j], r.BehaviorLogProbs[j], 1e-4);
             }
         }
     }
@@ -144,7 +144,7 @@ public class RolloutEngineTests(RolloutFixture fx)
             for (int i = 0; i < r.Count; i++)
             {
                 Assert.Equal(first[i].ResponseTokens, r[i].ResponseTokens);
-                for (int j = 0; j < r[i].SamplerLogProbs.Length; j++) Assert.Equal(first[i].SamplerLogProbs[j], r[i].SamplerLogProbs[j], 1e-4);
+                for (int j = 0; j < r[i].RawLogProbs.Length; j++) Assert.Equal(first[i].RawLogProbs[j], r[i].RawLogProbs[j], 1e-4);
             }
         }
     }
@@ -163,9 +163,9 @@ public class RolloutEngineTests(RolloutFixture fx)
                 var rows = RolloutReference.ResponseLogits(e.Model, r.PromptTokens, r.ResponseTokens);
                 for (int j = 0; j < rows.Length; j++)
                 {
-                    Assert.Equal(RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j]), r.SamplerLogProbs[j], 2e-4);
-                    Assert.Equal(RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j], temperature), r.SamplingLogProbs[j], 2e-4);
-                    if (temperature == 1.0) Assert.Equal(r.SamplerLogProbs[j], r.SamplingLogProbs[j]);   // no truncation: identical
+                    Assert.Equal(RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j]), r.RawLogProbs[j], 2e-4);
+                    Assert.Equal(RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j], temperature), r.BehaviorLogProbs[j], 2e-4);
+                    if (temperature == 1.0) Assert.Equal(r.RawLogProbs[j], r.BehaviorLogProbs[j]);   // no truncation: identical
                 }
             }
         }
@@ -186,14 +186,14 @@ public class RolloutEngineTests(RolloutFixture fx)
                 Assert.Contains(r.ResponseTokens[j], top.Select(x => x.i));
                 // sampling log-prob: softmax over the 3 kept logits at T = 0.8
                 double max = top[0].v / 0.8, z = top.Sum(x => Math.Exp(x.v / 0.8 - max));
-                Assert.Equal(rows[j][r.ResponseTokens[j]] / 0.8 - max - Math.Log(z), r.SamplingLogProbs[j], 2e-3);
-                Assert.Equal(RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j]), r.SamplerLogProbs[j], 2e-3);
+                Assert.Equal(rows[j][r.ResponseTokens[j]] / 0.8 - max - Math.Log(z), r.BehaviorLogProbs[j], 2e-3);
+                Assert.Equal(RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j]), r.RawLogProbs[j], 2e-3);
             }
         }
         // greedy: argmax, sampling log-prob 0, every sample of a prompt identical
         var greedy = e.Generate(new RolloutRequest(prompts, 2, new RolloutSampling { MaxTokens = 12, Temperature = 0 }, Seed: 3));
         for (int p = 0; p < 3; p++) Assert.Equal(greedy[2 * p].ResponseTokens, greedy[2 * p + 1].ResponseTokens);
-        Assert.All(greedy, r => Assert.All(r.SamplingLogProbs, lp => Assert.Equal(0f, lp)));
+        Assert.All(greedy, r => Assert.All(r.BehaviorLogProbs, lp => Assert.Equal(0f, lp)));
     }
 
     [Fact]
@@ -313,7 +313,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         var quant = e.Generate(req);
         AssertWellFormed(quant, 3, 2, s, e.Model.Vocab);
         // same stream, slightly different weights: log-probs move, tokens start the same
-        Assert.Contains(Enumerable.Range(0, quant.Count), i => quant[i].SamplerLogProbs[0] != before[i].SamplerLogProbs[0]);
+        Assert.Contains(Enumerable.Range(0, quant.Count), i => quant[i].RawLogProbs[0] != before[i].RawLogProbs[0]);
         Assert.Equal(before.Select(r => r.ResponseTokens[0]), quant.Select(r => r.ResponseTokens[0]));
 
         // a different model: different generations, and a failed reload keeps the current one
@@ -336,7 +336,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         e.SetLora(lora, 4f);
         Assert.Equal(Path.GetFullPath(lora), e.LoraPath);
         var adapted = e.Generate(req);
-        Assert.Contains(Enumerable.Range(0, plain.Count), i => Math.Abs(plain[i].SamplerLogProbs[0] - adapted[i].SamplerLogProbs[0]) > 1e-3);
+        Assert.Contains(Enumerable.Range(0, plain.Count), i => Math.Abs(plain[i].RawLogProbs[0] - adapted[i].RawLogProbs[0]) > 1e-3);
         e.SetLora(null);
         Assert.Null(e.LoraPath);
         AssertSame(plain, e.Generate(req));
@@ -376,7 +376,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         var (tokens, raw, _) = RolloutReference.GenerateAlone(e.Model, prompts[1], s, 1, 1, 1);
         Assert.Equal(tokens, r.ResponseTokens);
         var rows = RolloutReference.ResponseLogits(e.Model, r.PromptTokens, r.ResponseTokens);
-        for (int j = 0; j < rows.Length; j++) Assert.Equal(RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j]), r.SamplerLogProbs[j], 2e-4);
+        for (int j = 0; j < rows.Length; j++) Assert.Equal(RolloutReference.LogSoftmax(rows[j], r.ResponseTokens[j]), r.RawLogProbs[j], 2e-4);
     }
 
     [Fact]

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.Model;
+using BuPO.Hybrid.RL.Training;
 using Spectre.Console;
 using static TorchSharp.torch;
 
@@ -44,8 +45,8 @@ public static class BenchSyncCommand
             var layers = parse.GetValue(gpuLayers);
             if (layers < -1) throw new BupoException($"--gpu-layers must be >= -1, got {layers}");
             var types = BenchCommon.List("--quant", parse.GetValue(quant)).Select(q =>
-                ModelExporter.TypeNames.FirstOrDefault(n => string.Equals(n, q, StringComparison.OrdinalIgnoreCase))
-                ?? throw new BupoException($"--quant: unknown type '{q}'; one of: {string.Join(", ", ModelExporter.TypeNames)}")).Distinct().ToArray();
+                SamplerExport.TypeNames.FirstOrDefault(n => string.Equals(n, q, StringComparison.OrdinalIgnoreCase))
+                ?? throw new BupoException($"--quant: unknown type '{q}'; one of: {string.Join(", ", SamplerExport.TypeNames)}")).Distinct().ToArray();
             var inter = Enum.Parse<GgmlType>(parse.GetValue(intermediate)!, ignoreCase: true);
             source.Validate(parse);
             var dev = ModelDevice.Parse(parse.GetValue(device));

@@ -1,0 +1,51 @@
+using System.Reflection.Metadata;
+using System.Reflection.PortableExecutable;
+
+namespace BuPO.Hybrid.Cli.Tests;
+
+/// <summary>How the application's assemblies depend on each other and on LLamaSharp.</summary>
+public class DependencyTests
+{
+    private static IEnumerable<(string Assembly, string[] References)> OurAssemblies()
+    {
+        var dir = AppContext.BaseDirectory;
+        foreach (var path in Directory.GetFiles(dir, "BuPO.Hybrid.*.dll").Append(Path.Combine(dir, "bupo-hybrid.dll")))
+        {
+            if (Path.GetFileName(path).Contains(".Tests", StringComparison.Ordinal)) continue;
+            using var pe = new PEReader(File.OpenRead(path));
+            var md = pe.GetMetadataReader();
+            var refs = md.AssemblyReferences.Select(h => md.GetString(md.GetAssemblyReference(h).Name)).ToArray();
+            yield return (Path.GetFileNameWithoutExtension(path), refs);
+        }
+    }
+
+    [Fact]
+    public void OnlyTheLlamaProjectReferencesLLamaSharp()
+    {
+        var all = OurAssemblies().ToList();
+        Assert.Contains(all, a => a.Assembly == "bupo-hybrid");
+        Assert.Contains(all, a => a.Assembly == "BuPO.Hybrid.RL");
+        var users = all.Where(a => a.References.Contains("LLamaSharp")).Select(a => a.Assembly).ToArray();
+        Assert.Equal(["BuPO.Hybrid.Llama"], users);
+    }
+
+    [Fact]
+    public void TheTrainerModelDoesNotReferenceLlamaCpp()
+    {
+        var model = OurAssemblies().Single(a => a.Assembly == "BuPO.Hybrid.Model");
+        Assert.DoesNotContain("BuPO.Hybrid.Llama", model.References);
+        Assert.Contains("BuPO.Hybrid.Gguf", model.References);
+    }
+
+    [Fact]
+    public void TheBuildCopiesOnlyTheHostsLlamaRuntimes()
+    {
+        var runtimes = Path.Combine(AppContext.BaseDirectory, "runtimes");
+        var llamaFolders = Directory.GetDirectories(runtimes)
+            .Where(d => Directory.EnumerateFiles(d, "*llama*", SearchOption.AllDirectories).Any())
+            .Select(Path.GetFileName).ToArray();
+        Assert.Single(llamaFolders);
+        if (OperatingSystem.IsLinux() && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64)
+            Assert.Equal("linux-x64", llamaFolders[0]);
+    }
+}
