@@ -85,8 +85,7 @@ public static class SftTrainer
                 var perToken = F.cross_entropy(flatLogits, flatTargets.clamp_min(ScalarConstants.Zero), reduction: nn.Reduction.None);
                 var lossT = (perToken * flatWeights).sum() / flatWeights.sum();
                 lossT.backward();
-                var norm = optimizer.GradNorm();
-                if (options.GradClip > 0 && norm > options.GradClip) optimizer.ScaleGrads(options.GradClip / (norm + 1e-6));
+                optimizer.ClipGrads(optimizer.GradNorm(), options.GradClip);
                 optimizer.Step(lr);
                 using (no_grad())
                 {

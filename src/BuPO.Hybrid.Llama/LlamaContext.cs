@@ -57,7 +57,7 @@ public sealed unsafe class LlamaContext : IDisposable
     internal SafeLLamaContextHandle Handle => Owner.Context;
     private readonly List<(LlamaLoraAdapter Adapter, float Scale)> _loras = [];
     private bool _disposed;
-    private readonly LlamaComputeThread _compute = new();
+    private readonly LlamaComputeThread _compute;
 
     /// <summary>The model.</summary>
     public LlamaModel Model { get; }
@@ -90,6 +90,7 @@ public sealed unsafe class LlamaContext : IDisposable
         VocabSize = model.VocabSize;
         Memory = LlamaNative.llama_get_memory(h);
         if (Memory == 0) throw new BupoException($"{model.Path}: llama.cpp created a context without memory (KV cache)");
+        _compute = new LlamaComputeThread(); // last: a constructor that throws above leaves no compute thread behind
     }
 
     /// <summary>Creates a context on <paramref name="model"/>.</summary>

@@ -65,6 +65,15 @@ public sealed class AdamW : IDisposable
         return Math.Sqrt(sq);
     }
 
+    /// <summary>
+    /// Global grad-norm clipping as PyTorch's clip_grad_norm_ does it: when <paramref name="norm"/> (from
+    /// <see cref="GradNorm"/>) exceeds <paramref name="maxNorm"/> &gt; 0, scales every gradient by maxNorm / (norm + 1e-6).
+    /// </summary>
+    public void ClipGrads(double norm, double maxNorm)
+    {
+        if (maxNorm > 0 && norm > maxNorm) ScaleGrads(maxNorm / (norm + 1e-6));
+    }
+
     /// <summary>Scales all gradients by <paramref name="factor"/>.</summary>
     public void ScaleGrads(double factor)
     {

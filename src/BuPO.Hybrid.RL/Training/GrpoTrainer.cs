@@ -190,7 +190,7 @@ public sealed class GrpoTrainer : IDisposable
                 }
                 else
                 {
-                    if (_o.GradClip > 0 && norm > _o.GradClip) Optimizer.ScaleGrads(_o.GradClip / (norm + 1e-6));
+                    Optimizer.ClipGrads(norm, _o.GradClip);
                     Optimizer.Step(lr);
                     _lora?.Merge();
                     gradNormSum += norm;

@@ -416,7 +416,7 @@ public static class BenchTrainCommand
                     var norm = _optimizer.GradNorm();
                     if (double.IsFinite(norm))
                     {
-                        if (norm > 1.0) _optimizer.ScaleGrads(1.0 / (norm + 1e-6));
+                        _optimizer.ClipGrads(norm, 1.0);
                         _optimizer.Step(_lr);
                     }
                 }
