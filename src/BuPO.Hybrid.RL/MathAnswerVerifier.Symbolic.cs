@@ -133,21 +133,29 @@ public sealed partial class MathAnswerVerifier
         return Candidates(text).LastOrDefault();
     }
 
-    /// <summary>The math spans and the numbers outside them, in order.</summary>
+    /// <summary>
+    /// The math spans and the numbers outside them, in order. Inline math (<c>$..$</c>, <c>\(..\)</c>) ends on its own
+    /// line: an opener whose closer only comes after a line break opens no span and is read as text (so the numbers after
+    /// it are read as numbers, and its would-be closer may open the next span), as in Math-Verify's LaTeX extraction;
+    /// display math (<c>$$..$$</c>, <c>\[..\]</c>) may span lines.
+    /// </summary>
     private static IEnumerable<string> Candidates(string text)
     {
         // Spans and the numbers between them, in text order.
         var items = new List<(int At, string Text)>();
         var gapStart = 0;
         var i = 0;
-        // A closer missing after one opener is missing after every later one: remember it, so unmatched openers cost one scan.
-        var unclosed = new HashSet<string>(StringComparer.Ordinal);
+        // Where the search for each closer last stopped without finding it (the end of the text, or for inline math the
+        // end of the line): an opener before that point finds no closer either, so unmatched openers cost one scan.
+        var missingBefore = new Dictionary<string, int>(StringComparer.Ordinal);
         while (i < text.Length)
         {
             var (open, close) = MathOpening(text, i);
             if (open == 0) { i++; continue; }
-            var end = unclosed.Contains(close) ? -1 : FindClose(text, i + open, close);
-            if (end < 0) { unclosed.Add(close); i += open; continue; }
+            int end;
+            if (missingBefore.TryGetValue(close, out var stop) && i + open <= stop) end = -1;
+            else end = FindClose(text, i + open, close, inline: close is "$" or "\\)", out stop);
+            if (end < 0) { missingBefore[close] = stop; i += open; continue; }
             items.AddRange(Numbers(text, gapStart, i));
             var inner = text[(i + open)..end].Trim();
             if (inner.Length > 0) items.Add((i, inner));
@@ -181,13 +189,19 @@ public sealed partial class MathAnswerVerifier
         return (0, "");
     }
 
-    private static int FindClose(string text, int from, string close)
+    /// <summary>
+    /// The index of <paramref name="close"/> from <paramref name="from"/> on, or -1; <paramref name="inline"/>: -1 when a
+    /// line break ('\n') comes first. <paramref name="stoppedAt"/>: where a search that found nothing stopped.
+    /// </summary>
+    private static int FindClose(string text, int from, string close, bool inline, out int stoppedAt)
     {
         for (var k = from; k <= text.Length - close.Length; k++)
         {
+            if (inline && text[k] == '\n') { stoppedAt = k; return -1; }
             if (text[k] == '\\' && close[0] == '$' && k + 1 < text.Length && text[k + 1] == '$') { k++; continue; } // \$ is a dollar sign
-            if (string.CompareOrdinal(text, k, close, 0, close.Length) == 0) return k;
+            if (string.CompareOrdinal(text, k, close, 0, close.Length) == 0) { stoppedAt = k; return k; }
         }
+        stoppedAt = text.Length;
         return -1;
     }
 

@@ -35,7 +35,8 @@ public sealed record VerifierOptions
 
     /// <summary>
     /// Symbolic mode: when the response has no box (nor an accepted <c>####</c> line), take what follows its last
-    /// "final answer ... is", else its last math span (<c>$..$</c>, <c>\(..\)</c>, <c>\[..\]</c>) or number.
+    /// "final answer ... is", else its last math span (<c>$..$</c>, <c>\(..\)</c> within one line; <c>$$..$$</c>,
+    /// <c>\[..\]</c>) or number.
     /// </summary>
     public bool FallbackToFinalAnswer { get; init; }
 

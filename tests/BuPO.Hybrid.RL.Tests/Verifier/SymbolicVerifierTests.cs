@@ -78,6 +78,51 @@ public class SymbolicVerifierTests
         Assert.False(Symbolic.Verify(response, reference).Correct); // off by default: BuPO rewards boxed answers only
     }
 
+    // Math-Verify's LaTeX extraction reads inline math only within one line (its $..$ and \(..\) patterns exclude '\n';
+    // $$..$$ and \[..\] may span lines): its tests "Answer $ \n 9 \n $" and "Answer \( \n 9 \n \)" expect no answer.
+    // \sqrt{2} is no bare number to either grader, so the answer here can only come from the span.
+    [Theory]
+    [InlineData("Answer $ \n \\sqrt{2} \n $")]
+    [InlineData("Answer \\( \n \\sqrt{2} \n \\)")]
+    [InlineData("Answer $\\sqrt{2}\n$")]
+    public void FinalAnswerFallback_InlineMathBrokenAcrossLines_IsNotReadAsASpan(string response)
+    {
+        var v = new MathAnswerVerifier(new VerifierOptions { FallbackToFinalAnswer = true, FallbackToLastNumber = true });
+        var r = v.Verify(response, "\\sqrt{2}");
+        Assert.NotEqual("\\sqrt{2}", r.Extracted);
+        Assert.False(r.Correct);
+    }
+
+    [Theory]
+    [InlineData("Answer $\\sqrt{2}$", "\\sqrt{2}")]
+    [InlineData("Answer $ \\sqrt{2} $", "\\sqrt{2}")]
+    [InlineData("Answer \\( \\sqrt{2} \\)", "\\sqrt{2}")]
+    [InlineData("Answer $9$", "9")]
+    [InlineData("Answer $$ \n \\sqrt{2} \n $$", "\\sqrt{2}")] // display math may span lines
+    [InlineData("Answer \\[ \n \\sqrt{2} \n \\]", "\\sqrt{2}")]
+    // A dollar whose closer is on a later line is text: it no longer swallows the opener of the answer's span.
+    [InlineData("It costs $5 a piece,\nso the answer is $\\sqrt{2}$", "\\sqrt{2}")]
+    [InlineData("Step 1: pay \\( 3 \nStep 2: \\(\\sqrt{2}\\)", "\\sqrt{2}")]
+    public void FinalAnswerFallback_InlineMathOnOneLine_AndDisplayMath_AreStillRead(string response, string extracted)
+    {
+        var v = new MathAnswerVerifier(new VerifierOptions { FallbackToFinalAnswer = true, FallbackToLastNumber = true });
+        var r = v.Verify(response, extracted);
+        Assert.Equal(extracted, r.Extracted);
+        Assert.Equal(AnswerSource.FinalAnswer, r.Source);
+        Assert.True(r.Correct);
+    }
+
+    [Fact]
+    public void FinalAnswerFallback_ManyInlineOpenersWithoutClosersOnTheirLines_StaysFast()
+    {
+        var v = new MathAnswerVerifier(new VerifierOptions { FallbackToFinalAnswer = true });
+        var sw = Stopwatch.StartNew();
+        var oneLine = string.Concat(Enumerable.Repeat("\\( 1 ", 20_000)) + "\n\\( 1 \\) and $\\sqrt{2}$";
+        Assert.Equal("\\sqrt{2}", v.Verify(oneLine, "\\sqrt{2}").Extracted);
+        Assert.Equal("\\sqrt{2}", v.Verify(string.Concat(Enumerable.Repeat("$ 1 \n", 20_000)) + "\\(\\sqrt{2}\\)", "\\sqrt{2}").Extracted);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+    }
+
     [Fact]
     public void FinalAnswerFallback_OnLongResponsesWithUnclosedMath_StaysFast()
     {
