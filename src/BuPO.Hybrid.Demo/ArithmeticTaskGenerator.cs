@@ -72,6 +72,22 @@ public sealed record ArithmeticTask(string Problem, string Solution, int Answer,
     /// <summary>The prompt followed by the solution: one supervised training text.</summary>
     public string Text => Prompt + Solution;
 
+    /// <summary>
+    /// This task with a flawed solution that leaves out the last operation and boxes the amount before it
+    /// ("3+5=8. 8-2=6. \boxed{6}" becomes "3+5=8. \boxed{8}"; a one-step "3+5=8. \boxed{8}" becomes "\boxed{3}").
+    /// <see cref="Answer"/> stays the true one.
+    /// </summary>
+    public ArithmeticTask WithoutLastStep()
+    {
+        // Solution: "l1. l2. ... ln. \boxed{N}" with li = "a<op>b=c"; the amount before step n is step n's left operand.
+        var lines = Solution.Split(". ");
+        var last = lines[^2];
+        var opAt = last.IndexOfAny(['+', '-', '*', '/']);
+        var before = last[..opAt];
+        var kept = string.Concat(lines[..^2].Select(l => l + ". "));
+        return this with { Solution = kept + "\\boxed{" + before + "}" };
+    }
+
     /// <summary>As a dataset item (problem, answer and solution; the prompt format is applied by <see cref="ArithmeticTaskGenerator.FormatPrompt"/>).</summary>
     public PromptItem ToPromptItem(string id) => new(id, Problem, Answer.ToString(CultureInfo.InvariantCulture), Solution);
 }
@@ -164,6 +180,37 @@ public sealed class ArithmeticTaskGenerator
         if (count < 0) throw new BupoException($"count must be non-negative, got {count}");
         var tasks = new ArithmeticTask[count];
         for (var i = 0; i < count; i++) tasks[i] = Next(split);
+        return tasks;
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> problems of <paramref name="split"/> whose canonical expressions are distinct, while the
+    /// split has unused ones: the draws go on until <paramref name="staleDraws"/> in a row bring no new expression, and
+    /// only then does a new round allow each expression once more. An evaluation set drawn with <see cref="Generate"/>
+    /// repeats the few one-step expressions (16 of the default held-out split's 279 make half of its draws), so it
+    /// would measure a handful of facts; this one measures the split.
+    /// </summary>
+    public IReadOnlyList<ArithmeticTask> GenerateDistinct(int count, TaskSplit split, int staleDraws = 4096)
+    {
+        if (count < 0) throw new BupoException($"count must be non-negative, got {count}");
+        if (staleDraws < 1) throw new BupoException($"stale draws must be at least 1, got {staleDraws}");
+        var tasks = new List<ArithmeticTask>(count);
+        var round = new HashSet<string>(StringComparer.Ordinal);
+        var stale = 0;
+        while (tasks.Count < count)
+        {
+            var t = Next(split);
+            if (round.Add(t.Expression))
+            {
+                tasks.Add(t);
+                stale = 0;
+            }
+            else if (++stale >= staleDraws)
+            {
+                round.Clear(); // the split looks exhausted: the next round may reuse each expression once
+                stale = 0;
+            }
+        }
         return tasks;
     }
 

@@ -197,6 +197,79 @@ public class ArithmeticTaskGeneratorTests
         finally { dir.Delete(true); }
     }
 
+    [Fact]
+    public void GenerateDistinct_RepeatsNoExpression_WhileTheSplitHasUnusedOnes()
+    {
+        // Two-step problems of the default options: the held-out split has a few hundred canonical expressions, of which
+        // a plain draw repeats the one-step ones many times over.
+        var options = new ArithmeticTaskOptions { MaxSteps = 2 };
+        var plain = new ArithmeticTaskGenerator(3, options).Generate(200, TaskSplit.HeldOut);
+        Assert.True(plain.Select(t => t.Expression).Distinct().Count() < 150, "the plain draw was expected to repeat expressions");
+        var distinct = new ArithmeticTaskGenerator(3, options).GenerateDistinct(200, TaskSplit.HeldOut);
+        Assert.Equal(200, distinct.Count);
+        Assert.Equal(200, distinct.Select(t => t.Expression).Distinct().Count());
+        Assert.All(distinct, t => Assert.Equal(TaskSplit.HeldOut, t.Split));
+        Assert.Equal(distinct, new ArithmeticTaskGenerator(3, options).GenerateDistinct(200, TaskSplit.HeldOut));
+    }
+
+    [Fact]
+    public void GenerateDistinct_StartsANewRound_WhenTheSplitIsExhausted()
+    {
+        // One-step problems from 2..3 with operands up to 2: a split of only a few expressions.
+        var options = new ArithmeticTaskOptions { MaxSteps = 1, MaxOperand = 3, MaxFactor = 1 };
+        var tasks = new ArithmeticTaskGenerator(4, options).GenerateDistinct(40, TaskSplit.Train, staleDraws: 500);
+        Assert.Equal(40, tasks.Count);
+        var counts = tasks.GroupBy(t => t.Expression).Select(g => g.Count()).ToList();
+        // Every round uses each expression once, so no expression is more than one use ahead of another.
+        Assert.True(counts.Max() - counts.Min() <= 1, string.Join(",", counts));
+        Assert.True(counts.Count < 40);
+    }
+
+    [Theory]
+    [InlineData("3+5=8. 8-2=6. \\boxed{6}", 6, "3+5=8. \\boxed{8}")]
+    [InlineData("3+5=8. \\boxed{8}", 8, "\\boxed{3}")]
+    [InlineData("9-4=5. 5*3=15. 15/5=3. \\boxed{3}", 3, "9-4=5. 5*3=15. \\boxed{15}")]
+    public void WithoutLastStep_BoxesTheAmountBeforeTheLastOperation(string solution, int answer, string flawed)
+    {
+        var t = new ArithmeticTask("p", solution, answer, 2, "e", TaskSplit.Train);
+        var w = t.WithoutLastStep();
+        Assert.Equal(flawed, w.Solution);
+        Assert.Equal(answer, w.Answer);
+        var verifier = new MathAnswerVerifier();
+        Assert.True(verifier.Verify(t.Solution, answer.ToString()).Correct);
+        Assert.False(verifier.Verify(w.Solution, answer.ToString()).Correct);
+    }
+
+    [Fact]
+    public void WithoutLastStep_OfEveryGeneratedTask_IsItsSolutionMinusOneStep()
+    {
+        foreach (var t in new ArithmeticTaskGenerator(11).Generate(500))
+        {
+            var w = t.WithoutLastStep().Solution;
+            Assert.Equal(t.Steps - 1, Regex.Matches(w, "=").Count);
+            var lines = t.Solution.Split(". ");
+            var before = t.Steps == 1 ? Regex.Match(t.Expression, @"^\d+").Value : lines[^3].Split('=')[1];
+            Assert.EndsWith($"\\boxed{{{before}}}", w);
+            Assert.StartsWith(string.Concat(lines[..^2].Select(l => l + ". ")), t.Solution);
+        }
+    }
+
+    [Fact]
+    public void SftDemonstrations_DropTheLastStepOfTheShareAsked_AndKeepTheProblems()
+    {
+        var tasks = new ArithmeticTaskGenerator(12).Generate(4000);
+        var none = SftTrainer.Demonstrations(tasks, 1, new SftOptions { Seed = 5 });
+        Assert.Same(tasks, none);
+        var flawed = SftTrainer.Demonstrations(tasks, 1, new SftOptions { Seed = 5, DroppedStepShare = 0.25 });
+        Assert.Equal(tasks.Select(t => t.Problem), flawed.Select(t => t.Problem));
+        var dropped = tasks.Zip(flawed).Count(p => p.Second.Solution != p.First.Solution);
+        Assert.InRange(dropped / 4000.0, 0.22, 0.28);
+        Assert.All(tasks.Zip(flawed), p => Assert.True(p.Second.Solution == p.First.Solution || p.Second.Solution == p.First.WithoutLastStep().Solution));
+        // Another step draws other rows.
+        var other = SftTrainer.Demonstrations(tasks, 2, new SftOptions { Seed = 5, DroppedStepShare = 0.25 });
+        Assert.NotEqual(flawed.Select(t => t.Solution), other.Select(t => t.Solution));
+    }
+
     [Theory]
     [InlineData(0, 4, 9, 99, 0.1)]
     [InlineData(3, 2, 9, 99, 0.1)]

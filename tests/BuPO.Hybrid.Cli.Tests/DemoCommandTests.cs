@@ -118,6 +118,7 @@ public sealed class DemoCommandTests : IDisposable
         var results = Load(Path.Combine(outDir, "results.json"));
         var k = results.GetProperty("k").GetInt32();
         var rows = results.GetProperty("rows").EnumerateArray().ToList();
+        var heldSteps = File.ReadLines(Path.Combine(outDir, "heldout.jsonl")).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("steps").GetInt32()).ToList();
         Assert.Equal(4, rows.Count);
         foreach (var row in rows)
         {
@@ -130,6 +131,13 @@ public sealed class DemoCommandTests : IDisposable
                 + $"{DemoCommand.F(pass.GetProperty(k.ToString(CultureInfo.InvariantCulture)).GetDouble())} | {DemoCommand.F(e.GetProperty("finished_share").GetDouble())} |";
             Assert.Contains(line, report);
             Assert.Contains(DemoCommand.F(avg), stdout);
+            // avg@K per operation count: the held-out problems of each count, weighted by how many there are
+            var bySteps = e.GetProperty("avg_at_k_by_steps").EnumerateObject().ToDictionary(x => int.Parse(x.Name, CultureInfo.InvariantCulture), x => x.Value.GetDouble());
+            Assert.Equal(heldSteps.Distinct().Order(), bySteps.Keys.Order());
+            Assert.Equal(avg, bySteps.Sum(kv => kv.Value * heldSteps.Count(s => s == kv.Key)) / heldSteps.Count, 9);
+            var shortShare = e.GetProperty("short_share").GetDouble();
+            Assert.InRange(shortShare, 0, 1);
+            Assert.Contains($"| {model} | " + string.Join(" | ", bySteps.OrderBy(kv => kv.Key).Select(kv => DemoCommand.F(kv.Value))) + $" | {DemoCommand.F(shortShare)} |", report);
         }
         var grpo = MetricsWriter.ReadSteps(Path.Combine(outDir, "grpo", "metrics.jsonl"));
         var bupo = MetricsWriter.ReadSteps(Path.Combine(outDir, "bupo", "metrics.jsonl"));

@@ -26,6 +26,8 @@ public sealed record DemoProfile
     public int SftSteps { get; init; }
     public int SftBatch { get; init; }
     public double SftLr { get; init; }
+    /// <summary>Share of SFT demonstrations without their last step (<see cref="SftOptions.DroppedStepShare"/>).</summary>
+    public double SftDroppedStepShare { get; init; }
     public int AnalysisPrompts { get; init; }
     public int RlSteps { get; init; }
     public int RlPromptsPerStep { get; init; }
@@ -36,6 +38,7 @@ public sealed record DemoProfile
     /// <summary>Passes over each rollout batch.</summary>
     public int RlPpoEpochs { get; init; } = 1;
     public int BupoSteps { get; init; }
+    /// <summary>Size of the RL prompt pool (distinct problems of the RL split while it has them), walked through in seeded epochs.</summary>
     public int RlTrainPrompts { get; init; }
     public int EvalProblems { get; init; }
     public int EvalK { get; init; }
@@ -49,9 +52,9 @@ public sealed record DemoProfile
         Name = "default",
         Model = new DemoModelSpec { Layers = 6, Embedding = 64, HeadDim = 16, FeedForward = 192, ContextLength = 256 },
         Tasks = new ArithmeticTaskOptions { MaxSteps = 2, RlFraction = 0.3 },
-        SftSteps = 500, SftBatch = 32, SftLr = 3e-3,
+        SftSteps = 500, SftBatch = 32, SftLr = 3e-3, SftDroppedStepShare = 0.25,
         AnalysisPrompts = 32,
-        RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, RlMiniBatchPrompts = 8, BupoSteps = 5, RlTrainPrompts = 1024,
+        RlSteps = 30, RlPromptsPerStep = 32, RlSamplesPerPrompt = 8, RlLr = 1e-4, RlMiniBatchPrompts = 8, BupoSteps = 5, RlTrainPrompts = 640,
         EvalProblems = 200, EvalK = 8, MaxResponseTokens = 40, LayerEvalProblems = 48, LayerEvalK = 4,
     };
 
@@ -70,6 +73,7 @@ public sealed record DemoProfile
             RlMiniBatchPrompts = Positive(a.MiniBatchPrompts, RlMiniBatchPrompts, "--mini-batch-prompts"),
             RlPpoEpochs = Positive(a.PpoEpochs, RlPpoEpochs, "--ppo-epochs"),
             SftSteps = Positive(a.SftSteps, SftSteps, "--sft-steps"),
+            SftDroppedStepShare = a.DroppedStepShare is { } d ? (d >= 0 && d < 1 ? d : throw new BupoException($"--dropped-step-share must be in [0, 1), got {d}")) : SftDroppedStepShare,
             Tasks = a.TaskSteps is { } ts
                 ? (ts is >= 1 and <= ArithmeticTaskGenerator.MaxStepsLimit ? Tasks with { MaxSteps = ts, MinSteps = Math.Min(Tasks.MinSteps, ts) } : throw new BupoException($"--task-steps must be in [1, {ArithmeticTaskGenerator.MaxStepsLimit}], got {ts}"))
                 : Tasks,
@@ -127,10 +131,11 @@ public static class DemoCommand
         var miniBatch = new Option<int?>("--mini-batch-prompts") { Description = "RL prompts per PPO mini-batch, one optimizer step each (default: the profile's)" };
         var ppoEpochs = new Option<int?>("--ppo-epochs") { Description = "RL passes over each rollout batch (default: the profile's)" };
         var sftSteps = new Option<int?>("--sft-steps") { Description = "SFT steps (default: the profile's)" };
+        var droppedSteps = new Option<double?>("--dropped-step-share") { Description = "Share of SFT demonstrations that leave out the last operation (a flawed demonstrator RL can correct; default: the profile's)" };
         var taskSteps = new Option<int?>("--task-steps") { Description = "Most operations per generated problem (task difficulty; default: the profile's)" };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
-            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps, taskSteps, seeds,
+            outDir, workDir, quick, force, device, seed, layer, threads, trainThreads, rlSteps, rlLr, bupoSteps, group, prompts, evalProblems, miniBatch, ppoEpochs, sftSteps, taskSteps, droppedSteps, seeds,
         };
         cmd.SetAction(parse => Run(new DemoArgs
         {
@@ -138,7 +143,7 @@ public static class DemoCommand
             Device = parse.GetValue(device)!, Seed = parse.GetValue(seed), BupoLayer = parse.GetValue(layer)!, Threads = parse.GetValue(threads),
             TrainThreads = parse.GetValue(trainThreads), RlSteps = parse.GetValue(rlSteps), RlLr = parse.GetValue(rlLr), BupoSteps = parse.GetValue(bupoSteps),
             GroupSize = parse.GetValue(group), PromptsPerStep = parse.GetValue(prompts), EvalProblems = parse.GetValue(evalProblems),
-            MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps), TaskSteps = parse.GetValue(taskSteps),
+            MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps), TaskSteps = parse.GetValue(taskSteps), DroppedStepShare = parse.GetValue(droppedSteps),
             Seeds = parse.GetValue(seeds) is { } list ? CliConsole.ParseIntList("--seeds", list).Select(x => (long)x).ToArray() : null,
         }, parse.InvocationConfiguration.Output));
         return cmd;
@@ -165,12 +170,19 @@ public static class DemoCommand
         public int? PpoEpochs { get; init; }
         public int? SftSteps { get; init; }
         public int? TaskSteps { get; init; }
+        public double? DroppedStepShare { get; init; }
         /// <summary>A multi-seed study instead of one run (then <see cref="Seed"/> is ignored).</summary>
         public long[]? Seeds { get; init; }
     }
 
     /// <summary>One row of the results table (results.json).</summary>
-    public sealed record ResultRow(string Model, double AvgAtK, double Pass1, double PassK, double FinishedShare, string EvalFile);
+    public sealed record ResultRow(string Model, double AvgAtK, double Pass1, double PassK, double FinishedShare, string EvalFile)
+    {
+        /// <summary>avg@K per operation count, as in the eval file.</summary>
+        public IReadOnlyDictionary<string, double> AvgAtKBySteps { get; init; } = new Dictionary<string, double>();
+        /// <summary>Share of samples with fewer worked steps than operations.</summary>
+        public double ShortShare { get; init; }
+    }
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
@@ -226,10 +238,17 @@ public static class DemoCommand
         var outDir = Path.GetFullPath(a.Out);
         Directory.CreateDirectory(outDir);
         var seed = (ulong)a.Seed;
-        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-v{SftTrainer.RecipeVersion}-steps{p.Tasks.MaxSteps}{(p.Tasks.RlFraction > 0 ? $"-rl{p.Tasks.RlFraction.ToString(CultureInfo.InvariantCulture)}" : "")}-seed{a.Seed}");
+        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-v{SftTrainer.RecipeVersion}-steps{p.Tasks.MaxSteps}{(p.Tasks.RlFraction > 0 ? $"-rl{p.Tasks.RlFraction.ToString(CultureInfo.InvariantCulture)}" : "")}{(p.SftDroppedStepShare > 0 ? $"-drop{p.SftDroppedStepShare.ToString(CultureInfo.InvariantCulture)}" : "")}-seed{a.Seed}");
         Directory.CreateDirectory(cacheDir);
         var stages = new List<(string Stage, double Seconds, string Note)>();
-        void Stage(string name, string note, Stopwatch sw) { stages.Add((name, sw.Elapsed.TotalSeconds, note)); console.MarkupLineInterpolated($"[green]✓[/] {name}: {note} ({sw.Elapsed.TotalSeconds:0.0} s)"); }
+        void Stage(string name, string note, Stopwatch sw)
+        {
+            lock (console)
+            {
+                stages.Add((name, sw.Elapsed.TotalSeconds, note));
+                console.MarkupLineInterpolated($"[green]✓[/] {name}: {note} ({sw.Elapsed.TotalSeconds:0.0} s)");
+            }
+        }
         console.MarkupLineInterpolated($"[bold]bupo-hybrid demo[/] ({p.Name}): {p.Model}");
         console.MarkupLineInterpolated($"work dir {cacheDir}; report {outDir}");
 
@@ -237,8 +256,8 @@ public static class DemoCommand
         var gen = new ArithmeticTaskGenerator(seed * 1000 + 17, p.Tasks);
         // RL prompts come from their own split when the profile has one: problems the SFT never saw, as the held-out ones.
         var rlSplit = p.Tasks.RlFraction > 0 ? TaskSplit.Rl : TaskSplit.Train;
-        var rlPrompts = gen.Generate(Math.Max(p.RlTrainPrompts, p.RlSteps * p.RlPromptsPerStep), rlSplit).Select((t, i) => t.ToPromptItem($"rl-{i}")).ToList();
-        var heldTasks = new ArithmeticTaskGenerator(seed * 1000 + 777, p.Tasks).Generate(p.EvalProblems, TaskSplit.HeldOut);
+        var rlPrompts = gen.GenerateDistinct(p.RlTrainPrompts, rlSplit).Select((t, i) => t.ToPromptItem($"rl-{i}")).ToList();
+        var heldTasks = new ArithmeticTaskGenerator(seed * 1000 + 777, p.Tasks).GenerateDistinct(p.EvalProblems, TaskSplit.HeldOut);
         var heldOut = heldTasks.Select((t, i) => t.ToPromptItem($"heldout-{i}")).ToList();
         ArithmeticTaskGenerator.WriteJsonl(Path.Combine(outDir, "heldout.jsonl"), heldTasks, "heldout");
 
@@ -256,6 +275,7 @@ public static class DemoCommand
             var history = SftTrainer.Train(model, new SftOptions
             {
                 Steps = p.SftSteps, BatchSize = p.SftBatch, LearningRate = p.SftLr, WarmupSteps = Math.Min(30, p.SftSteps / 10), Seed = seed, Tasks = p.Tasks,
+                DroppedStepShare = p.SftDroppedStepShare,
             }, s =>
             {
                 if (s.Step == 1 || s.Step % every == 0)
@@ -289,7 +309,7 @@ public static class DemoCommand
         Stage("analyze SFT", $"boundary layer {sftAnalysis.BoundaryLayer} ({sftAnalysis.BoundaryLayerReason}); BuPO trains block k = {k} ({kReason})", sw);
 
         // ---- stages 3-4: GRPO and BuPO from the same checkpoint, same seeds and budgets
-        TrainingResult Train(string name, int? bupoLayer)
+        (TrainingResult Result, Stopwatch Clock) Train(string name, int? bupoLayer)
         {
             var dir = Path.Combine(outDir, name);
             if (Directory.Exists(dir)) Directory.Delete(dir, true);
@@ -306,24 +326,42 @@ public static class DemoCommand
             {
                 FormatPrompt = (item, _) => ArithmeticTaskGenerator.FormatPrompt(item.Problem),
             });
-            var last = result.Steps[^1];
-            Stage(name, $"{p.RlSteps} steps x {p.RlPromptsPerStep} prompts x {p.RlSamplesPerPrompt} samples{(bupoLayer != null ? $", IPA on block {bupoLayer} for {p.BupoSteps} steps" : "")}; last reward {last.RewardMean:0.000}", stepWatch);
-            return result;
+            stepWatch.Stop();
+            return (result, stepWatch);
         }
-        // One after the other: two TorchSharp training loops on two threads of one process crashed natively here
-        // (TorchSharp's implicit Scalars, see ScalarConstants), so the runs never share a process at the same time.
-        var grpo = Train("grpo", null);
-        var bupo = Train("bupo", k);
+        void TrainStage(string name, (TrainingResult Result, Stopwatch Clock) run, int? bupoLayer) =>
+            Stage(name, $"{p.RlSteps} steps x {p.RlPromptsPerStep} prompts x {p.RlSamplesPerPrompt} samples{(bupoLayer != null ? $", IPA on block {bupoLayer} for {p.BupoSteps} steps" : "")}; last reward {run.Result.Steps[^1].RewardMean:0.000}", run.Clock);
+        // Side by side on two or more cores: each run is one torch and one llama.cpp thread and shares no state (no torch
+        // RNG, own models, contexts and run folders), so the results are those of one after the other. (Two loops in one
+        // process used to abort natively: TorchSharp's temporary Scalars, now a compile error, see BUPO002.)
+        (TrainingResult Result, Stopwatch Clock) grpoRun, bupoRun;
+        if (Environment.ProcessorCount >= 2)
+        {
+            var runs = new[] { Task.Run(() => Train("grpo", null)), Task.Run(() => Train("bupo", k)) };
+            try { Task.WaitAll(runs); }
+            catch (AggregateException e) { System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw(); throw; }
+            (grpoRun, bupoRun) = (runs[0].Result, runs[1].Result);
+        }
+        else
+        {
+            grpoRun = Train("grpo", null);
+            bupoRun = Train("bupo", k);
+        }
+        // Recorded in a fixed order (each with its own run time), whichever finished first.
+        TrainStage("grpo", grpoRun, null);
+        TrainStage("bupo", bupoRun, k);
+        var (grpo, bupo) = (grpoRun.Result, bupoRun.Result);
 
         // ---- stage 5: evaluation on the held-out split
         sw.Restart();
         var models = new (string Name, string Gguf)[] { ("init (untrained)", initGguf), ("SFT", sftGguf), ("GRPO", grpo.SamplerGguf), ("BuPO", bupo.SamplerGguf) };
         // The problems as the model sees them (the demo's "Q: ...\nA: " format) under the raw template, as in training.
         var heldOutPrompts = heldOut.Select(i => i with { Problem = ArithmeticTaskGenerator.FormatPrompt(i.Problem) }).ToList();
+        var heldSteps = heldTasks.Select(t => t.Steps).ToList();
         // llama.cpp only (no torch): two evaluations side by side on two or more cores, one thread each.
         Parallel.ForEach(models, new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 2) }, m =>
         {
-            var r = Evaluate(m.Gguf, heldOutPrompts, p, a);
+            var r = Evaluate(m.Gguf, heldOutPrompts, heldSteps, p, a);
             AtomicFile.WriteAllText(Path.Combine(outDir, EvalFile(m.Name)), JsonSerializer.Serialize(r, Json));
             lock (console) console.MarkupLineInterpolated($"  eval {m.Name}: avg@{p.EvalK} {r.AvgAtK:0.000} ({r.Seconds:0.0} s)");
         });
@@ -335,7 +373,7 @@ public static class DemoCommand
         var layerRows = new List<(string Model, double AvgAtK, double PassK)>();
         foreach (var (name, gguf) in models.Skip(1))
         {
-            var r = EvaluateLayer(gguf, layerProblems, k, p, a);
+            var r = EvaluateLayer(gguf, layerProblems, heldSteps, k, p, a);
             AtomicFile.WriteAllText(Path.Combine(outDir, "layer_" + EvalFile(name)), JsonSerializer.Serialize(r, Json));
             layerRows.Add((name, r.AvgAtK, r.PassAtK[p.LayerEvalK.ToString(CultureInfo.InvariantCulture)]));
             console.MarkupLineInterpolated($"  layer-{k} policy of {name}: avg@{p.LayerEvalK} {r.AvgAtK:0.000} ({r.Seconds:0.0} s)");
@@ -357,7 +395,11 @@ public static class DemoCommand
             var e = doc.RootElement;
             var pass = e.GetProperty("pass_at_k");
             return new ResultRow(m.Name, e.GetProperty("avg_at_k").GetDouble(), pass.GetProperty("1").GetDouble(),
-                pass.GetProperty(p.EvalK.ToString(CultureInfo.InvariantCulture)).GetDouble(), e.GetProperty("finished_share").GetDouble(), file);
+                pass.GetProperty(p.EvalK.ToString(CultureInfo.InvariantCulture)).GetDouble(), e.GetProperty("finished_share").GetDouble(), file)
+            {
+                AvgAtKBySteps = e.GetProperty("avg_at_k_by_steps").EnumerateObject().ToDictionary(x => x.Name, x => x.Value.GetDouble()),
+                ShortShare = e.GetProperty("short_share").GetDouble(),
+            };
         }).ToList();
         AtomicFile.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new { k = p.EvalK, bupo_layer = k, rows }, Json));
         var csv = new StringBuilder($"model,avg_at_{p.EvalK},pass_at_1,pass_at_{p.EvalK},finished_share\n");
@@ -372,7 +414,8 @@ public static class DemoCommand
         SaveEntropy(Path.Combine(outDir, "layer_entropy.png"), sftAnalysis, grpoAnalysis, bupoAnalysis, k);
         stages.Add(("report", sw.Elapsed.TotalSeconds, ""));
         AtomicFile.WriteAllText(Path.Combine(outDir, "stages.json"), JsonSerializer.Serialize(stages.Select(s => new { stage = s.Stage, seconds = s.Seconds, note = s.Note }), Json));
-        AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), Report(p, a, k, sftAnalysis, grpoAnalysis, bupoAnalysis, rows, layerRows, grpoSteps, bupoSteps, stages, total.Elapsed.TotalSeconds));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), Report(p, a, k, sftAnalysis, grpoAnalysis, bupoAnalysis, rows, layerRows, grpoSteps, bupoSteps, stages, total.Elapsed.TotalSeconds,
+            heldTasks.Select(t => t.Expression).Distinct().Count()));
         Stage("report", Path.Combine(outDir, "report.md"), sw);
 
         var table = new Table().AddColumns("model", $"avg@{p.EvalK}", "pass@1", $"pass@{p.EvalK}", "finished");
@@ -398,6 +441,10 @@ public static class DemoCommand
         /// <summary>Share of samples from which the verifier extracted an answer.</summary>
         [JsonPropertyName("answered_share")] public double AnsweredShare { get; init; }
         [JsonPropertyName("mean_response_tokens")] public double MeanResponseTokens { get; init; }
+        /// <summary>avg@K over the problems of each operation count ("1", "2", ...).</summary>
+        [JsonPropertyName("avg_at_k_by_steps")] public required IReadOnlyDictionary<string, double> AvgAtKBySteps { get; init; }
+        /// <summary>Share of samples with fewer worked steps ("a+b=c") than the problem has operations: the flaw of the demonstrations that leave out the last step.</summary>
+        [JsonPropertyName("short_share")] public double ShortShare { get; init; }
         [JsonPropertyName("seconds")] public double Seconds { get; init; }
         /// <summary>The first sample of the first problems.</summary>
         [JsonPropertyName("examples")] public required IReadOnlyList<DemoEvalExample> Examples { get; init; }
@@ -411,7 +458,7 @@ public static class DemoCommand
         [property: JsonPropertyName("correct")] bool Correct);
 
     /// <summary>K samples per held-out problem at temperature 1 with llama.cpp, scored by the math verifier (RL's <see cref="Evaluator"/>).</summary>
-    private static DemoEvalFile Evaluate(string gguf, IReadOnlyList<PromptItem> problems, DemoProfile p, DemoArgs a)
+    private static DemoEvalFile Evaluate(string gguf, IReadOnlyList<PromptItem> problems, IReadOnlyList<int> steps, DemoProfile p, DemoArgs a)
     {
         var clock = Stopwatch.StartNew();
         using var engine = new RolloutEngine(gguf, new RolloutEngineOptions { Parallel = 64, Threads = a.Threads, SamplingThreads = a.Threads, GpuLayers = 0 });
@@ -420,13 +467,14 @@ public static class DemoCommand
             K = p.EvalK, Template = "raw", Seed = (ulong)a.Seed,
             Sampling = new RolloutSampling { Temperature = 1.0, MaxTokens = p.MaxResponseTokens },
         });
-        return EvalFileOf(r, gguf, problems, p.EvalK, clock);
+        return EvalFileOf(r, gguf, problems, steps, p.EvalK, clock);
     }
 
     /// <summary>An evaluation as written to <c>eval_*.json</c>.</summary>
-    private static DemoEvalFile EvalFileOf(EvalResult r, string model, IReadOnlyList<PromptItem> problems, int k, Stopwatch clock)
+    private static DemoEvalFile EvalFileOf(EvalResult r, string model, IReadOnlyList<PromptItem> problems, IReadOnlyList<int> steps, int k, Stopwatch clock)
     {
         var samples = r.Problems.Sum(x => x.Correct.Length);
+        var shortSamples = r.Problems.Select((x, i) => x.Responses.Count(resp => resp.Count(c => c == '=') < steps[i])).Sum();
         return new DemoEvalFile
         {
             Model = model,
@@ -438,13 +486,16 @@ public static class DemoCommand
             FinishedShare = r.Problems.Sum(x => x.Finish.Count(f => f == FinishReason.EndOfSequence)) / (double)samples,
             AnsweredShare = r.Problems.Sum(x => x.Extracted.Count(e => e != null)) / (double)samples,
             MeanResponseTokens = r.Problems.Sum(x => x.ResponseTokens.Sum()) / (double)samples,
+            AvgAtKBySteps = Enumerable.Range(0, r.Problems.Count).GroupBy(i => steps[i]).OrderBy(g => g.Key).ToDictionary(
+                g => g.Key.ToString(CultureInfo.InvariantCulture), g => g.Average(i => r.Problems[i].Correct.Count(c => c) / (double)r.Problems[i].Correct.Length)),
+            ShortShare = shortSamples / (double)samples,
             Seconds = clock.Elapsed.TotalSeconds,
             Examples = r.Problems.Take(12).Select((x, i) => new DemoEvalExample(problems[i].Problem, x.Reference, x.Responses[0], x.Correct[0])).ToList(),
         };
     }
 
     /// <summary>Block k's internal policy sampled with the torch engine (<see cref="TorchPolicySampler"/>), scored like <see cref="Evaluate"/>.</summary>
-    private static DemoEvalFile EvaluateLayer(string gguf, IReadOnlyList<PromptItem> problems, int k, DemoProfile p, DemoArgs a)
+    private static DemoEvalFile EvaluateLayer(string gguf, IReadOnlyList<PromptItem> problems, IReadOnlyList<int> steps, int k, DemoProfile p, DemoArgs a)
     {
         var clock = Stopwatch.StartNew();
         using var engine = new RolloutEngine(gguf, new RolloutEngineOptions { Parallel = 1, Threads = a.Threads, SamplingThreads = a.Threads, GpuLayers = 0 });
@@ -455,7 +506,7 @@ public static class DemoCommand
             K = p.LayerEvalK, Template = "raw", Seed = (ulong)a.Seed,
             Sampling = new RolloutSampling { Temperature = 1.0, MaxTokens = p.MaxResponseTokens },
         }, generator: sampler);
-        return EvalFileOf(r, $"{gguf} (block {k}'s internal policy, torch)", problems, p.LayerEvalK, clock);
+        return EvalFileOf(r, $"{gguf} (block {k}'s internal policy, torch)", problems, steps, p.LayerEvalK, clock);
     }
 
     public static string EvalFile(string model) => "eval_" + model.Split(' ')[0].ToLowerInvariant() + ".json";
@@ -468,11 +519,11 @@ public static class DemoCommand
     private static string Csv(params object[] values) => string.Join(',', values.Select(v => Convert.ToString(v, CultureInfo.InvariantCulture)));
 
     private static string Report(DemoProfile p, DemoArgs a, int k, AnalysisResult sft, AnalysisResult grpo, AnalysisResult bupo, IReadOnlyList<ResultRow> rows,
-        IReadOnlyList<(string Model, double AvgAtK, double PassK)> layerRows, IReadOnlyList<StepMetrics> grpoSteps, IReadOnlyList<StepMetrics> bupoSteps, IReadOnlyList<(string Stage, double Seconds, string Note)> stages, double seconds)
+        IReadOnlyList<(string Model, double AvgAtK, double PassK)> layerRows, IReadOnlyList<StepMetrics> grpoSteps, IReadOnlyList<StepMetrics> bupoSteps, IReadOnlyList<(string Stage, double Seconds, string Note)> stages, double seconds, int heldOutDistinct)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# bupo-hybrid demo ({p.Name})").AppendLine();
-        sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each, ");
+        sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each{(p.SftDroppedStepShare > 0 ? $" ({Pct(p.SftDroppedStepShare)} of its demonstrations flawed: they leave out the last operation and box the amount before it)" : "")}, ");
         sb.AppendLine($"then trained from that same checkpoint with GRPO and with BuPO (IPA on block k = {k} for the first {p.BupoSteps} of {p.RlSteps} steps, then GRPO), ");
         sb.AppendLine($"with the same seed ({a.Seed}), prompts, group size ({p.RlSamplesPerPrompt}), learning rate ({p.RlLr.ToString(CultureInfo.InvariantCulture)}) and step budget. Device: {a.Device}.");
         sb.AppendLine(p.Tasks.RlFraction > 0
@@ -482,7 +533,13 @@ public static class DemoCommand
         sb.AppendLine($"| model | avg@{p.EvalK} | pass@1 | pass@{p.EvalK} | finished |");
         sb.AppendLine("|---|---|---|---|---|");
         foreach (var r in rows) sb.AppendLine($"| {r.Model} | {F(r.AvgAtK)} | {F(r.Pass1)} | {F(r.PassK)} | {F(r.FinishedShare)} |");
-        sb.AppendLine().AppendLine($"Problems: `heldout.jsonl`; {p.EvalK} samples per problem at temperature 1; numbers from `eval_*.json` (also `results.json`, `results.csv`).").AppendLine();
+        sb.AppendLine().AppendLine($"Problems: `heldout.jsonl` ({heldOutDistinct} distinct problems); {p.EvalK} samples per problem at temperature 1; numbers from `eval_*.json` (also `results.json`, `results.csv`).").AppendLine();
+        var stepKeys = rows.SelectMany(r => r.AvgAtKBySteps.Keys).Distinct().OrderBy(x => int.Parse(x, CultureInfo.InvariantCulture)).ToList();
+        sb.AppendLine($"By number of operations, and the share of samples that stop short (fewer worked steps than operations{(p.SftDroppedStepShare > 0 ? $": the flaw of {Pct(p.SftDroppedStepShare)} of the SFT demonstrations, which leave out the last step" : "")}):").AppendLine();
+        sb.AppendLine("| model | " + string.Join(" | ", stepKeys.Select(x => $"avg@{p.EvalK}, {x} op.")) + " | stops short |");
+        sb.AppendLine("|---|" + string.Concat(stepKeys.Select(_ => "---|")) + "---|");
+        foreach (var r in rows) sb.AppendLine($"| {r.Model} | " + string.Join(" | ", stepKeys.Select(x => r.AvgAtKBySteps.TryGetValue(x, out var v) ? F(v) : "-")) + $" | {F(r.ShortShare)} |");
+        sb.AppendLine();
         var sftRow = rows.First(r => r.Model == "SFT");
         foreach (var r in rows.Where(r => r.Model is "GRPO" or "BuPO"))
             sb.AppendLine($"- {r.Model} vs SFT: avg@{p.EvalK} {F(r.AvgAtK)} vs {F(sftRow.AvgAtK)} ({(r.AvgAtK > sftRow.AvgAtK ? "better" : r.AvgAtK < sftRow.AvgAtK ? "worse" : "equal")}).");
@@ -536,7 +593,10 @@ public static class DemoCommand
 
     private sealed class Observer(IAnsiConsole console, string name, int steps) : ITrainingObserver
     {
-        public void OnStep(StepMetrics m, TrainOptions o) => console.MarkupLineInterpolated(
-            $"  {name} step {m.Step}/{steps} [[{m.Phase}]]: reward {m.RewardMean:0.000}, accuracy {m.Accuracy:0.000}, length {m.ResponseLengthMean:0.0}, {m.StepSeconds:0.0} s");
+        public void OnStep(StepMetrics m, TrainOptions o)
+        {
+            lock (console) console.MarkupLineInterpolated(
+                $"  {name} step {m.Step}/{steps} [[{m.Phase}]]: reward {m.RewardMean:0.000}, accuracy {m.Accuracy:0.000}, length {m.ResponseLengthMean:0.0}, {m.StepSeconds:0.0} s");
+        }
     }
 }
