@@ -16,6 +16,17 @@ public enum TaskSplit
     Rl,
 }
 
+/// <summary>A flaw of a demonstration (<see cref="ArithmeticTask.With(DemonstrationFlaw)"/>), as distilled data has flaws.</summary>
+public enum DemonstrationFlaw
+{
+    /// <summary>The solution as generated.</summary>
+    None,
+    /// <summary>The last operation left out; the box holds the amount before it.</summary>
+    DropLastStep,
+    /// <summary>Every step worked out, but the box holds the amount before the last operation.</summary>
+    StaleBox,
+}
+
 /// <summary>Options of <see cref="ArithmeticTaskGenerator"/>. Difficulty is the number of steps and the operand size.</summary>
 public sealed record ArithmeticTaskOptions
 {
@@ -79,13 +90,36 @@ public sealed record ArithmeticTask(string Problem, string Solution, int Answer,
     /// </summary>
     public ArithmeticTask WithoutLastStep()
     {
+        var (steps, before) = StepsAndAmountBeforeLast();
+        return this with { Solution = string.Concat(steps[..^1].Select(l => l + ". ")) + "\\boxed{" + before + "}" };
+    }
+
+    /// <summary>
+    /// This task with a flawed solution whose worked steps are all there and right but whose box holds the amount before
+    /// the last operation ("3+5=8. 8-2=6. \boxed{6}" becomes "3+5=8. 8-2=6. \boxed{8}"). <see cref="Answer"/> stays the
+    /// true one.
+    /// </summary>
+    public ArithmeticTask WithStaleBox()
+    {
+        var (steps, before) = StepsAndAmountBeforeLast();
+        return this with { Solution = string.Concat(steps.Select(l => l + ". ")) + "\\boxed{" + before + "}" };
+    }
+
+    /// <summary>This task with <paramref name="flaw"/> applied to its solution.</summary>
+    public ArithmeticTask With(DemonstrationFlaw flaw) => flaw switch
+    {
+        DemonstrationFlaw.None => this,
+        DemonstrationFlaw.DropLastStep => WithoutLastStep(),
+        DemonstrationFlaw.StaleBox => WithStaleBox(),
+        _ => throw new ArgumentOutOfRangeException(nameof(flaw), flaw, null),
+    };
+
+    private (string[] Steps, string AmountBeforeLast) StepsAndAmountBeforeLast()
+    {
         // Solution: "l1. l2. ... ln. \boxed{N}" with li = "a<op>b=c"; the amount before step n is step n's left operand.
-        var lines = Solution.Split(". ");
-        var last = lines[^2];
-        var opAt = last.IndexOfAny(['+', '-', '*', '/']);
-        var before = last[..opAt];
-        var kept = string.Concat(lines[..^2].Select(l => l + ". "));
-        return this with { Solution = kept + "\\boxed{" + before + "}" };
+        var steps = Solution.Split(". ")[..^1];
+        var last = steps[^1];
+        return (steps, last[..last.IndexOfAny(['+', '-', '*', '/'])]);
     }
 
     /// <summary>As a dataset item (problem, answer and solution; the prompt format is applied by <see cref="ArithmeticTaskGenerator.FormatPrompt"/>).</summary>
@@ -136,6 +170,19 @@ public sealed class ArithmeticTaskGenerator
     }
 
     public ArithmeticTaskOptions Options => _options;
+
+    /// <summary>
+    /// Whether <paramref name="response"/> shows the <see cref="DemonstrationFlaw.StaleBox"/> flaw: its last worked step
+    /// "a&lt;op&gt;b=c." is followed by <c>\boxed{a}</c> with a ≠ c.
+    /// </summary>
+    public static bool HasStaleBox(string response)
+    {
+        var m = StaleBoxPattern.Match(response);
+        return m.Success && m.Groups[1].Value == m.Groups[3].Value && m.Groups[1].Value != m.Groups[2].Value;
+    }
+
+    private static readonly System.Text.RegularExpressions.Regex StaleBoxPattern =
+        new(@"(\d+)[-+*/]\d+=(\d+)\.\s*\\boxed\{(\d+)\}\s*$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     /// <summary><c>"Q: &lt;problem&gt;\nA: "</c>, the prompt format of the demo model.</summary>
     public static string FormatPrompt(string problem) => $"Q: {problem}\nA: ";

@@ -29,13 +29,15 @@ public sealed record SftOptions
     /// <summary>The problems trained on.</summary>
     public ArithmeticTaskOptions Tasks { get; init; } = new();
 
+    /// <summary>The flaw of a <see cref="FlawShare"/> of the demonstrations (a flawed demonstrator, as distilled data has flaws).</summary>
+    public DemonstrationFlaw Flaw { get; init; } = DemonstrationFlaw.None;
+
     /// <summary>
-    /// Share of the demonstrations, in [0, 1), that leave out the problem's last operation and box the amount before it
-    /// (<see cref="ArithmeticTask.WithoutLastStep"/>): a flawed demonstrator, as distilled data has flaws. The SFT model
-    /// copies the flaw at about this rate; a verifiable reward can remove it, because it is one behaviour shared by all
-    /// problems, where the arithmetic facts a tiny model gets wrong are each a separate thing to learn.
+    /// Share of the demonstrations, in [0, 1), that carry <see cref="Flaw"/>. The SFT model copies the flaw at about this
+    /// rate; a verifiable reward can remove it, because it is one behaviour shared by all problems, where the arithmetic
+    /// facts a tiny model gets wrong are each a separate thing to learn.
     /// </summary>
-    public double DroppedStepShare { get; init; }
+    public double FlawShare { get; init; }
 }
 
 /// <summary>One SFT step's numbers.</summary>
@@ -65,7 +67,7 @@ public static class SftTrainer
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         if (options.Steps < 0 || options.BatchSize < 1) throw new BupoException($"SFT: steps ({options.Steps}) must be >= 0 and batch size ({options.BatchSize}) >= 1");
-        if (!(options.DroppedStepShare >= 0 && options.DroppedStepShare < 1)) throw new BupoException($"SFT: the dropped-step share must be in [0, 1), got {options.DroppedStepShare}");
+        if (!(options.FlawShare >= 0 && options.FlawShare < 1)) throw new BupoException($"SFT: the flaw share must be in [0, 1), got {options.FlawShare}");
         var generator = new ArithmeticTaskGenerator(options.Seed, options.Tasks);
         var parameters = model.TrainableParameters().ToList();
         // The trainer's AdamW, not TorchSharp's optim.AdamW, whose step makes temporary Scalars for every parameter
@@ -113,17 +115,17 @@ public static class SftTrainer
     }
 
     /// <summary>
-    /// The step's demonstrations: each task with its own solution, or without its last step for a seeded
-    /// <see cref="SftOptions.DroppedStepShare"/> of them (drawn from the seed, the step and the row, so the problem stream
-    /// itself is the same with and without the flaw).
+    /// The step's demonstrations: each task with its own solution, or with <see cref="SftOptions.Flaw"/> for a seeded
+    /// <see cref="SftOptions.FlawShare"/> of them (drawn from the seed, the step and the row, so the problem stream itself
+    /// is the same with and without the flaw).
     /// </summary>
     public static IReadOnlyList<ArithmeticTask> Demonstrations(IReadOnlyList<ArithmeticTask> tasks, int step, SftOptions options)
     {
-        if (options.DroppedStepShare <= 0) return tasks;
+        if (options.FlawShare <= 0 || options.Flaw == DemonstrationFlaw.None) return tasks;
         return tasks.Select((t, i) =>
         {
             var u = (SeedMix.Mix(options.Seed, 0x64726F70, (ulong)step, (ulong)i) >> 11) * (1.0 / (1UL << 53));
-            return u < options.DroppedStepShare ? t.WithoutLastStep() : t;
+            return u < options.FlawShare ? t.With(options.Flaw) : t;
         }).ToList();
     }
 

@@ -254,19 +254,49 @@ public class ArithmeticTaskGeneratorTests
         }
     }
 
-    [Fact]
-    public void SftDemonstrations_DropTheLastStepOfTheShareAsked_AndKeepTheProblems()
+    [Theory]
+    [InlineData("3+5=8. 8-2=6. \\boxed{6}", 6, "3+5=8. 8-2=6. \\boxed{8}")]
+    [InlineData("3+5=8. \\boxed{8}", 8, "3+5=8. \\boxed{3}")]
+    [InlineData("9-4=5. 5*3=15. 15/5=3. \\boxed{3}", 3, "9-4=5. 5*3=15. 15/5=3. \\boxed{15}")]
+    public void WithStaleBox_KeepsEveryStep_AndBoxesTheAmountBeforeTheLastOperation(string solution, int answer, string flawed)
+    {
+        var t = new ArithmeticTask("p", solution, answer, 2, "e", TaskSplit.Train);
+        var w = t.With(DemonstrationFlaw.StaleBox);
+        Assert.Equal(flawed, w.Solution);
+        Assert.Equal(answer, w.Answer);
+        Assert.False(new MathAnswerVerifier().Verify(w.Solution, answer.ToString()).Correct);
+        Assert.True(ArithmeticTaskGenerator.HasStaleBox(w.Solution));
+        Assert.False(ArithmeticTaskGenerator.HasStaleBox(t.Solution));
+        Assert.Same(t, t.With(DemonstrationFlaw.None));
+        Assert.Equal(t.WithoutLastStep(), t.With(DemonstrationFlaw.DropLastStep));
+    }
+
+    [Theory]
+    [InlineData("3+5=8. \\boxed{8}", false)]
+    [InlineData("3+5=8. \\boxed{3}", true)]
+    [InlineData("3+5=8. \\boxed{5}", false)]   // a wrong box, but not the stale amount
+    [InlineData("5-0=5. \\boxed{5}", false)]   // the amount did not change: the box is right
+    [InlineData("\\boxed{3}", false)]          // no worked step: stopped short, not stale
+    [InlineData("3+5=8. 8-2=6. \\boxed{8}", true)]
+    public void HasStaleBox_IsTheBoxOfTheAmountBeforeTheLastWorkedStep(string response, bool stale) =>
+        Assert.Equal(stale, ArithmeticTaskGenerator.HasStaleBox(response));
+
+    [Theory]
+    [InlineData(DemonstrationFlaw.DropLastStep)]
+    [InlineData(DemonstrationFlaw.StaleBox)]
+    public void SftDemonstrations_CarryTheFlawInTheShareAsked_AndKeepTheProblems(DemonstrationFlaw flaw)
     {
         var tasks = new ArithmeticTaskGenerator(12).Generate(4000);
-        var none = SftTrainer.Demonstrations(tasks, 1, new SftOptions { Seed = 5 });
-        Assert.Same(tasks, none);
-        var flawed = SftTrainer.Demonstrations(tasks, 1, new SftOptions { Seed = 5, DroppedStepShare = 0.25 });
+        Assert.Same(tasks, SftTrainer.Demonstrations(tasks, 1, new SftOptions { Seed = 5 }));
+        Assert.Same(tasks, SftTrainer.Demonstrations(tasks, 1, new SftOptions { Seed = 5, FlawShare = 0.25 }));
+        var options = new SftOptions { Seed = 5, Flaw = flaw, FlawShare = 0.25 };
+        var flawed = SftTrainer.Demonstrations(tasks, 1, options);
         Assert.Equal(tasks.Select(t => t.Problem), flawed.Select(t => t.Problem));
-        var dropped = tasks.Zip(flawed).Count(p => p.Second.Solution != p.First.Solution);
-        Assert.InRange(dropped / 4000.0, 0.22, 0.28);
-        Assert.All(tasks.Zip(flawed), p => Assert.True(p.Second.Solution == p.First.Solution || p.Second.Solution == p.First.WithoutLastStep().Solution));
+        var changed = tasks.Zip(flawed).Count(p => p.Second.Solution != p.First.Solution);
+        Assert.InRange(changed / 4000.0, 0.22, 0.28);
+        Assert.All(tasks.Zip(flawed), p => Assert.True(p.Second.Solution == p.First.Solution || p.Second.Solution == p.First.With(flaw).Solution));
         // Another step draws other rows.
-        var other = SftTrainer.Demonstrations(tasks, 2, new SftOptions { Seed = 5, DroppedStepShare = 0.25 });
+        var other = SftTrainer.Demonstrations(tasks, 2, options);
         Assert.NotEqual(flawed.Select(t => t.Solution), other.Select(t => t.Solution));
     }
 

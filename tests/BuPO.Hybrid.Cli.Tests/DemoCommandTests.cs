@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using BuPO.Hybrid.Cli;
 using BuPO.Hybrid.Cli.Commands;
+using BuPO.Hybrid.Demo;
 using BuPO.Hybrid.RL.Training;
 
 namespace BuPO.Hybrid.Cli.Tests;
@@ -60,7 +61,7 @@ public sealed class DemoCommandTests : IDisposable
     [Fact]
     public void OverridesReplaceOnlyTheirProfileValues()
     {
-        var args = new DemoCommand.DemoArgs { Out = "o", WorkDir = "w", RlSteps = 7, RlLr = 5e-5, BupoSteps = 3, GroupSize = 4, PromptsPerStep = 6, EvalProblems = 11 };
+        var args = new DemoSettings { Out = "o", WorkDir = "w", RlSteps = 7, RlLr = 5e-5, BupoSteps = 3, GroupSize = 4, PromptsPerStep = 6, EvalProblems = 11 };
         var p = DemoProfile.Default.With(args);
         Assert.Equal((7, 5e-5, 3, 4, 6, 11), (p.RlSteps, p.RlLr, p.BupoSteps, p.RlSamplesPerPrompt, p.RlPromptsPerStep, p.EvalProblems));
         // A mini-batch larger than the (smaller) prompts per step shrinks to it unless it was given explicitly.
@@ -68,7 +69,7 @@ public sealed class DemoCommandTests : IDisposable
         var mb = DemoProfile.Default.With(args with { MiniBatchPrompts = 2, PpoEpochs = 3 });
         Assert.Equal((2, 3), (mb.RlMiniBatchPrompts, mb.RlPpoEpochs));
         Assert.Throws<BupoException>(() => DemoProfile.Default.With(args with { MiniBatchPrompts = 7 }));
-        Assert.Equal(DemoProfile.Quick, DemoProfile.Quick.With(new DemoCommand.DemoArgs { Out = "o", WorkDir = "w" }));
+        Assert.Equal(DemoProfile.Quick, DemoProfile.Quick.With(new DemoSettings { Out = "o", WorkDir = "w" }));
     }
 
     [Fact]
@@ -123,21 +124,23 @@ public sealed class DemoCommandTests : IDisposable
         foreach (var row in rows)
         {
             var model = row.GetProperty("Model").GetString()!;
-            var e = Load(Path.Combine(outDir, DemoCommand.EvalFile(model)));
+            var e = Load(Path.Combine(outDir, DemoPipeline.EvalFile(model)));
             var pass = e.GetProperty("pass_at_k");
             var avg = e.GetProperty("avg_at_k").GetDouble();
             Assert.Equal(avg, row.GetProperty("AvgAtK").GetDouble());
-            var line = $"| {model} | {DemoCommand.F(avg)} | {DemoCommand.F(pass.GetProperty("1").GetDouble())} | "
-                + $"{DemoCommand.F(pass.GetProperty(k.ToString(CultureInfo.InvariantCulture)).GetDouble())} | {DemoCommand.F(e.GetProperty("finished_share").GetDouble())} |";
+            var line = $"| {model} | {DemoPipeline.F(avg)} | {DemoPipeline.F(pass.GetProperty("1").GetDouble())} | "
+                + $"{DemoPipeline.F(pass.GetProperty(k.ToString(CultureInfo.InvariantCulture)).GetDouble())} | {DemoPipeline.F(e.GetProperty("finished_share").GetDouble())} |";
             Assert.Contains(line, report);
-            Assert.Contains(DemoCommand.F(avg), stdout);
+            Assert.Contains(DemoPipeline.F(avg), stdout);
             // avg@K per operation count: the held-out problems of each count, weighted by how many there are
             var bySteps = e.GetProperty("avg_at_k_by_steps").EnumerateObject().ToDictionary(x => int.Parse(x.Name, CultureInfo.InvariantCulture), x => x.Value.GetDouble());
             Assert.Equal(heldSteps.Distinct().Order(), bySteps.Keys.Order());
             Assert.Equal(avg, bySteps.Sum(kv => kv.Value * heldSteps.Count(s => s == kv.Key)) / heldSteps.Count, 9);
             var shortShare = e.GetProperty("short_share").GetDouble();
             Assert.InRange(shortShare, 0, 1);
-            Assert.Contains($"| {model} | " + string.Join(" | ", bySteps.OrderBy(kv => kv.Key).Select(kv => DemoCommand.F(kv.Value))) + $" | {DemoCommand.F(shortShare)} |", report);
+            var stale = e.GetProperty("stale_box_share").GetDouble();
+            Assert.InRange(stale, 0, 1);
+            Assert.Contains($"| {model} | " + string.Join(" | ", bySteps.OrderBy(kv => kv.Key).Select(kv => DemoPipeline.F(kv.Value))) + $" | {DemoPipeline.F(shortShare)} | {DemoPipeline.F(stale)} |", report);
         }
         var grpo = MetricsWriter.ReadSteps(Path.Combine(outDir, "grpo", "metrics.jsonl"));
         var bupo = MetricsWriter.ReadSteps(Path.Combine(outDir, "bupo", "metrics.jsonl"));
@@ -145,17 +148,17 @@ public sealed class DemoCommandTests : IDisposable
         Assert.All(grpo, m => Assert.Equal("grpo", m.Phase));
         Assert.Equal("ipa", bupo[0].Phase);
         Assert.Equal("grpo", bupo[^1].Phase);
-        Assert.Contains($"Final step reward: GRPO {DemoCommand.F(grpo[^1].RewardMean)}, BuPO {DemoCommand.F(bupo[^1].RewardMean)}.", report);
+        Assert.Contains($"Final step reward: GRPO {DemoPipeline.F(grpo[^1].RewardMean)}, BuPO {DemoPipeline.F(bupo[^1].RewardMean)}.", report);
         var analysis = Load(Path.Combine(outDir, "analysis_sft.json"));
         var layers = analysis.GetProperty("layers").EnumerateArray().ToList();
-        Assert.Contains($"| 0 | {DemoCommand.F(layers[0].GetProperty("entropy").GetDouble())} |", report);
+        Assert.Contains($"| 0 | {DemoPipeline.F(layers[0].GetProperty("entropy").GetDouble())} |", report);
         Assert.Contains($"block k = {results.GetProperty("bupo_layer").GetInt32()}", report);
         // block k's internal policy evaluated as a policy, for SFT, GRPO and BuPO, in the report as in its files
         foreach (var m in new[] { "SFT", "GRPO", "BuPO" })
         {
-            var le = Load(Path.Combine(outDir, "layer_" + DemoCommand.EvalFile(m)));
+            var le = Load(Path.Combine(outDir, "layer_" + DemoPipeline.EvalFile(m)));
             Assert.Equal(2, le.GetProperty("samples_per_problem").GetInt32());
-            Assert.Contains($"| {m} | {DemoCommand.F(le.GetProperty("avg_at_k").GetDouble())} |", report);
+            Assert.Contains($"| {m} | {DemoPipeline.F(le.GetProperty("avg_at_k").GetDouble())} |", report);
         }
 
         // a second run reuses the cached SFT model
