@@ -82,7 +82,7 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
         using var model = TransformerModel.FromGguf(_fx.Path);
         Assert.NotNull(model.Output); // untied: output.weight is its own tensor
         var before = Snapshot(model);
-        using var trainer = new GrpoTrainer(model, Options);
+        using var trainer = new GrpoTrainer(model, Options.Grpo);
         const int k = 1;
         Assert.True(GrpoTrainer.IsIpaStep(1, k, 3));
         var stats = trainer.Update(1, Synthetic(1), layer: k, ipa: true, lr: 1e-2);
@@ -114,8 +114,8 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
             using var a = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);
             using var b = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);
             var seqs = Synthetic(3);
-            using var ta = new GrpoTrainer(a, Options with { MicroBatchTokens = 1, LossAgg = agg });
-            using var tb = new GrpoTrainer(b, Options with { MicroBatchTokens = 1 << 20, LossAgg = agg });
+            using var ta = new GrpoTrainer(a, (Options with { MicroBatchTokens = 1, LossAgg = agg }).Grpo);
+            using var tb = new GrpoTrainer(b, (Options with { MicroBatchTokens = 1 << 20, LossAgg = agg }).Grpo);
             var sa = ta.Update(1, seqs, null, false, 1e-3);
             var sb = tb.Update(1, seqs, null, false, 1e-3);
             Assert.Equal(sb.Loss, sa.Loss, 9);
@@ -138,8 +138,8 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
             using var b = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);
             var seqs = Synthetic(5);
             var o = Options with { MiniBatchPrompts = 2, PpoEpochs = 2, MicroBatchTokens = 12 };
-            using var ta = new GrpoTrainer(a, o with { SharedPrefix = true });
-            using var tb = new GrpoTrainer(b, o with { SharedPrefix = false });
+            using var ta = new GrpoTrainer(a, (o with { SharedPrefix = true }).Grpo);
+            using var tb = new GrpoTrainer(b, (o with { SharedPrefix = false }).Grpo);
             var sa = ta.Update(1, seqs, layer, ipa, 1e-3);
             var sb = tb.Update(1, seqs, layer, ipa, 1e-3);
             Assert.Equal(4, sa.OptimizerSteps);
@@ -159,7 +159,7 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
     public void OnPolicyFirstMiniBatchHasUnitRatiosAndTisUsesTheSamplerLogProbs()
     {
         using var model = TransformerModel.FromGguf(_fx.Path);
-        using var trainer = new GrpoTrainer(model, Options with { MiniBatchPrompts = 4 });
+        using var trainer = new GrpoTrainer(model, (Options with { MiniBatchPrompts = 4 }).Grpo);
         var stats = trainer.Update(1, Synthetic(4), null, false, 1e-3);
         Assert.Equal(1, stats.OptimizerSteps);
         Assert.Equal(0, stats.ClipFraction);
@@ -176,7 +176,7 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
     {
         using var model = TransformerModel.FromGguf(_fx.Path);
         var before = Snapshot(model);
-        using var trainer = new GrpoTrainer(model, Options with { MiniBatchPrompts = 4 });
+        using var trainer = new GrpoTrainer(model, (Options with { MiniBatchPrompts = 4 }).Grpo);
         var seqs = Synthetic(5).Select(s => s with { Advantage = double.NaN }).ToArray();
         var stats = trainer.Update(1, seqs, null, false, 1e-2);
         Assert.Equal(1, stats.SkippedSteps);
@@ -190,7 +190,7 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
     {
         using var model = TransformerModel.FromGguf(_fx.Path);
         using var reference = TransformerModel.FromGguf(_fx.Path);
-        using var trainer = new GrpoTrainer(model, Options with { KlCoef = 0.1, EntropyCoef = 0.01, MiniBatchPrompts = 4 }, reference);
+        using var trainer = new GrpoTrainer(model, (Options with { KlCoef = 0.1, EntropyCoef = 0.01, MiniBatchPrompts = 4 }).Grpo, reference);
         var s1 = trainer.Update(1, Synthetic(6), 1, true, 1e-2);
         Assert.Equal(0, s1.RefKl, 9); // one mini-batch, computed before the update: the model is the reference
         var s2 = trainer.Update(2, Synthetic(6), 1, false, 1e-2);
@@ -204,7 +204,7 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
         var before = Snapshot(model);
         using var lora = LoraSet.Create(model, 4, 8, ["attn_q", "ffn_down"], 11);
         Assert.Equal(6, lora.AdaptedWeights.Count()); // 3 blocks x 2 targets
-        using var trainer = new GrpoTrainer(model, Options, lora: lora);
+        using var trainer = new GrpoTrainer(model, Options.Grpo, lora: lora);
         // IPA on block 0: only block 0's adapters (and so its two weights) move.
         var stats = trainer.Update(1, Synthetic(8), 0, true, 1e-2);
         Assert.Equal(2, stats.OptimizerSteps);
@@ -242,7 +242,7 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
     public void LayerOutsideTheModelIsAnError()
     {
         using var model = TransformerModel.FromGguf(_fx.Path);
-        using var trainer = new GrpoTrainer(model, Options);
+        using var trainer = new GrpoTrainer(model, Options.Grpo);
         var e = Assert.Throws<BupoException>(() => trainer.Update(1, Synthetic(7), 3, true, 1e-3));
         Assert.Contains("0..2", e.Message);
     }

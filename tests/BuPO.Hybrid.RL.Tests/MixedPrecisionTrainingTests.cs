@@ -283,7 +283,7 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
             SharedPrefix = sharedPrefixAndCheckpointing, GradientCheckpointing = sharedPrefixAndCheckpointing,
         };
         var before = model.GgufParameters.ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
-        using var trainer = new GrpoTrainer(model, options, reference);
+        using var trainer = new GrpoTrainer(model, options.Grpo, reference);
         const int k = 1;
         var stats = trainer.Update(1, Rollouts(), layer: ipa ? k : null, ipa: ipa, lr: 1e-6);
         _out.WriteLine($"ipa {ipa}, shared prefix + checkpointing {sharedPrefixAndCheckpointing}: loss {stats.Loss:E3}, ref KL {stats.RefKl:E3}, grad norm {stats.GradNorm:E3}");

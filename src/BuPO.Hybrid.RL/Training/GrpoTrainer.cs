@@ -63,7 +63,7 @@ public sealed record UpdateStats
 /// </summary>
 public sealed class GrpoTrainer : IDisposable
 {
-    private readonly TrainOptions _o;
+    private readonly GrpoSettings _o;
     private readonly TransformerModel? _reference;
     private readonly LoraSet? _lora;
 
@@ -74,9 +74,10 @@ public sealed class GrpoTrainer : IDisposable
     /// <param name="options">Algorithm and optimizer settings.</param>
     /// <param name="reference">The frozen reference model of the KL term (needed when kl-coef &gt; 0).</param>
     /// <param name="lora">LoRA adapters: only they are trained (the model's other weights are frozen).</param>
-    public GrpoTrainer(TransformerModel model, TrainOptions options, TransformerModel? reference = null, LoraSet? lora = null)
+    public GrpoTrainer(TransformerModel model, GrpoSettings options, TransformerModel? reference = null, LoraSet? lora = null)
     {
         Model = model;
+        ArgumentNullException.ThrowIfNull(options);
         _o = options;
         _reference = reference;
         _lora = lora;
@@ -120,7 +121,7 @@ public sealed class GrpoTrainer : IDisposable
         long tokenSum = 0, trainTokens = 0;
         int optSteps = 0, skipped = 0, miniBatches = 0;
         var perStep = new List<OptimizerStepStats>();
-        var clip = _o.ClipOptions;
+        var clip = _o.Clip;
         for (var epoch = 0; epoch < _o.PpoEpochs; epoch++)
         {
             var order = Shuffle(groups.Length, SeedMix.Mix((ulong)_o.Seed, 0x7261696E, (ulong)step, (ulong)epoch));

@@ -271,6 +271,15 @@ public sealed record TrainOptions
     };
 
     /// <summary>PPO clip settings for <see cref="PolicyLoss"/>.</summary>
+    /// <summary>The trainer's settings these options give.</summary>
+    public GrpoSettings Grpo => new()
+    {
+        Clip = ClipOptions, Temperature = Temperature, KlCoef = KlCoef, EntropyCoef = EntropyCoef, Tis = Tis, TisCap = TisCap,
+        Beta1 = Beta1, Beta2 = Beta2, AdamEps = AdamEps, WeightDecay = WeightDecay, GradClip = GradClip,
+        MiniBatchPrompts = MiniBatchPrompts, PpoEpochs = PpoEpochs, MicroBatchTokens = MicroBatchTokens, SharedPrefix = SharedPrefix,
+        GradientCheckpointing = GradientCheckpointing, Seed = Seed,
+    };
+
     public PpoClipOptions ClipOptions => new() { ClipLow = ClipLow, ClipHigh = ClipHigh, DualClip = DualClip, Aggregation = Aggregation, TokenSumNormalizer = MaxResponseTokens };
 
     /// <summary>

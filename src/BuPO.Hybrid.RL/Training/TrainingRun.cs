@@ -233,7 +233,7 @@ public static class TrainingRun
             throw new BupoException($"--bupo-layer {lk} is outside the model's blocks 0..{config.LayerCount - 1}");
         var bupoSteps = layer is null ? 0 : o.EffectiveBupoSteps;
 
-        using var trainer = new GrpoTrainer(model, o, reference, lora);
+        using var trainer = new GrpoTrainer(model, o.Grpo, reference, lora);
         if (resume != null)
         {
             resume.Restore(model, trainer.Optimizer, lora);

@@ -76,7 +76,7 @@ public class BehaviorLogProbTests(RolloutFixture fx)
         var seqs = TrainingRun.TrainingSequences(responses, p => prompts[p], responses.Select((_, i) => i % 2 == 0 ? 1.0 : -1.0).ToArray());
         Assert.All(seqs.Zip(responses), x => Assert.Same(x.Second.BehaviorLogProbs, x.First.BehaviorLogProbs));
         using var model = TransformerModel.FromGguf(path);
-        using var trainer = new GrpoTrainer(model, o);
+        using var trainer = new GrpoTrainer(model, o.Grpo);
         var stats = trainer.Update(1, seqs, null, false, 1e-6);
         TestContext.Current.TestOutputHelper?.WriteLine($"mean log(behaviour/old) {wantKl:F5}, log(raw/old) {rawKl:F5}, trainer {stats.Mismatch.MeanKl:F5}; truncated at {truncatedSteps} of {n} steps");
         Assert.Equal(wantKl, stats.Mismatch.MeanKl, 1e-3);

@@ -185,10 +185,11 @@ public static class BenchTrainCommand
             }
         }
         var variants = modes.SelectMany(m => new[] { (Mode: m, Shared: false), (Mode: m, Shared: true) }).ToArray();
-        var options = new RL.Training.TrainOptions
+        var options = new RL.Training.GrpoSettings
         {
-            Model = model.Path, MiniBatchPrompts = prompts, PromptsPerStep = prompts, SamplesPerPrompt = g, MaxResponseTokens = r, Lr = lr,
-            MicroBatchTokens = int.MaxValue, GradientCheckpointing = checkpointing, Seed = seed, Tis = true,
+            // Dr. GRPO's constant normaliser is the response budget, as TrainOptions sets it from --max-response-tokens.
+            Clip = new PpoClipOptions { TokenSumNormalizer = r },
+            MiniBatchPrompts = prompts, MicroBatchTokens = int.MaxValue, GradientCheckpointing = checkpointing, Seed = seed, Tis = true,
         };
         var trainers = variants.Select(v => new RL.Training.GrpoTrainer(net, options with { SharedPrefix = v.Shared })).ToArray();
         var times = variants.Select(_ => new List<double>()).ToArray();
