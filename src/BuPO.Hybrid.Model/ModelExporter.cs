@@ -14,7 +14,7 @@ namespace BuPO.Hybrid.Model;
 public static class ModelExporter
 {
     /// <summary>Types encoded here (GgmlQuantizer); the K-quants and other llama-quantize types are made from an export of
-    /// one of these by llama.cpp (BuPO.Hybrid.RL's SamplerExport: this project does not reference llama.cpp).</summary>
+    /// one of these by llama.cpp (BuPO.Hybrid.RL's WeightSync: this project does not reference llama.cpp).</summary>
     public static IReadOnlyList<GgmlType> DirectTypes => GgufTypePolicy.DirectTypes;
 
     /// <summary>Exports as F32, F16, BF16 or Q8_0.</summary>

@@ -126,7 +126,7 @@ public sealed class ExportTests : IDisposable
     {
         var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
         var outPath = Path.Combine(_dir, "stories-q6_k.gguf");
-        using (var model = TestModels.Stories()) BuPO.Hybrid.RL.Training.SamplerExport.Export(model, src, outPath, "Q6_K", threads: 2);
+        using (var model = TestModels.Stories()) BuPO.Hybrid.RL.Training.WeightSync.Export(model, src, outPath, "Q6_K", threads: 2);
         Assert.Single(Directory.GetFiles(_dir)); // the F16 intermediate is gone
         var seqs = Prompts().Take(2).ToArray();
         var kq = LlamaLogits(outPath, seqs);
@@ -138,13 +138,41 @@ public sealed class ExportTests : IDisposable
         Assert.True(klSum / n < 0.05);
     }
 
+    [Theory]
+    [InlineData("Q8_0", false)]
+    [InlineData("Q6_K", true)]
+    public void WeightSyncRun_ExportsThenReloadsThatFile_AndTimesEachStage(string type, bool quantized)
+    {
+        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var outPath = Path.Combine(_dir, $"sync-{type}.gguf");
+        var reloaded = new List<string>();
+        BuPO.Hybrid.RL.Training.WeightSyncTimes times;
+        using (var model = TestModels.Stories())
+            times = BuPO.Hybrid.RL.Training.WeightSync.Run(model, src, outPath, type, path =>
+            {
+                Assert.True(File.Exists(path), "the file is written before the reload");
+                reloaded.Add(path);
+                Thread.Sleep(20); // the reload's time is measured around this callback
+            }, threads: 2);
+        Assert.Equal([outPath], reloaded);
+        Assert.Equal(outPath, times.File);
+        Assert.Equal(new FileInfo(outPath).Length, times.Bytes);
+        Assert.True(times.ExportSeconds > 0);
+        Assert.Equal(quantized, times.QuantizeSeconds is > 0);
+        Assert.InRange(times.ReloadSeconds, 0.015, 60);
+        Assert.Equal(times.ExportSeconds + (times.QuantizeSeconds ?? 0) + times.ReloadSeconds, times.TotalSeconds, 12);
+        Assert.Single(Directory.GetFiles(_dir)); // no intermediate left
+        using var f = GgufFile.Open(outPath);
+        Assert.Equal(quantized ? 18 : 7, f.RequireInt("general.file_type")); // llama_ftype MOSTLY_Q6_K / MOSTLY_Q8_0
+    }
+
     [Fact]
     public void MismatchedSourceAndUnknownTypeAreUserErrors()
     {
         var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
         using var model = TestModels.Stories();
         var e1 = Assert.ThrowsAny<BupoException>(() => ModelExporter.Export(model, SharedAssets.RequireFile(SharedAssets.Qwen2Vocab), Path.Combine(_dir, "x.gguf"), GgmlType.F16));
-        var e2 = Assert.ThrowsAny<BupoException>(() => BuPO.Hybrid.RL.Training.SamplerExport.Export(model, src, Path.Combine(_dir, "x.gguf"), "Q9_Z"));
+        var e2 = Assert.ThrowsAny<BupoException>(() => BuPO.Hybrid.RL.Training.WeightSync.Export(model, src, Path.Combine(_dir, "x.gguf"), "Q9_Z"));
         var e3 = Assert.ThrowsAny<BupoException>(() => ModelExporter.Export(model, src, src, GgmlType.F32));
         _out.WriteLine(e1.Message); _out.WriteLine(e2.Message); _out.WriteLine(e3.Message);
         Assert.Empty(Directory.GetFiles(_dir));

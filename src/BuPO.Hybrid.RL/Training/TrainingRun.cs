@@ -93,8 +93,8 @@ public static class TrainingRun
         using (var gguf = GgufFile.Open(o.Model!)) config = TransformerConfig.FromGguf(gguf);
         if (o.FixedBupoLayer is { } fixedK && fixedK >= config.LayerCount)
             throw new BupoException($"--bupo-layer {fixedK} is outside the model's blocks 0..{config.LayerCount - 1} ({Path.GetFileName(o.Model)} has {config.LayerCount})");
-        if (!SamplerExport.TypeNames.Contains(o.RolloutQuant, StringComparer.OrdinalIgnoreCase))
-            throw new BupoException($"--rollout-quant: unknown type '{o.RolloutQuant}'; one of: {string.Join(", ", SamplerExport.TypeNames)}");
+        if (!WeightSync.TypeNames.Contains(o.RolloutQuant, StringComparer.OrdinalIgnoreCase))
+            throw new BupoException($"--rollout-quant: unknown type '{o.RolloutQuant}'; one of: {string.Join(", ", WeightSync.TypeNames)}");
         prompts ??= PromptDataset.Load(o.Dataset!, o.Split, o.Limit, new PromptDatasetOptions { DataDir = o.DataDir, ProblemField = o.Field, AnswerField = o.AnswerField });
         if (prompts.Count == 0) throw new BupoException("no training prompts");
         if (o.Limit is { } lim && prompts.Count > lim) prompts = prompts.Take(lim).ToList();
@@ -320,16 +320,13 @@ public static class TrainingRun
             }
             else if (step % o.SyncEvery == 0 || step == o.Steps)
             {
-                var swSync = Stopwatch.StartNew();
                 var path = Path.Combine(samplerDir, $"step-{step:D6}.{o.RolloutQuant}.gguf");
-                SamplerExport.Export(model, o.Model!, path, o.RolloutQuant, threads: o.Threads);
-                sampler.ReloadModel(path);
+                syncSeconds = WeightSync.Run(model, o.Model!, path, o.RolloutQuant, sampler.ReloadModel, threads: o.Threads).TotalSeconds;
                 var previous = samplerGguf;
                 samplerGguf = path;
                 samplerIsSource = false;
                 if (!string.Equals(previous, path, StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetFullPath(previous)) == samplerDir)
                     TryDelete(previous);
-                syncSeconds = swSync.Elapsed.TotalSeconds;
                 synced = true;
             }
 

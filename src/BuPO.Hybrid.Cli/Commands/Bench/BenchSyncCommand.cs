@@ -45,8 +45,8 @@ public static class BenchSyncCommand
             var layers = parse.GetValue(gpuLayers);
             if (layers < -1) throw new BupoException($"--gpu-layers must be >= -1, got {layers}");
             var types = BenchCommon.List("--quant", parse.GetValue(quant)).Select(q =>
-                SamplerExport.TypeNames.FirstOrDefault(n => string.Equals(n, q, StringComparison.OrdinalIgnoreCase))
-                ?? throw new BupoException($"--quant: unknown type '{q}'; one of: {string.Join(", ", SamplerExport.TypeNames)}")).Distinct().ToArray();
+                WeightSync.TypeNames.FirstOrDefault(n => string.Equals(n, q, StringComparison.OrdinalIgnoreCase))
+                ?? throw new BupoException($"--quant: unknown type '{q}'; one of: {string.Join(", ", WeightSync.TypeNames)}")).Distinct().ToArray();
             var inter = Enum.Parse<GgmlType>(parse.GetValue(intermediate)!, ignoreCase: true);
             source.Validate(parse);
             var dev = ModelDevice.Parse(parse.GetValue(device));
@@ -143,45 +143,28 @@ public static class BenchSyncCommand
     }
 
     /// <summary>One sync to <paramref name="type"/>: export (+ quantize), then load, create a context and decode one token.</summary>
+    /// <summary>One sync as training runs it (<see cref="WeightSync.Run"/>), reloading into a fresh llama.cpp model and context and decoding one token.</summary>
     internal static SyncTimes SyncOnce(TransformerModel net, string sourceGguf, string dir, string type, GgmlType intermediate, int threads, int gpuLayers)
     {
         var output = Path.Combine(dir, $"sync-{type}.gguf");
-        var direct = ModelExporter.DirectTypes.FirstOrDefault(t => string.Equals(t.ToString(), type, StringComparison.OrdinalIgnoreCase), (GgmlType)uint.MaxValue);
-        var sw = Stopwatch.StartNew();
-        double export;
-        double? quantize = null;
-        if (direct != (GgmlType)uint.MaxValue)
+        double load = 0, first = 0;
+        var times = WeightSync.Run(net, sourceGguf, output, type, path =>
         {
-            ModelExporter.Export(net, sourceGguf, output, direct);
-            export = sw.Elapsed.TotalSeconds;
-        }
-        else
-        {
-            var tmp = Path.Combine(dir, $"sync-{type}.{intermediate}.tmp.gguf");
-            try
+            // Timed inside: the reload's own time would also count freeing this model and context at the end.
+            var sw = Stopwatch.StartNew();
+            using var llm = LlamaModel.Load(path, new LlamaModelOptions { GpuLayers = gpuLayers });
+            using var ctx = LlamaContext.Create(llm, new LlamaContextOptions { ContextSize = 256, BatchSize = 16, UBatchSize = 16, Threads = threads });
+            load = sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            using (var batch = new LlamaBatch(1))
             {
-                ModelExporter.Export(net, sourceGguf, tmp, intermediate);
-                export = sw.Elapsed.TotalSeconds;
-                sw.Restart();
-                LlamaQuantizer.Quantize(tmp, output, type, threads);
-                quantize = sw.Elapsed.TotalSeconds;
+                batch.Add(0, 0, 0, wantLogits: true);
+                ctx.Decode(batch);
+                _ = ctx.GetLogits(0)[0];
             }
-            finally { TryDelete(tmp); }
-        }
-        var bytes = new FileInfo(output).Length;
-        sw.Restart();
-        using var llm = LlamaModel.Load(output, new LlamaModelOptions { GpuLayers = gpuLayers });
-        using var ctx = LlamaContext.Create(llm, new LlamaContextOptions { ContextSize = 256, BatchSize = 16, UBatchSize = 16, Threads = threads });
-        var load = sw.Elapsed.TotalSeconds;
-        sw.Restart();
-        using (var batch = new LlamaBatch(1))
-        {
-            batch.Add(0, 0, 0, wantLogits: true);
-            ctx.Decode(batch);
-            _ = ctx.GetLogits(0)[0];
-        }
-        var first = sw.Elapsed.TotalSeconds;
-        return new SyncTimes(output, bytes, export, quantize, load, first);
+            first = sw.Elapsed.TotalSeconds;
+        }, intermediate, threads);
+        return new SyncTimes(output, times.Bytes, times.ExportSeconds, times.QuantizeSeconds, load, first);
     }
 
     private static void TryDelete(string path)
