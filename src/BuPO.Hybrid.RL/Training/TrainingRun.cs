@@ -157,20 +157,8 @@ public static class TrainingRun
     private static TrainingResult RunLocked(TrainOptions o, IRewardFunction reward, IReadOnlyList<PromptItem> prompts, ITrainingObserver observer,
         CancellationToken ct, TrainingServices services, TransformerConfig config, string outputDir, string checkpointsDir, Action markStarted)
     {
-        TrainingCheckpoint? resume = null;
-        IReadOnlyList<(string Name, string Before, string After)> changed = [];
-        if (o.Resume != null)
-        {
-            var dir = TrainingCheckpoint.ResolveFolder(o.Resume, checkpointsDir);
-            resume = TrainingCheckpoint.Load(dir);
-            if (resume.Step >= o.Steps) throw new BupoException($"--resume: the checkpoint is at step {resume.Step}, and --steps is {o.Steps}: nothing left to run");
-            // A resume continues the checkpoint's run: a setting that would change its data, sampling or math is refused.
-            changed = SettingChanges(resume.Options, o);
-            if (changed.FirstOrDefault(c => !MayChangeOnResume.Contains(c.Name)) is { Name: not null } bad)
-                throw new BupoException($"--resume: --{bad.Name} is {bad.After} here but {bad.Before} in {resume.Directory}; a resumed run keeps its settings (only {string.Join(", ", MayChangeOnResume.Order(StringComparer.Ordinal))} may change)");
-        }
-        else if (TrainingCheckpoint.Latest(checkpointsDir) is { } existing)
-            throw new BupoException($"--output {o.Output} already holds a run's checkpoints ({Path.GetFileName(existing)}): continue it with --resume latest, or choose another --output");
+        // ---- set-up: the checkpoint resumed (if any), model, sampler, prompts, BuPO layer, trainer
+        var (resume, changed) = ResumeOf(o, checkpointsDir);
         var samplerDir = Path.Combine(outputDir, "sampler");
 
         // ---- model, sampler
@@ -198,37 +186,9 @@ public static class TrainingRun
         if (sampler.Tokenizer.VocabSize != config.VocabSize)
             throw new BupoException($"the sampler's vocabulary ({sampler.Tokenizer.VocabSize}) differs from the model's ({config.VocabSize})");
 
-        // ---- prompt tokens (left-truncated)
-        var format = services.FormatPrompt ?? ((item, s) => s.FormatPrompt(o.PromptTemplate, item.Problem));
-        var promptTokens = new int[prompts.Count][];
-        for (var i = 0; i < prompts.Count; i++)
-        {
-            var text = format(prompts[i], sampler);
-            var ids = PromptTemplates.Encode(text, sampler.Tokenizer);
-            if (ids.Length == 0) throw new BupoException($"prompt '{prompts[i].Id}' gives no tokens");
-            if (ids.Length > o.MaxPromptTokens) ids = ids[^o.MaxPromptTokens..];
-            promptTokens[i] = ids;
-        }
-
-        // ---- BuPO layer
-        int? layer = o.FixedBupoLayer;
-        LayerAnalysis? analysis = null;
-        if (o.IsAutoLayer)
-        {
-            if (resume?.BupoLayer is { } saved) layer = saved;
-            else
-            {
-                var order = GrpoTrainer.Shuffle(prompts.Count, SeedMix.Mix((ulong)o.Seed, 0x6175746F));
-                var pick = order.Take(Math.Min(o.AutoLayerPrompts, prompts.Count)).ToArray();
-                observer.OnMessage($"--bupo-layer auto: sampling {pick.Length} responses of up to {o.AutoLayerMaxTokens} tokens for the boundary-layer analysis");
-                var resp = sampler.Generate(pick.Select(i => promptTokens[i]).ToArray(), 1,
-                    Sampling(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
-                    SeedMix.Mix((ulong)o.Seed, 0x616E616C), ct);
-                analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.ResponseTokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
-                layer = analysis.Layer;
-                observer.OnLayerChosen(analysis);
-            }
-        }
+        // ---- prompt tokens, BuPO layer
+        var promptTokens = EncodePrompts(prompts, services.FormatPrompt ?? ((item, s) => s.FormatPrompt(o.PromptTemplate, item.Problem)), sampler, o.MaxPromptTokens);
+        var (layer, analysis) = ResolveLayer(o, resume, promptTokens, sampler, model, observer, ct);
         if (layer is { } lk && lk >= config.LayerCount)
             throw new BupoException($"--bupo-layer {lk} is outside the model's blocks 0..{config.LayerCount - 1}");
         var bupoSteps = layer is null ? 0 : o.EffectiveBupoSteps;
@@ -267,6 +227,31 @@ public static class TrainingRun
             return dir;
         }
 
+        // Weight sync: export, quantize, reload (LoRA: write the adapter and hot-swap it); returns its seconds.
+        double SyncSampler(int step)
+        {
+            var sw = Stopwatch.StartNew();
+            string? previous;
+            string path;
+            if (lora != null)
+            {
+                path = Path.Combine(samplerDir, $"step-{step:D6}.lora.gguf");
+                lora.WriteGguf(path);
+                sampler.SetLora(path);
+                (previous, samplerLora) = (samplerLora, path);
+            }
+            else
+            {
+                path = Path.Combine(samplerDir, $"step-{step:D6}.{o.RolloutQuant}.gguf");
+                WeightSync.Run(model, o.Model!, path, o.RolloutQuant, sampler.ReloadModel, threads: o.Threads);
+                (previous, samplerGguf, samplerIsSource) = (samplerGguf, path, false);
+            }
+            // The file this sync replaced goes, when it is one of this run's (never the source model).
+            if (previous != null && !string.Equals(previous, path, StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetFullPath(previous)) == samplerDir)
+                TryDelete(previous);
+            return sw.Elapsed.TotalSeconds;
+        }
+
         for (var step = startStep; step <= o.Steps; step++)
         {
             if (ct.IsCancellationRequested) { cancelled = true; break; }
@@ -290,94 +275,29 @@ public static class TrainingRun
             var rolloutSeconds = swRoll.Elapsed.TotalSeconds;
             var rolloutTps = sampler.LastTokensPerSecond;
 
+            // Score.
             var swReward = Stopwatch.StartNew();
-            var samples = responses.Select(r => new RewardSample(prompts[batch[r.PromptIndex]], r.Text)).ToArray();
-            var rewards = reward.Score(samples);
-            if (rewards.Length != samples.Length) throw new BupoException($"reward '{reward.Name}' returned {rewards.Length} rewards for {samples.Length} responses");
+            var rewards = Score(reward, responses.Select(r => prompts[batch[r.PromptIndex]]).ToArray(), responses);
             var rewardSeconds = swReward.Elapsed.TotalSeconds;
             var advantages = GroupAdvantages.Compute(rewards, o.SamplesPerPrompt, o.AdvantageStd);
             if (ct.IsCancellationRequested) { cancelled = true; break; }
 
+            // Update (PPO mini-batches over the rollout batch; IPA on block k in BuPO's first steps).
             var seqs = TrainingSequences(responses, r => promptTokens[batch[r]], advantages);
             var lr = LrSchedule.At(o, step);
             var stats = trainer.Update(step, seqs, layer, ipa, lr);
 
-            // Weight sync: export, quantize, reload (LoRA: write the adapter and hot-swap it).
-            var synced = false;
-            double syncSeconds = 0;
-            if (lora != null && (step % o.SyncEvery == 0 || step == o.Steps))
-            {
-                var swSync = Stopwatch.StartNew();
-                var path = Path.Combine(samplerDir, $"step-{step:D6}.lora.gguf");
-                lora.WriteGguf(path);
-                sampler.SetLora(path);
-                var previous = samplerLora;
-                samplerLora = path;
-                if (previous != null && !string.Equals(previous, path, StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetFullPath(previous)) == samplerDir)
-                    TryDelete(previous);
-                syncSeconds = swSync.Elapsed.TotalSeconds;
-                synced = true;
-            }
-            else if (step % o.SyncEvery == 0 || step == o.Steps)
-            {
-                var path = Path.Combine(samplerDir, $"step-{step:D6}.{o.RolloutQuant}.gguf");
-                syncSeconds = WeightSync.Run(model, o.Model!, path, o.RolloutQuant, sampler.ReloadModel, threads: o.Threads).TotalSeconds;
-                var previous = samplerGguf;
-                samplerGguf = path;
-                samplerIsSource = false;
-                if (!string.Equals(previous, path, StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetFullPath(previous)) == samplerDir)
-                    TryDelete(previous);
-                synced = true;
-            }
-
-            var lengths = responses.Select(r => r.ResponseTokens.Length).ToArray();
-            var groupsFlat = Enumerable.Range(0, batch.Length).Count(g => rewards.Skip(g * o.SamplesPerPrompt).Take(o.SamplesPerPrompt).Distinct().Count() == 1);
-            var trainSeconds = stats.OldLogProbSeconds + stats.UpdateSeconds;
-            var m = new StepMetrics
-            {
-                Step = step,
-                Phase = stats.Phase,
-                BupoLayer = layer ?? -1,
-                Lr = lr,
-                RewardMean = rewards.Average(),
-                RewardStd = Std(rewards),
-                Accuracy = rewards.Count(r => r >= o.AccuracyThreshold) / (double)rewards.Length,
-                ResponseLengthMean = lengths.Average(),
-                ResponseLengthMax = lengths.Max(),
-                TruncatedFraction = responses.Count(r => r.Finish == FinishReason.MaxTokens) / (double)responses.Count,
-                ZeroAdvantageGroups = groupsFlat / (double)batch.Length,
-                EntropyFull = stats.EntropyFull,
-                EntropyLayer = stats.EntropyLayer,
-                Loss = stats.Loss,
-                ClipFraction = stats.ClipFraction,
-                DualClipFraction = stats.DualClipFraction,
-                ApproxKl = stats.ApproxKl,
-                RefKl = stats.RefKl,
-                GradNorm = stats.GradNorm,
-                OptimizerSteps = stats.OptimizerSteps,
-                SkippedSteps = stats.SkippedSteps,
-                MismatchKl = stats.Mismatch.MeanKl,
-                MismatchK3 = stats.Mismatch.MeanK3Kl,
-                MismatchOutsideFraction = stats.Mismatch.OutsideFraction,
-                TisTruncatedFraction = stats.Mismatch.TruncatedFraction,
-                RolloutTokens = lengths.Sum(x => (long)x),
-                RolloutTokensPerSecond = rolloutTps,
-                TrainTokens = stats.TrainTokens,
-                TrainTokensPerSecond = stats.TrainTokens / Math.Max(stats.UpdateSeconds, 1e-9),
-                Synced = synced,
-                SyncSeconds = syncSeconds,
-                RolloutSeconds = rolloutSeconds,
-                RewardSeconds = rewardSeconds,
-                OldLogProbSeconds = stats.OldLogProbSeconds,
-                TrainSeconds = trainSeconds,
-                StepSeconds = swStep.Elapsed.TotalSeconds,
-            };
+            // Sync, then the step's metrics.
+            double? syncSeconds = step % o.SyncEvery == 0 || step == o.Steps ? SyncSampler(step) : null;
+            var m = StepMetricsOf(o, step, layer, lr, stats, responses, rewards, batch.Length, syncSeconds,
+                rolloutSeconds, rolloutTps, rewardSeconds, swStep.Elapsed.TotalSeconds);
             metrics.Write(m);
             metrics.WriteOptimizerSteps(step, stats.PerOptimizerStep);
             results.Add(m);
             lastDone = step;
             observer.OnStep(m, o);
 
+            // Checkpoint.
             if ((o.CheckpointEvery > 0 && step % o.CheckpointEvery == 0) || step == o.Steps)
                 lastCheckpoint = SaveCheckpoint(step);
             if (ct.IsCancellationRequested && step < o.Steps) { cancelled = true; break; }
@@ -399,6 +319,116 @@ public static class TrainingRun
             LoraAdapter = samplerLora,
             LastCheckpoint = lastCheckpoint,
             Cancelled = cancelled,
+        };
+    }
+
+    /// <summary>
+    /// The checkpoint <c>--resume</c> names and the settings that differ from it (a setting that would change the run's
+    /// data, sampling or math is refused); without --resume, a folder that already holds a run's checkpoints is refused.
+    /// </summary>
+    private static (TrainingCheckpoint? Resume, IReadOnlyList<(string Name, string Before, string After)> Changed) ResumeOf(TrainOptions o, string checkpointsDir)
+    {
+        if (o.Resume == null)
+        {
+            if (TrainingCheckpoint.Latest(checkpointsDir) is { } existing)
+                throw new BupoException($"--output {o.Output} already holds a run's checkpoints ({Path.GetFileName(existing)}): continue it with --resume latest, or choose another --output");
+            return (null, []);
+        }
+        var resume = TrainingCheckpoint.Load(TrainingCheckpoint.ResolveFolder(o.Resume, checkpointsDir));
+        if (resume.Step >= o.Steps) throw new BupoException($"--resume: the checkpoint is at step {resume.Step}, and --steps is {o.Steps}: nothing left to run");
+        var changed = SettingChanges(resume.Options, o);
+        if (changed.FirstOrDefault(c => !MayChangeOnResume.Contains(c.Name)) is { Name: not null } bad)
+            throw new BupoException($"--resume: --{bad.Name} is {bad.After} here but {bad.Before} in {resume.Directory}; a resumed run keeps its settings (only {string.Join(", ", MayChangeOnResume.Order(StringComparer.Ordinal))} may change)");
+        return (resume, changed);
+    }
+
+    /// <summary>The prompts' token ids as the sampler sees them, left-truncated to <paramref name="maxPromptTokens"/>.</summary>
+    private static int[][] EncodePrompts(IReadOnlyList<PromptItem> prompts, Func<PromptItem, IRolloutSampler, string> format, IRolloutSampler sampler, int maxPromptTokens)
+    {
+        var promptTokens = new int[prompts.Count][];
+        for (var i = 0; i < prompts.Count; i++)
+        {
+            var ids = PromptTemplates.Encode(format(prompts[i], sampler), sampler.Tokenizer);
+            if (ids.Length == 0) throw new BupoException($"prompt '{prompts[i].Id}' gives no tokens");
+            if (ids.Length > maxPromptTokens) ids = ids[^maxPromptTokens..];
+            promptTokens[i] = ids;
+        }
+        return promptTokens;
+    }
+
+    /// <summary>
+    /// BuPO's block k: the fixed one, the checkpoint's on a resume, or (--bupo-layer auto) the boundary layer of an
+    /// analysis of sampled responses; null for GRPO.
+    /// </summary>
+    private static (int? Layer, LayerAnalysis? Analysis) ResolveLayer(TrainOptions o, TrainingCheckpoint? resume, int[][] promptTokens, IRolloutSampler sampler,
+        TransformerModel model, ITrainingObserver observer, CancellationToken ct)
+    {
+        if (!o.IsAutoLayer) return (o.FixedBupoLayer, null);
+        if (resume?.BupoLayer is { } saved) return (saved, null);
+        var order = GrpoTrainer.Shuffle(promptTokens.Length, SeedMix.Mix((ulong)o.Seed, 0x6175746F));
+        var pick = order.Take(Math.Min(o.AutoLayerPrompts, promptTokens.Length)).ToArray();
+        observer.OnMessage($"--bupo-layer auto: sampling {pick.Length} responses of up to {o.AutoLayerMaxTokens} tokens for the boundary-layer analysis");
+        var resp = sampler.Generate(pick.Select(i => promptTokens[i]).ToArray(), 1,
+            Sampling(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
+            SeedMix.Mix((ulong)o.Seed, 0x616E616C), ct);
+        var analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.ResponseTokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
+        observer.OnLayerChosen(analysis);
+        return (analysis.Layer, analysis);
+    }
+
+    /// <summary>The reward of each response (<paramref name="items"/>[i] is response i's prompt).</summary>
+    private static double[] Score(IRewardFunction reward, IReadOnlyList<PromptItem> items, IReadOnlyList<Rollout> responses)
+    {
+        var samples = responses.Select((r, i) => new RewardSample(items[i], r.Text)).ToArray();
+        var rewards = reward.Score(samples);
+        if (rewards.Length != samples.Length) throw new BupoException($"reward '{reward.Name}' returned {rewards.Length} rewards for {samples.Length} responses");
+        return rewards;
+    }
+
+    /// <summary>One step's metrics row (<paramref name="syncSeconds"/>: null when the step did not sync).</summary>
+    private static StepMetrics StepMetricsOf(TrainOptions o, int step, int? layer, double lr, UpdateStats stats, IReadOnlyList<Rollout> responses, double[] rewards,
+        int groups, double? syncSeconds, double rolloutSeconds, double rolloutTps, double rewardSeconds, double stepSeconds)
+    {
+        var lengths = responses.Select(r => r.ResponseTokens.Length).ToArray();
+        var groupsFlat = Enumerable.Range(0, groups).Count(g => rewards.Skip(g * o.SamplesPerPrompt).Take(o.SamplesPerPrompt).Distinct().Count() == 1);
+        return new StepMetrics
+        {
+            Step = step,
+            Phase = stats.Phase,
+            BupoLayer = layer ?? -1,
+            Lr = lr,
+            RewardMean = rewards.Average(),
+            RewardStd = Std(rewards),
+            Accuracy = rewards.Count(r => r >= o.AccuracyThreshold) / (double)rewards.Length,
+            ResponseLengthMean = lengths.Average(),
+            ResponseLengthMax = lengths.Max(),
+            TruncatedFraction = responses.Count(r => r.Finish == FinishReason.MaxTokens) / (double)responses.Count,
+            ZeroAdvantageGroups = groupsFlat / (double)groups,
+            EntropyFull = stats.EntropyFull,
+            EntropyLayer = stats.EntropyLayer,
+            Loss = stats.Loss,
+            ClipFraction = stats.ClipFraction,
+            DualClipFraction = stats.DualClipFraction,
+            ApproxKl = stats.ApproxKl,
+            RefKl = stats.RefKl,
+            GradNorm = stats.GradNorm,
+            OptimizerSteps = stats.OptimizerSteps,
+            SkippedSteps = stats.SkippedSteps,
+            MismatchKl = stats.Mismatch.MeanKl,
+            MismatchK3 = stats.Mismatch.MeanK3Kl,
+            MismatchOutsideFraction = stats.Mismatch.OutsideFraction,
+            TisTruncatedFraction = stats.Mismatch.TruncatedFraction,
+            RolloutTokens = lengths.Sum(x => (long)x),
+            RolloutTokensPerSecond = rolloutTps,
+            TrainTokens = stats.TrainTokens,
+            TrainTokensPerSecond = stats.TrainTokens / Math.Max(stats.UpdateSeconds, 1e-9),
+            Synced = syncSeconds.HasValue,
+            SyncSeconds = syncSeconds ?? 0,
+            RolloutSeconds = rolloutSeconds,
+            RewardSeconds = rewardSeconds,
+            OldLogProbSeconds = stats.OldLogProbSeconds,
+            TrainSeconds = stats.OldLogProbSeconds + stats.UpdateSeconds,
+            StepSeconds = stepSeconds,
         };
     }
 
