@@ -62,19 +62,17 @@ public static class DemoPipeline
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(observer);
         if (a.Seeds is not { } list) throw new ArgumentException("no seeds", nameof(a));
+        if (list.Length == 0 || list.Distinct().Count() != list.Length) throw new BupoException($"--seeds: give distinct seeds, e.g. 1,2,3");
+        var outDir = Path.GetFullPath(a.Out);
+        var results = new List<SeedResult>();
+        foreach (var s in list)
         {
-            if (list.Length == 0 || list.Distinct().Count() != list.Length) throw new BupoException($"--seeds: give distinct seeds, e.g. 1,2,3");
-            var outDir = Path.GetFullPath(a.Out);
-            var results = new List<SeedResult>();
-            foreach (var s in list)
-            {
-                var dir = Path.Combine(outDir, $"seed-{s}");
-                Run(a with { Seed = s, Seeds = null, Out = dir }, observer);
-                results.Add(SeedResult.Read(s, dir));
-            }
-            var p = (a.Quick ? DemoProfile.Quick : DemoProfile.Default).With(a);
-            return SeedStudy.Write(results, outDir, p.EvalK);
+            var dir = Path.Combine(outDir, $"seed-{s}");
+            Run(a with { Seed = s, Seeds = null, Out = dir }, observer);
+            results.Add(SeedResult.Read(s, dir));
         }
+        var p = (a.Quick ? DemoProfile.Quick : DemoProfile.Default).With(a);
+        return SeedStudy.Write(results, outDir, p.EvalK);
     }
 
     /// <summary>
