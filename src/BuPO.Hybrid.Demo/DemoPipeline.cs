@@ -149,8 +149,7 @@ public static class DemoPipeline
             });
             var sb = new StringBuilder("step,loss,token_accuracy,lr,seconds\n");
             foreach (var s in history) sb.AppendLine(Csv(s.Step, s.Loss, s.TokenAccuracy, s.LearningRate, s.Seconds));
-            ModelExporter.Export(model, initGguf, sftGguf + ".tmp", GgmlType.F32);
-            File.Move(sftGguf + ".tmp", sftGguf, overwrite: true);
+            ModelExporter.Export(model, initGguf, sftGguf, GgmlType.F32); // atomic: a temp name beside it, then a rename
             AtomicFile.WriteAllText(sftCsv, sb.ToString());
             Stage("SFT", $"{p.SftSteps} steps x {p.SftBatch} problems, final loss {history[^1].Loss:0.000}", sw);
         }
