@@ -71,7 +71,7 @@ public static class DemoPipeline
             Run(a with { Seed = s, Seeds = null, Out = dir }, observer);
             results.Add(SeedResult.Read(s, dir));
         }
-        var p = (a.Quick ? DemoProfile.Quick : DemoProfile.Default).With(a);
+        var p = DemoProfile.For(a);
         return SeedStudy.Write(results, outDir, p.EvalK);
     }
 
@@ -94,7 +94,7 @@ public static class DemoPipeline
                 throw new BupoException($"--bupo-layer must be 'analysis' or a block number >= 0, got '{a.BupoLayer}'");
             fixedLayer = kk;
         }
-        var p = (a.Quick ? DemoProfile.Quick : DemoProfile.Default).With(a);
+        var p = DemoProfile.For(a);
         if (fixedLayer >= p.Model.Layers) throw new BupoException($"--bupo-layer {fixedLayer} is outside the demo model's blocks 0..{p.Model.Layers - 1}");
         var device = ModelDevice.Parse(a.Device);
         TorchRuntime.EnsureInitialized();
@@ -104,7 +104,7 @@ public static class DemoPipeline
         var outDir = Path.GetFullPath(a.Out);
         Directory.CreateDirectory(outDir);
         var seed = (ulong)a.Seed;
-        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-v{SftTrainer.RecipeVersion}-steps{p.Tasks.MaxSteps}{(p.Tasks.RlFraction > 0 ? $"-rl{p.Tasks.RlFraction.ToString(CultureInfo.InvariantCulture)}" : "")}{(p.SftFlawShare > 0 && p.SftFlaw != DemonstrationFlaw.None ? $"-{p.SftFlaw.ToString().ToLowerInvariant()}{p.SftFlawShare.ToString(CultureInfo.InvariantCulture)}" : "")}-seed{a.Seed}");
+        var cacheDir = Path.Combine(Path.GetFullPath(a.WorkDir), $"{p.Name}-{p.Model.CacheKey}-sft{p.SftSteps}x{p.SftBatch}-v{SftTrainer.RecipeVersion}-steps{p.Tasks.MaxSteps}{(p.Tasks.RlFraction > 0 ? $"-rl{p.Tasks.RlFraction.ToString(CultureInfo.InvariantCulture)}" : "")}{(p.HasSftFlaw ? $"-{p.SftFlaw.ToString().ToLowerInvariant()}{p.SftFlawShare.ToString(CultureInfo.InvariantCulture)}" : "")}-seed{a.Seed}");
         Directory.CreateDirectory(cacheDir);
         var stages = new List<(string Stage, double Seconds, string Note)>();
         void Stage(string name, string note, Stopwatch sw)
@@ -395,7 +395,7 @@ public static class DemoPipeline
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# bupo-hybrid demo ({p.Name})").AppendLine();
-        sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each{(p.SftFlawShare > 0 && p.SftFlaw != DemonstrationFlaw.None ? $" ({FlawText(p)})" : "")}, ");
+        sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each{(p.HasSftFlaw ? $" ({FlawText(p)})" : "")}, ");
         sb.AppendLine($"then trained from that same checkpoint with GRPO and with BuPO (IPA on block k = {k} for the first {p.BupoSteps} of {p.RlSteps} steps, then GRPO), ");
         sb.AppendLine($"with the same seed ({a.Seed}), prompts, group size ({p.RlSamplesPerPrompt}), learning rate ({p.RlLr.ToString(CultureInfo.InvariantCulture)}) and step budget. Device: {a.Device}.");
         sb.AppendLine(p.Tasks.RlFraction > 0
@@ -408,7 +408,7 @@ public static class DemoPipeline
         sb.AppendLine().AppendLine($"Problems: `heldout.jsonl` ({heldOutDistinct} distinct problems); {p.EvalK} samples per problem at temperature 1; numbers from `eval_*.json` (also `results.json`, `results.csv`).").AppendLine();
         var stepKeys = rows.SelectMany(r => r.AvgAtKBySteps.Keys).Distinct().OrderBy(x => int.Parse(x, CultureInfo.InvariantCulture)).ToList();
         sb.AppendLine("By number of operations, and the share of samples that stop short (fewer worked steps than operations) or box a stale amount (the one before their last worked step)"
-            + (p.SftFlawShare > 0 && p.SftFlaw != DemonstrationFlaw.None ? $"; {FlawText(p)}:" : ":")).AppendLine();
+            + (p.HasSftFlaw ? $"; {FlawText(p)}:" : ":")).AppendLine();
         sb.AppendLine("| model | " + string.Join(" | ", stepKeys.Select(x => $"avg@{p.EvalK}, {x} op.")) + " | stops short | stale box |");
         sb.AppendLine("|---|" + string.Concat(stepKeys.Select(_ => "---|")) + "---|---|");
         foreach (var r in rows) sb.AppendLine($"| {r.Model} | " + string.Join(" | ", stepKeys.Select(x => r.AvgAtKBySteps.TryGetValue(x, out var v) ? F(v) : "-")) + $" | {F(r.ShortShare)} | {F(r.StaleBoxShare)} |");

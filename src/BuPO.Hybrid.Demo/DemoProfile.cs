@@ -15,6 +15,8 @@ public sealed record DemoProfile
     public DemonstrationFlaw SftFlaw { get; init; }
     /// <summary>Share of SFT demonstrations with <see cref="SftFlaw"/> (<see cref="SftOptions.FlawShare"/>).</summary>
     public double SftFlawShare { get; init; }
+    /// <summary>Whether some SFT demonstrations carry <see cref="SftFlaw"/>.</summary>
+    public bool HasSftFlaw => SftFlawShare > 0 && SftFlaw != DemonstrationFlaw.None;
     public int AnalysisPrompts { get; init; }
     public int RlSteps { get; init; }
     public int RlPromptsPerStep { get; init; }
@@ -74,6 +76,9 @@ public sealed record DemoProfile
         if (p.BupoSteps > p.RlSteps) throw new BupoException($"--bupo-steps ({p.BupoSteps}) must be <= the RL steps ({p.RlSteps})");
         return p;
     }
+
+    /// <summary>The profile <paramref name="a"/> asks for (<see cref="Quick"/> or <see cref="Default"/>) with its overrides.</summary>
+    public static DemoProfile For(DemoSettings a) => (a.Quick ? Quick : Default).With(a);
 
     public static DemoProfile Quick => new()
     {

@@ -12,6 +12,15 @@ public static class GgufTypePolicy
     /// <summary>The types written here; other llama-quantize types (K-quants, ...) go through llama_model_quantize.</summary>
     public static IReadOnlyList<GgmlType> DirectTypes { get; } = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0];
 
+    /// <summary>The direct type named <paramref name="name"/> (case-insensitive, as llama-quantize spells it), if it is one.</summary>
+    public static bool TryDirectType(string? name, out GgmlType type)
+    {
+        foreach (var t in DirectTypes)
+            if (string.Equals(t.ToString(), name?.Trim(), StringComparison.OrdinalIgnoreCase)) { type = t; return true; }
+        type = default;
+        return false;
+    }
+
     /// <summary>
     /// The type a tensor is written as for a requested <paramref name="target"/>: tensors whose name does not end in
     /// "weight", 1-D tensors and *_norm.weight stay F32; a 2-D weight whose rows do not divide into the target's blocks

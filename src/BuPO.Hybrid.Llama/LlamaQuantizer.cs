@@ -46,8 +46,7 @@ public static unsafe class LlamaQuantizer
         if (string.Equals(input, output, StringComparison.Ordinal)) throw new BupoException($"{output}: the output must differ from the input");
         var dir = Path.GetDirectoryName(output)!;
         if (!Directory.Exists(dir)) throw new BupoException($"{dir}: output folder does not exist");
-        if (GgufTypePolicy.DirectTypes.FirstOrDefault(t => string.Equals(t.ToString(), match.Name, StringComparison.OrdinalIgnoreCase), (GgmlType)uint.MaxValue)
-            is var direct && direct != (GgmlType)uint.MaxValue)
+        if (GgufTypePolicy.TryDirectType(match.Name, out var direct))
             Convert(input, output, direct);
         else
             QuantizeWithLlamaCpp(input, output, match.Name, threads);

@@ -56,9 +56,8 @@ public static class WeightSync
     private static (double Export, double? Quantize) ExportTimed(TransformerModel model, string sourceGguf, string outPath, string typeName, GgmlType intermediate, int threads)
     {
         var name = (typeName ?? "").Trim();
-        var direct = ModelExporter.DirectTypes.FirstOrDefault(t => string.Equals(t.ToString(), name, StringComparison.OrdinalIgnoreCase), (GgmlType)uint.MaxValue);
         var sw = Stopwatch.StartNew();
-        if (direct != (GgmlType)uint.MaxValue)
+        if (GgufTypePolicy.TryDirectType(name, out var direct))
         {
             ModelExporter.Export(model, sourceGguf, outPath, direct);
             return (sw.Elapsed.TotalSeconds, null);
