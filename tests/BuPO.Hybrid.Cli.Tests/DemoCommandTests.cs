@@ -49,12 +49,23 @@ public sealed class DemoCommandTests : IDisposable
     [InlineData("--rl-lr", "-0.1", "--rl-lr must be a positive number")]
     [InlineData("--bupo-steps", "99", "--bupo-steps (99) must be <= the RL steps")]
     [InlineData("--eval-problems", "0", "--eval-problems must be >= 1")]
+    [InlineData("--sft-flaw-share", "1.5", "--sft-flaw-share must be in [0, 1), got 1.5")]
     public void BadOverrideIsOneLineError(string option, string value, string message)
     {
         var (code, _, err) = Run("demo", "--quick", "--workdir", Path.Combine(_dir, "w"), "--out", Path.Combine(_dir, "o"), option, value);
         Assert.Equal(CliHost.Failure, code);
         var line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains(message, line);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "o")), "nothing is written before the options are checked");
+    }
+
+    [Fact]
+    public void UnknownFlawIsOneLineUsageError()
+    {
+        var (code, _, err) = Run("demo", "--quick", "--workdir", Path.Combine(_dir, "w"), "--out", Path.Combine(_dir, "o"), "--sft-flaw", "Bogus");
+        Assert.Equal(CliHost.UsageError, code);
+        var line = Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("--sft-flaw Bogus: expected one of None, DropLastStep, StaleBox", line);
         Assert.False(Directory.Exists(Path.Combine(_dir, "o")), "nothing is written before the options are checked");
     }
 

@@ -31,8 +31,9 @@ public static class DemoCommand
         var miniBatch = new Option<int?>("--mini-batch-prompts") { Description = "RL prompts per PPO mini-batch, one optimizer step each (default: the profile's)" };
         var ppoEpochs = new Option<int?>("--ppo-epochs") { Description = "RL passes over each rollout batch (default: the profile's)" };
         var sftSteps = new Option<int?>("--sft-steps") { Description = "SFT steps (default: the profile's)" };
-        var flaw = new Option<DemonstrationFlaw?>("--sft-flaw") { Description = "Flaw of some SFT demonstrations, which RL can correct: None, DropLastStep (the last operation left out), StaleBox (the box holds the amount before the last operation) (default: the profile's)" };
+        var flaw = new Option<string?>("--sft-flaw") { Description = "Flaw of some SFT demonstrations, which RL can correct: None, DropLastStep (the last operation left out), StaleBox (the box holds the amount before the last operation) (default: the profile's)" };
         var flawShare = new Option<double?>("--sft-flaw-share") { Description = "Share of SFT demonstrations with the flaw, in [0, 1) (default: the profile's)" };
+        Bench.BenchCommon.OneOf(flaw, Enum.GetNames<DemonstrationFlaw>()); // one line naming the values, as the other choice options
         var taskSteps = new Option<int?>("--task-steps") { Description = "Most operations per generated problem (task difficulty; default: the profile's)" };
         var cmd = new Command("demo", "End-to-end demo: SFT a tiny model on arithmetic word problems, analyze it, train GRPO and BuPO, evaluate, write a report")
         {
@@ -44,7 +45,7 @@ public static class DemoCommand
             Device = parse.GetValue(device)!, Seed = parse.GetValue(seed), BupoLayer = parse.GetValue(layer)!, Threads = parse.GetValue(threads),
             TrainThreads = parse.GetValue(trainThreads), RlSteps = parse.GetValue(rlSteps), RlLr = parse.GetValue(rlLr), BupoSteps = parse.GetValue(bupoSteps),
             GroupSize = parse.GetValue(group), PromptsPerStep = parse.GetValue(prompts), EvalProblems = parse.GetValue(evalProblems),
-            MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps), TaskSteps = parse.GetValue(taskSteps), Flaw = parse.GetValue(flaw), FlawShare = parse.GetValue(flawShare),
+            MiniBatchPrompts = parse.GetValue(miniBatch), PpoEpochs = parse.GetValue(ppoEpochs), SftSteps = parse.GetValue(sftSteps), TaskSteps = parse.GetValue(taskSteps), Flaw = parse.GetValue(flaw) is { } f ? Enum.Parse<DemonstrationFlaw>(f, ignoreCase: true) : null, FlawShare = parse.GetValue(flawShare),
             Seeds = parse.GetValue(seeds) is { } list ? CliConsole.ParseIntList("--seeds", list).Select(x => (long)x).ToArray() : null,
         }, parse.InvocationConfiguration.Output));
         return cmd;
