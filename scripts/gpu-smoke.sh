@@ -39,10 +39,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# b10068, not a later release: LLamaSharp 0.30.0 passes llama_context_params etc. by value with 815a2a59's layout, and the
-# layout check refuses libraries whose structs differ (3.20.0's b10361 already adds n_outputs_max_per_seq).
-llama_pkg="node-llama-cpp@3.19.1"
-llama_pkg_sha256="ebf8f8dfad68e9dba54c8fe8b8e1e638b9ba1d4111566ccf4f3dfd86de72d70e"
+# The pinned llama.cpp sources (node-llama-cpp 3.19.1's bundle, b10068) and fetch_llama_bundle, shared with llama-source.sh.
+# shellcheck source=lib/llama-pin.sh
+. "$root/scripts/lib/llama-pin.sh"
 llama_src_paths=(CMakeLists.txt cmake ggml src include common vendor licenses LICENSE)
 budget_mib=60
 
@@ -84,16 +83,12 @@ prepare() {
   tar -C "$dotnet_root" -cf - dotnet host "shared/Microsoft.NETCore.App/$runtime" | xz -9 -T0 > "$dir/dotnet-runtime.tar.xz"
 
   log "fetching $llama_pkg (the llama.cpp source bundle)"
-  (cd "$tmp" && npm pack --silent "$llama_pkg" >/dev/null)
-  local tgz actual
-  tgz=$(ls "$tmp"/node-llama-cpp-*.tgz)
-  actual=$(sha256sum "$tgz" | cut -d' ' -f1)
-  [ "$actual" = "$llama_pkg_sha256" ] || die "sha256 mismatch for $llama_pkg: got $actual, want $llama_pkg_sha256"
-  tar -C "$tmp" -xzf "$tgz" package/llama/gitRelease.bundle
+  local bundle
+  bundle=$(fetch_llama_bundle "$tmp") || die "could not fetch the llama.cpp sources"
   if [ "${GPU_SMOKE_FULL_BUNDLE:-0}" = 1 ]; then
-    cp "$tmp/package/llama/gitRelease.bundle" "$dir/gitRelease.bundle"
+    cp "$bundle" "$dir/gitRelease.bundle"
   else
-    git clone -q "$tmp/package/llama/gitRelease.bundle" "$tmp/llama.cpp" 2>/dev/null
+    git clone -q "$bundle" "$tmp/llama.cpp" 2>/dev/null
     git -C "$tmp/llama.cpp" rev-parse HEAD > "$dir/llama.cpp.commit"
     git -C "$tmp/llama.cpp" archive --format=tar --prefix=llama.cpp/ HEAD "${llama_src_paths[@]}" | xz -9 -T0 > "$dir/llama.cpp-src.tar.xz"
   fi

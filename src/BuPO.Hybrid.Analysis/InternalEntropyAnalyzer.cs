@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Llama;
+using BuPO.Hybrid.Rollout;
 using BuPO.Hybrid.Model;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -143,37 +144,25 @@ public static class InternalEntropyAnalyzer
         CancellationToken cancellation)
     {
         var result = new AnalysisSequence[prompts.Length];
-        var group = options.GenerateParallel;
-        var f32 = options.KvCacheType == Gguf.GgmlType.F32;
-        long tokens = 0;
         progress?.Report(new AnalyzeProgress("generate", 0, prompts.Length, 0));
-        for (var start = 0; start < prompts.Length; start += group)
+        // The rollout engine on the analyzer's own model: GenerateParallel sequences decode together, each prompt
+        // sampled once from the full distribution at the temperature (stream derived from the seed and its index).
+        using var engine = new RolloutEngine(llm, new RolloutEngineOptions
         {
-            cancellation.ThrowIfCancellationRequested();
-            var part = prompts.Skip(start).Take(group).ToArray();
-            var cells = part.Sum(p => (long)p.Length + options.GenerateTokens);
-            using var ctx = LlamaContext.Create(llm, new LlamaContextOptions
-            {
-                ContextSize = (int)Math.Min(int.MaxValue, (cells + 255) / 256 * 256),
-                MaxSequences = part.Length,
-                BatchSize = Math.Max(512, part.Length),
-                UBatchSize = 512,
-                Threads = options.Threads,
-                KvCacheType = options.KvCacheType,
-                FlashAttention = f32 ? false : null,
-            });
-            var generated = new LlamaGenerator(ctx).Generate(part, new GenerationOptions
-            {
-                MaxTokens = options.GenerateTokens,
-                Sampling = new LlamaSamplerOptions { Temperature = options.Temperature, TopP = 1f, TopK = 0, MinP = 0f, Seed = unchecked(options.Seed + (uint)start) },
-            });
-            for (var i = 0; i < part.Length; i++)
-            {
-                result[start + i] = new AnalysisSequence([.. part[i], .. generated[i].Tokens], part[i].Length);
-                tokens += generated[i].Tokens.Length;
-            }
-            progress?.Report(new AnalyzeProgress("generate", Math.Min(prompts.Length, start + part.Length), prompts.Length, tokens));
+            Parallel = Math.Clamp(options.GenerateParallel, 1, RolloutEngine.MaxParallel),
+            Threads = options.Threads,
+            KvCacheType = options.KvCacheType,
+        });
+        long tokens = 0;
+        var generated = engine.Generate(new RolloutRequest(prompts, 1, new RolloutSampling { Temperature = options.Temperature, MaxTokens = options.GenerateTokens },
+            options.Seed), progress is null ? null : new SyncProgress<int>(n => progress.Report(new AnalyzeProgress("generate", n, prompts.Length, 0))),
+            cancellation);
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            result[i] = new AnalysisSequence([.. prompts[i], .. generated[i].ResponseTokens], prompts[i].Length);
+            tokens += generated[i].ResponseTokens.Length;
         }
+        progress?.Report(new AnalyzeProgress("generate", prompts.Length, prompts.Length, tokens));
         return result;
     }
 

@@ -11,6 +11,7 @@ using BuPO.Hybrid.RL;
 using BuPO.Hybrid.RL.Training;
 using ScottPlot;
 using TorchSharp;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.Demo;
 

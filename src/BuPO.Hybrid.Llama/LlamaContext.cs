@@ -17,8 +17,6 @@ public sealed record LlamaContextOptions
     public int MaxSequences { get; init; } = 1;
     /// <summary>CPU threads for decoding; 0 = all processors.</summary>
     public int Threads { get; init; }
-    /// <summary>Base seed for samplers created with <see cref="LlamaContext.CreateSampler"/> when their options give none.</summary>
-    public uint Seed { get; init; } = 42;
     /// <summary>
     /// One KV buffer for all sequences (kv_unified; default true): cheap <see cref="LlamaContext.SequenceCopy"/> of shared
     /// prefixes, batch order kept inside micro-batches. False gives each sequence its own n_ctx / MaxSequences cells.
@@ -286,10 +284,6 @@ public sealed unsafe class LlamaContext : IDisposable
     {
         if ((uint)seq >= (uint)MaxSequences) throw new ArgumentOutOfRangeException(nameof(seq), seq, $"sequence id outside [0, {MaxSequences})");
     }
-
-    /// <summary>A sampler whose seed defaults to the context's <see cref="LlamaContextOptions.Seed"/> + <paramref name="seedOffset"/>.</summary>
-    public LlamaSampler CreateSampler(LlamaSamplerOptions options, uint seedOffset = 0) =>
-        LlamaSampler.Create(options.Seed is null ? options with { Seed = unchecked(Options.Seed + seedOffset) } : options);
 
     // ---- LoRA ----
 

@@ -270,7 +270,7 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
         using var model = TransformerModel.FromGguf(path);
         var progress = new List<AnalyzeProgress>();
         var loaded = InternalEntropyAnalyzer.Run(new AnalyzeOptions { Model = model, Engine = AnalysisEngine.Torch }, byPath.TokenIds,
-            new SyncProgress(progress.Add));
+            new SyncProgress<AnalyzeProgress>(progress.Add));
         Assert.Equal(byPath.TokenIds, loaded.TokenIds);
         Assert.True(MaxDiff(byPath, loaded) <= 1e-6);
         Assert.Equal(byPath.BoundaryLayer, loaded.BoundaryLayer);
@@ -279,10 +279,6 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
         Assert.Throws<BupoException>(() => InternalEntropyAnalyzer.Run(new AnalyzeOptions { Model = model }, byPath.TokenIds)); // llama engine needs no model
     }
 
-    private sealed class SyncProgress(Action<AnalyzeProgress> report) : IProgress<AnalyzeProgress>
-    {
-        public void Report(AnalyzeProgress value) => report(value);
-    }
 
     [Fact]
     public void LlamaEngineDecodesLongSequencesInChunks()

@@ -38,6 +38,19 @@ public class DependencyTests
     }
 
     [Fact]
+    public void RolloutsHaveOneLayerBetweenLlamaCppAndItsUsers()
+    {
+        var all = OurAssemblies().ToDictionary(a => a.Assembly, a => a.References);
+        var rollout = all["BuPO.Hybrid.Rollout"];
+        Assert.Contains("BuPO.Hybrid.Llama", rollout);
+        // Below the trainer and the analysis: no torch, no RL.
+        Assert.DoesNotContain(rollout, r => r is "BuPO.Hybrid.RL" or "BuPO.Hybrid.Model" or "BuPO.Hybrid.Analysis" or "TorchSharp");
+        // train/eval (RL), analyze's generation (Analysis), generate and bench (the CLI) all sample through it.
+        foreach (var user in new[] { "BuPO.Hybrid.RL", "BuPO.Hybrid.Analysis", "bupo-hybrid" })
+            Assert.Contains("BuPO.Hybrid.Rollout", all[user]);
+    }
+
+    [Fact]
     public void TheBuildCopiesOnlyTheHostsLlamaRuntimes()
     {
         var runtimes = Path.Combine(AppContext.BaseDirectory, "runtimes");

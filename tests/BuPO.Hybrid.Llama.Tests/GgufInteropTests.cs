@@ -51,11 +51,9 @@ public class GgufInteropTests(LlamaFixture fx)
             TestContext.Current.TestOutputHelper?.WriteLine($"{shape} {type}: {model.Description}; logits mean {mean:F3} std {std:F3} max {logits.Max():F3}");
             Assert.InRange(std, 0.1, 10); // neither flat nor exploding
 
-            var gen = new LlamaGenerator(ctx);
-            ctx.Clear();
-            var r = gen.Generate([prompt], new GenerationOptions { MaxTokens = 8, Sampling = LlamaSamplerOptions.Greedy, StopAtEndOfGeneration = false });
-            Assert.Equal(8, r[0].Tokens.Length);
-            Assert.All(r[0].RawLogProbs, lp => Assert.True(float.IsFinite(lp) && lp <= 0));
+            var r = LlamaFixture.GreedyDecode(ctx, prompt, 8);
+            Assert.Equal(8, r.Tokens.Length);
+            Assert.All(r.RawLogProbs, lp => Assert.True(float.IsFinite(lp) && lp <= 0));
         }
         finally { Directory.Delete(dir, true); }
     }

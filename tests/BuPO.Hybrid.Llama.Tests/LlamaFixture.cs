@@ -33,5 +33,32 @@ public sealed class LlamaFixture : IDisposable
         }
     }
 
+    /// <summary>
+    /// The plainest greedy decode, independent of the rollout engine: clears the context, decodes the prompt, then one
+    /// token at a time, always the argmax; returns the generated ids and their log-softmax (temperature 1).
+    /// </summary>
+    public static (int[] Tokens, float[] RawLogProbs) GreedyDecode(LlamaContext ctx, int[] prompt, int maxTokens)
+    {
+        ctx.Clear();
+        using var batch = new LlamaBatch(Math.Max(prompt.Length, 1));
+        for (int i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, 0, i == prompt.Length - 1);
+        var tokens = new int[maxTokens];
+        var logProbs = new float[maxTokens];
+        for (int t = 0; t < maxTokens; t++)
+        {
+            ctx.Decode(batch);
+            var logits = ctx.GetLogits(batch.Count - 1);
+            int best = 0;
+            for (int v = 1; v < logits.Length; v++) if (logits[v] > logits[best]) best = v;
+            double max = logits[best], sum = 0;
+            foreach (var x in logits) sum += Math.Exp(x - max);
+            tokens[t] = best;
+            logProbs[t] = (float)-Math.Log(sum);
+            batch.Clear();
+            batch.Add(best, prompt.Length + t, 0, true);
+        }
+        return (tokens, logProbs);
+    }
+
     public void Dispose() => _stories?.Dispose();
 }

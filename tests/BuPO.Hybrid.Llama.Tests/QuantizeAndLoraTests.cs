@@ -34,14 +34,12 @@ public class QuantizeAndLoraTests(LlamaFixture fx) : IDisposable
         using var q = LlamaModel.Load(dst);
         Assert.Contains("Q8_0", q.Description);
         using var ctx = LlamaContext.Create(q, new LlamaContextOptions { Threads = 1, ContextSize = 256 });
-        var r = new LlamaGenerator(ctx).Generate(["Once upon a time"],
-            new GenerationOptions { MaxTokens = 32, Sampling = LlamaSamplerOptions.Greedy, StopAtEndOfGeneration = false })[0];
+        var r = LlamaFixture.GreedyDecode(ctx, q.Vocab.Encode("Once upon a time"), 32);
         Assert.Equal(32, r.Tokens.Length);
         Assert.All(r.Tokens, t => Assert.InRange(t, 0, q.VocabSize - 1));
         // Q8_0 barely moves this model: its greedy start agrees with the F32 model's.
         using var fctx = LlamaContext.Create(fx.Stories, new LlamaContextOptions { Threads = 1, ContextSize = 256 });
-        var f = new LlamaGenerator(fctx).Generate(["Once upon a time"],
-            new GenerationOptions { MaxTokens = 8, Sampling = LlamaSamplerOptions.Greedy, StopAtEndOfGeneration = false })[0];
+        var f = LlamaFixture.GreedyDecode(fctx, fx.Stories.Vocab.Encode("Once upon a time"), 8);
         Assert.Equal(f.Tokens, r.Tokens[..8]);
     }
 

@@ -1,95 +1,78 @@
 namespace BuPO.Hybrid.Llama.Tests;
 
+/// <summary>llama.cpp's own sampler chain (the raw decode loop's sampler in bench rollout).</summary>
 [Collection(LlamaCollection.Name)]
 public class SamplingTests(LlamaFixture fx)
 {
-    private float[] PromptLogits(string prompt)
+    /// <summary>A context holding the logits of the prompt's last token at batch entry <c>Index</c>.</summary>
+    private (LlamaContext Context, int Index) Decoded(string prompt)
     {
         var model = fx.Stories;
-        using var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 256 });
+        var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 256 });
         var tokens = model.Vocab.Encode(prompt);
         using var batch = new LlamaBatch(64);
         for (int i = 0; i < tokens.Length; i++) batch.Add(tokens[i], i, 0, i == tokens.Length - 1);
         ctx.Decode(batch);
-        Assert.Equal(ctx.GetLogits(tokens.Length - 1).ToArray(), ctx.GetLogits(-1).ToArray());
-        return ctx.GetLogits(-1).ToArray();
+        return (ctx, tokens.Length - 1);
     }
 
-    /// <summary>log_softmax(x / t) computed in double, independently of the library.</summary>
-    private static double[] LogSoftmax(IReadOnlyList<float> x, double t = 1)
+    private static int ArgMax(ReadOnlySpan<float> x)
     {
-        double max = x.Max(v => v / t);
-        double lse = max + Math.Log(x.Sum(v => Math.Exp(v / t - max)));
-        return x.Select(v => v / t - lse).ToArray();
+        int best = 0;
+        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        return best;
     }
 
     [Fact]
-    public void TemperatureOneWithoutTruncationGivesEqualLogProbs()
+    public void GreedyAndTopKOnePickTheArgmax()
     {
-        var logits = PromptLogits("Once upon a time");
-        var want = LogSoftmax(logits);
-        using var s = LlamaSampler.Create(new LlamaSamplerOptions { Temperature = 1f, Seed = 1234 });
-        var seen = new HashSet<int>();
-        for (int k = 0; k < 50; k++)
+        var (ctx, index) = Decoded("Once upon a time");
+        using (ctx)
         {
-            var r = s.Sample(logits);
-            seen.Add(r.Token);
-            Assert.Equal(r.RawLogProb, r.BehaviorLogProb, 1e-5f);
-            Assert.Equal(want[r.Token], r.RawLogProb, 1e-4);
-        }
-        Assert.True(seen.Count > 1, "50 draws at T=1 should not all give the same token");
-    }
-
-    [Fact]
-    public void GreedyPicksArgmax()
-    {
-        var logits = PromptLogits("One day, Lily met a");
-        int argmax = Array.IndexOf(logits, logits.Max());
-        using var s = LlamaSampler.Create(LlamaSamplerOptions.Greedy);
-        var r = s.Sample(logits);
-        Assert.Equal(argmax, r.Token);
-        Assert.Equal(0f, r.BehaviorLogProb);
-        Assert.Equal(LogSoftmax(logits)[argmax], r.RawLogProb, 1e-4);
-    }
-
-    [Fact]
-    public void TruncatedSamplingLogProbIsOverTheSurvivorsAtTemperature()
-    {
-        var logits = PromptLogits("The cat");
-        const int k = 20;
-        const float t = 0.7f;
-        var top = Enumerable.Range(0, logits.Length).OrderByDescending(i => logits[i]).Take(k).ToArray();
-        var topLogits = top.Select(i => logits[i]).ToArray();
-        var wantSampling = LogSoftmax(topLogits, t);
-        var wantRaw = LogSoftmax(logits);
-        using var s = LlamaSampler.Create(new LlamaSamplerOptions { Temperature = t, TopK = k, Seed = 99 });
-        for (int n = 0; n < 30; n++)
-        {
-            var r = s.Sample(logits);
-            int j = Array.IndexOf(top, r.Token);
-            Assert.True(j >= 0, $"token {r.Token} is not in the top {k}");
-            Assert.Equal(wantSampling[j], r.BehaviorLogProb, 1e-4);
-            Assert.Equal(wantRaw[r.Token], r.RawLogProb, 1e-4);
+            int want = ArgMax(ctx.GetLogits(index));
+            using var greedy = new LlamaNativeSampler(temperature: 0f, seed: 1);
+            using var top1 = new LlamaNativeSampler(temperature: 1f, seed: 1, topK: 1);
+            for (int k = 0; k < 5; k++)
+            {
+                Assert.Equal(want, greedy.Sample(ctx, index));
+                Assert.Equal(want, top1.Sample(ctx, index));
+            }
         }
     }
 
     [Fact]
-    public void SameSeedSameDraws()
+    public void SameSeedSameDrawsAndTheDrawsVary()
     {
-        var logits = PromptLogits("Lily");
-        using var a = LlamaSampler.Create(new LlamaSamplerOptions { Temperature = 1.3f, TopP = 0.95f, MinP = 0.01f, Seed = 5 });
-        using var b = LlamaSampler.Create(new LlamaSamplerOptions { Temperature = 1.3f, TopP = 0.95f, MinP = 0.01f, Seed = 5 });
-        var da = Enumerable.Range(0, 40).Select(_ => a.Sample(logits).Token).ToArray();
-        var db = Enumerable.Range(0, 40).Select(_ => b.Sample(logits).Token).ToArray();
-        Assert.Equal(da, db);
+        var (ctx, index) = Decoded("Lily");
+        using (ctx)
+        {
+            using var a = new LlamaNativeSampler(temperature: 1.5f, seed: 5, topK: 50, minP: 0.001f);
+            using var b = new LlamaNativeSampler(temperature: 1.5f, seed: 5, topK: 50, minP: 0.001f);
+            var drawsA = Enumerable.Range(0, 40).Select(_ => a.Sample(ctx, index)).ToArray();
+            var drawsB = Enumerable.Range(0, 40).Select(_ => b.Sample(ctx, index)).ToArray();
+            Assert.Equal(drawsA, drawsB);
+            Assert.True(drawsA.Distinct().Count() > 1, "40 draws at T=1.5 should not all give the same token");
+            Assert.All(drawsA, t => Assert.InRange(t, 0, fx.Stories.VocabSize - 1));
+        }
+    }
+
+    [Fact]
+    public void AnEntryWithoutLogitsIsAnErrorNotAnAbort()
+    {
+        var (ctx, index) = Decoded("Once upon a time");
+        using (ctx)
+        {
+            using var s = new LlamaNativeSampler(temperature: 1f, seed: 1);
+            Assert.Throws<BupoException>(() => s.Sample(ctx, index - 1));
+        }
     }
 
     [Fact]
     public void RejectsBadOptions()
     {
-        Assert.Throws<BupoException>(() => LlamaSampler.Create(new LlamaSamplerOptions { Temperature = -1 }));
-        Assert.Throws<BupoException>(() => LlamaSampler.Create(new LlamaSamplerOptions { TopP = 0 }));
-        Assert.Throws<BupoException>(() => LlamaSampler.Create(new LlamaSamplerOptions { MinP = 1 }));
-        Assert.Throws<BupoException>(() => LlamaSampler.Create(new LlamaSamplerOptions { TopK = -2 }));
+        Assert.Throws<BupoException>(() => new LlamaNativeSampler(temperature: -1, seed: 0));
+        Assert.Throws<BupoException>(() => new LlamaNativeSampler(temperature: 1, seed: 0, topP: 0));
+        Assert.Throws<BupoException>(() => new LlamaNativeSampler(temperature: 1, seed: 0, minP: 1));
+        Assert.Throws<BupoException>(() => new LlamaNativeSampler(temperature: 1, seed: 0, topK: -2));
     }
 }

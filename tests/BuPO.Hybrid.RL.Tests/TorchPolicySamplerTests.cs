@@ -3,6 +3,7 @@ using BuPO.Hybrid.Tests.Support;
 using BuPO.Hybrid.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.RL.Tests;
 

@@ -213,7 +213,7 @@ public static class AnalyzeCommand
                 .Start(pctx =>
                 {
                     var tasks = new Dictionary<string, ProgressTask>();
-                    r = InternalEntropyAnalyzer.Run(options, items, new SyncProgress(p =>
+                    r = InternalEntropyAnalyzer.Run(options, items, new SyncProgress<AnalyzeProgress>(p =>
                     {
                         timer.Report(p);
                         if (!tasks.TryGetValue(p.Stage, out var t))
@@ -224,7 +224,7 @@ public static class AnalyzeCommand
                 });
             result = r!;
         }
-        else result = InternalEntropyAnalyzer.Run(options, items, new SyncProgress(timer.Report));
+        else result = InternalEntropyAnalyzer.Run(options, items, new SyncProgress<AnalyzeProgress>(timer.Report));
 
         if (options.Engine == AnalysisEngine.Llama && options.KvCacheType != GgmlType.F32)
             console.WriteLine($"note: --kv-type {a.KvType}: llama.cpp's attention reads a {(options.KvCacheType?.ToString() ?? "F16")} KV cache, as the rollouts do; entropies can differ from float32 by ~1e-3 nats (the default f32 is exact to ~1e-6)");
@@ -268,12 +268,6 @@ public static class AnalyzeCommand
                           "ΔH attn = H attn - H(X), ΔH ffn = H ffn - H(Y), ΔH layer = H^k - H^{k-1}");
         console.WriteLine($"embedding lens entropy {F(r.EmbeddingEntropy)}, final policy entropy {F(r.FinalEntropy)} nats");
         console.WriteLine($"boundary layer (0-based, * above): {r.BoundaryLayer} ({r.BoundaryLayerReason})");
-    }
-
-    /// <summary>Reports synchronously (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SyncProgress(Action<AnalyzeProgress> report) : IProgress<AnalyzeProgress>
-    {
-        public void Report(AnalyzeProgress value) => report(value);
     }
 
     /// <summary>Wall time of the generate and analyze stages, from the progress reports.</summary>

@@ -4,6 +4,7 @@ using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.RL;
 using Spectre.Console;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.Cli.Commands;
 

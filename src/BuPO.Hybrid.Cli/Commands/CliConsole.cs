@@ -33,11 +33,5 @@ internal static class CliConsole
         return result;
     }
 
-    /// <summary>Reports synchronously (Progress&lt;T&gt; would post to the thread pool).</summary>
-    public sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
-
     public static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
 }

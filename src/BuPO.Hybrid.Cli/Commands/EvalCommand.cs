@@ -4,6 +4,7 @@ using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.RL;
 using Spectre.Console;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.Cli.Commands;
 
@@ -127,7 +128,7 @@ public static class EvalCommand
                     .Start(pctx =>
                     {
                         var task = pctx.AddTask($"{name}: {items.Count} problems x {options.K}", maxValue: items.Count * options.K);
-                        r = Evaluator.Run(engine, name, items, options, new CliConsole.SyncProgress<int>(done => task.Value = done), generator: layerSampler);
+                        r = Evaluator.Run(engine, name, items, options, new SyncProgress<int>(done => task.Value = done), generator: layerSampler);
                     });
             }
             else

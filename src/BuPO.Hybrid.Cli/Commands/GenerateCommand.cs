@@ -2,12 +2,13 @@ using System.CommandLine;
 using System.Text.Json;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.RL;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.Cli.Commands;
 
 /// <summary>
-/// <c>bupo-hybrid generate MODEL.gguf --prompt TEXT</c>: samples continuations with llama.cpp; <c>--parallel P</c>
-/// decodes P copies of the prompt together as P sequences of one batch.
+/// <c>bupo-hybrid generate MODEL.gguf --prompt TEXT</c>: samples continuations with the rollout engine (llama.cpp);
+/// <c>--parallel P</c> prefills the prompt once and decodes P samples of it together in one batch.
 /// </summary>
 public static class GenerateCommand
 {
@@ -17,7 +18,7 @@ public static class GenerateCommand
         var prompt = new Option<string>("--prompt") { Description = "Prompt text (BOS is added when the model asks for it; special tokens are parsed)", Required = true };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens generated per sequence", DefaultValueFactory = _ => 64 };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 = greedy", DefaultValueFactory = _ => 0.8f };
-        var seed = new Option<uint?>("--seed") { Description = "Random seed (sequence i uses seed + i); default: random, printed with --json" };
+        var seed = new Option<uint?>("--seed") { Description = "Random seed (sequence i draws from its own stream derived from the seed and i); default: random, printed with --json" };
         var parallel = new Option<int>("--parallel") { Description = $"Copies of the prompt decoded together in one batch (1..{RolloutEngine.MaxParallel})", DefaultValueFactory = _ => 1 };
         var json = new Option<bool>("--json") { Description = "Print token ids, log-probs and text as JSON" };
         var libDir = new Option<string?>("--llama-lib-dir") { Description = $"Folder of the llama.cpp libraries (default: ${LlamaBackend.LibDirEnvironmentVariable}, then the bundled build)" };
@@ -45,29 +46,19 @@ public static class GenerateCommand
         if (threads < 0) throw new BupoException($"--threads must be >= 0, got {threads}");
         if (gpuLayers < -1) throw new BupoException($"--gpu-layers must be >= -1, got {gpuLayers}");
 
-        LlamaBackend.Initialize(libDir);
-        using var llm = LlamaModel.Load(file.FullName, new LlamaModelOptions { GpuLayers = gpuLayers });
-        var promptIds = llm.Vocab.Encode(prompt, addSpecial: true, parseSpecial: true);
+        using var engine = new RolloutEngine(file.FullName, new RolloutEngineOptions
+        {
+            Parallel = parallel, Threads = threads, GpuLayers = gpuLayers, LlamaLibDir = libDir,
+        });
+        var promptIds = engine.Model.Vocab.Encode(prompt, addSpecial: true, parseSpecial: true);
         if (promptIds.Length == 0) throw new BupoException("--prompt gives no tokens (and the model adds no BOS): give a non-empty prompt");
-        long cells = (long)parallel * (promptIds.Length + maxTokens);
-        if (llm.TrainContextSize > 0 && promptIds.Length + maxTokens > llm.TrainContextSize)
-            throw new BupoException($"prompt ({promptIds.Length} tokens) + --max-tokens ({maxTokens}) exceed the model's context of {llm.TrainContextSize}");
-        if (cells > int.MaxValue / 2) throw new BupoException($"--parallel {parallel} x {promptIds.Length + maxTokens} tokens is too large");
-        int batchSize = Math.Max(512, parallel);
-        using var ctx = LlamaContext.Create(llm, new LlamaContextOptions
-        {
-            ContextSize = (int)((cells + 255) / 256 * 256),
-            MaxSequences = parallel,
-            BatchSize = batchSize,
-            UBatchSize = 512,
-            Threads = threads,
-        });
+        int trainContext = engine.Model.TrainContextSize;
+        if (trainContext > 0 && promptIds.Length + maxTokens > trainContext)
+            throw new BupoException($"prompt ({promptIds.Length} tokens) + --max-tokens ({maxTokens}) exceed the model's context of {trainContext}");
+        if ((long)parallel * (promptIds.Length + maxTokens) > int.MaxValue / 2) throw new BupoException($"--parallel {parallel} x {promptIds.Length + maxTokens} tokens is too large");
         uint usedSeed = seed ?? (uint)Random.Shared.NextInt64(0, uint.MaxValue);
-        var results = new LlamaGenerator(ctx).Generate(Enumerable.Repeat(promptIds, parallel).ToArray(), new GenerationOptions
-        {
-            MaxTokens = maxTokens,
-            Sampling = new LlamaSamplerOptions { Temperature = temperature, Seed = usedSeed },
-        });
+        // One prompt, prefilled once and fanned out to its P samples: the rollout engine's own path.
+        var results = engine.Generate(new RolloutRequest([promptIds], parallel, new RolloutSampling { Temperature = temperature, MaxTokens = maxTokens }, usedSeed));
 
         if (json)
         {
@@ -80,11 +71,11 @@ public static class GenerateCommand
                 seed = usedSeed,
                 sequences = results.Select(r => new
                 {
-                    tokens = r.Tokens,
+                    tokens = r.ResponseTokens,
                     text = r.Text,
                     logprobs = r.RawLogProbs,
                     sampling_logprobs = r.BehaviorLogProbs,
-                    stop = r.StopReason == GenerationStopReason.EndOfGeneration ? "eog" : "max_tokens",
+                    stop = r.Finish == FinishReason.EndOfSequence ? "eog" : "max_tokens",
                 }),
             };
             stdout.WriteLine(JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
@@ -94,7 +85,7 @@ public static class GenerateCommand
             for (int i = 0; i < results.Count; i++)
             {
                 var r = results[i];
-                if (results.Count > 1) stdout.WriteLine($"--- sequence {i} ({r.Tokens.Length} tokens, {(r.StopReason == GenerationStopReason.EndOfGeneration ? "stopped at end of generation" : "max tokens")}) ---");
+                if (results.Count > 1) stdout.WriteLine($"--- sequence {i} ({r.ResponseTokens.Length} tokens, {(r.Finish == FinishReason.EndOfSequence ? "stopped at end of generation" : "max tokens")}) ---");
                 stdout.WriteLine(prompt + r.Text);
             }
         }

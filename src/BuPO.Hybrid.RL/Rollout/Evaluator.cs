@@ -1,4 +1,5 @@
 using BuPO.Hybrid.Data;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.RL;
 
@@ -40,7 +41,7 @@ public sealed record ProblemEval(string Id, string Reference, bool[] Correct, st
 /// <param name="Template">The prompt template used (resolved).</param>
 /// <param name="Score">avg@K and pass@k.</param>
 /// <param name="Problems">Per problem, in dataset order.</param>
-/// <param name="Stats">Rollout throughput.</param>
+/// <param name="Stats">RolloutResult throughput.</param>
 public sealed record EvalResult(string Dataset, string Template, DatasetScore Score, IReadOnlyList<ProblemEval> Problems, RolloutStats Stats);
 
 /// <summary>avg@K and unbiased pass@k of a model on math datasets (spec section 7): K rollouts per problem, each scored by
@@ -75,7 +76,7 @@ public static class Evaluator
         var prompts = new int[items.Count][];
         for (int i = 0; i < items.Count; i++) prompts[i] = PromptTemplates.Encode(template, items[i].Problem, engine);
 
-        IReadOnlyList<Rollout> rollouts;
+        IReadOnlyList<RolloutResult> rollouts;
         try
         {
             rollouts = (generator ?? engine).Generate(new RolloutRequest(prompts, options.K, options.Sampling, options.Seed), progress, ct);

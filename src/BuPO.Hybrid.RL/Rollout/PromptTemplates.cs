@@ -1,4 +1,5 @@
 using BuPO.Hybrid.Tokenizers;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.RL;
 

@@ -1,19 +1,10 @@
 using System.Diagnostics;
 using BuPO.Hybrid.Model;
+using BuPO.Hybrid.Rollout;
 using BuPO.Hybrid.Tokenizers;
 using static TorchSharp.torch;
 
 namespace BuPO.Hybrid.RL;
-
-/// <summary>What <see cref="Evaluator"/> needs from a sampler: rollouts for a request, and their throughput.</summary>
-public interface IRolloutGenerator
-{
-    /// <summary>Samples the request's rollouts, prompt-major (prompt i's sample j at i * SamplesPerPrompt + j).</summary>
-    IReadOnlyList<Rollout> Generate(RolloutRequest request, IProgress<int>? completed = null, CancellationToken ct = default);
-
-    /// <summary>Throughput of the last <see cref="Generate"/>.</summary>
-    RolloutStats LastStats { get; }
-}
 
 /// <summary>
 /// Samples from a <see cref="TransformerModel"/> in torch: the final policy, or block k's internal layer policy
@@ -62,14 +53,14 @@ public sealed class TorchPolicySampler : IRolloutGenerator
     private InternalPolicyHead Head(double temperature)
         => Layer is null ? InternalPolicyHead.FullPolicy(_model, temperature) : new InternalPolicyHead(_model, LensNorm.Identity, temperature);
 
-    public IReadOnlyList<Rollout> Generate(RolloutRequest request, IProgress<int>? completed = null, CancellationToken ct = default)
+    public IReadOnlyList<RolloutResult> Generate(RolloutRequest request, IProgress<int>? completed = null, CancellationToken ct = default)
     {
         var s = request.Sampling;
         if (s.TopP < 1 || s.TopK > 0 || s.MinP > 0 || s.StopStrings.Count > 0)
             throw new BupoException("the torch policy sampler samples the whole distribution: top-p, top-k, min-p and stop strings are not supported");
         var k = request.SamplesPerPrompt;
         var n = request.PromptTokens.Count;
-        var result = new Rollout[n * k];
+        var result = new RolloutResult[n * k];
         var clock = Stopwatch.StartNew();
         long generated = 0;
         var done = 0;
@@ -135,7 +126,7 @@ public sealed class TorchPolicySampler : IRolloutGenerator
                     var resp = tokens[p][j].ToArray();
                     var textIds = resp.Length > 0 && _tokenizer.IsEndOfGeneration(resp[^1]) ? resp[..^1] : resp;
                     var lp = logps[p][j].ToArray();
-                    result[prompts[p] * k + j] = new Rollout(prompts[p], j, request.PromptTokens[prompts[p]], resp, lp, lp,
+                    result[prompts[p] * k + j] = new RolloutResult(prompts[p], j, request.PromptTokens[prompts[p]], resp, lp, lp,
                         _tokenizer.Decode(textIds, removeSpecial: true), finished[p][j] ?? FinishReason.MaxTokens);
                     completed?.Report(++done);
                 }

@@ -1,4 +1,5 @@
 using BuPO.Hybrid.Tokenizers;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.RL.Training;
 
@@ -19,10 +20,10 @@ public interface IRolloutSampler : IDisposable
 
     /// <summary>
     /// Samples <paramref name="samplesPerPrompt"/> responses to each prompt, returned prompt-major (prompt i's sample j
-    /// at i * samplesPerPrompt + j), each with its raw and behaviour log-probs (<see cref="Rollout"/>; the trainer's TIS
+    /// at i * samplesPerPrompt + j), each with its raw and behaviour log-probs (<see cref="RolloutResult"/>; the trainer's TIS
     /// divides by the behaviour ones). Deterministic for the same model file, prompts, settings and seed.
     /// </summary>
-    IReadOnlyList<Rollout> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, RolloutSampling sampling, ulong seed,
+    IReadOnlyList<RolloutResult> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, RolloutSampling sampling, ulong seed,
         CancellationToken ct = default);
 
     /// <summary>Generated tokens per second of the last <see cref="Generate"/>.</summary>
@@ -33,4 +34,10 @@ public interface IRolloutSampler : IDisposable
 
     /// <summary>Applies a LoRA adapter GGUF (scale 1) in place of the current one; null removes it.</summary>
     void SetLora(string? adapterPath);
+
+    /// <summary>
+    /// Frees what the sampler holds between rollouts (its KV cache; with <paramref name="unloadModel"/> its model too)
+    /// while the trainer updates; the next call that needs them brings them back. Default: nothing to free.
+    /// </summary>
+    void Sleep(bool unloadModel) { }
 }

@@ -1,4 +1,5 @@
 using BuPO.Hybrid.Tokenizers;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.RL.Training;
 
@@ -30,7 +31,7 @@ public sealed class RolloutEngineSampler : IRolloutSampler
 
     public string FormatPrompt(string template, string problem) => PromptTemplates.Format(template, problem, Engine);
 
-    public IReadOnlyList<Rollout> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, RolloutSampling sampling, ulong seed,
+    public IReadOnlyList<RolloutResult> Generate(IReadOnlyList<int[]> promptTokens, int samplesPerPrompt, RolloutSampling sampling, ulong seed,
         CancellationToken ct = default) =>
         Engine.Generate(new RolloutRequest(promptTokens, samplesPerPrompt, sampling, seed), null, ct)
             .OrderBy(r => r.PromptIndex).ThenBy(r => r.SampleIndex)
@@ -39,6 +40,8 @@ public sealed class RolloutEngineSampler : IRolloutSampler
     public void ReloadModel(string ggufPath) => Engine.ReloadModel(ggufPath);
 
     public void SetLora(string? adapterPath) => Engine.SetLora(adapterPath);
+
+    public void Sleep(bool unloadModel) => Engine.Sleep(unloadModel);
 
     public void Dispose() => Engine.Dispose();
 }

@@ -4,6 +4,7 @@ using System.Reflection;
 using System.Text;
 using System.Text.Json;
 using BuPO.Hybrid.Model;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.RL.Training;
 
@@ -97,6 +98,12 @@ public sealed record TrainOptions
 
     [Description("Folder of the llama.cpp libraries (default: $BUPO_LLAMA_LIB_DIR, then the bundled build)")]
     public string? LlamaLibDir { get; init; }
+
+    [Description("Free the sampler's KV cache while the trainer updates (it is rebuilt for the next rollout)")]
+    public bool SamplerSleep { get; init; } = true;
+
+    [Description("Also unload the sampler's model while the trainer updates (loaded again for the next rollout; needs --sampler-sleep)")]
+    public bool OffloadSampler { get; init; }
 
     // ------------------------------------------------------------------ algorithm
     [Description("Divide group-centered rewards by the group's std (GRPO); false: advantages are R - mean")]
@@ -311,6 +318,7 @@ public sealed record TrainOptions
         if (Threads < 0) throw new BupoException($"--threads must be >= 0, got {Threads}");
         if (TrainThreads < 0) throw new BupoException($"--train-threads must be >= 0, got {TrainThreads}");
         if (GpuLayers < -1) throw new BupoException($"--gpu-layers must be >= -1, got {GpuLayers}");
+        if (OffloadSampler && !SamplerSleep) throw new BupoException("--offload-sampler needs --sampler-sleep (the model is unloaded while the sampler sleeps)");
         if (!(ClipLow >= 0 && ClipLow < 1)) throw new BupoException($"--clip-low must be in [0, 1), got {ClipLow}");
         if (!(ClipHigh >= 0) || !double.IsFinite(ClipHigh)) throw new BupoException($"--clip-high must be >= 0, got {ClipHigh}");
         if (!(DualClip == 0 || DualClip > 1) || !double.IsFinite(DualClip)) throw new BupoException($"--dual-clip must be 0 (off) or > 1, got {DualClip}");

@@ -7,6 +7,7 @@ using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.Model;
 using TorchSharp;
+using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.RL.Training;
 
@@ -260,7 +261,7 @@ public static class TrainingRun
 
             // Rollouts. Cancellation up to the update leaves the model as it was after the previous step.
             var batch = StepPrompts(prompts.Count, o.PromptsPerStep, step, o.Seed);
-            IReadOnlyList<Rollout> responses;
+            IReadOnlyList<RolloutResult> responses;
             var swRoll = Stopwatch.StartNew();
             try
             {
@@ -281,6 +282,10 @@ public static class TrainingRun
             var rewardSeconds = swReward.Elapsed.TotalSeconds;
             var advantages = GroupAdvantages.Compute(rewards, o.SamplesPerPrompt, o.AdvantageStd);
             if (ct.IsCancellationRequested) { cancelled = true; break; }
+
+            // The sampler sleeps through the update (its KV cache, and with --offload-sampler its model, freed for the
+            // trainer); the weight sync or the next rollout wakes it.
+            if (o.SamplerSleep) sampler.Sleep(o.OffloadSampler);
 
             // Update (PPO mini-batches over the rollout batch; IPA on block k in BuPO's first steps).
             var seqs = TrainingSequences(responses, r => promptTokens[batch[r]], advantages);
@@ -377,7 +382,7 @@ public static class TrainingRun
     }
 
     /// <summary>The reward of each response (<paramref name="items"/>[i] is response i's prompt).</summary>
-    private static double[] Score(IRewardFunction reward, IReadOnlyList<PromptItem> items, IReadOnlyList<Rollout> responses)
+    private static double[] Score(IRewardFunction reward, IReadOnlyList<PromptItem> items, IReadOnlyList<RolloutResult> responses)
     {
         var samples = responses.Select((r, i) => new RewardSample(items[i], r.Text)).ToArray();
         var rewards = reward.Score(samples);
@@ -386,7 +391,7 @@ public static class TrainingRun
     }
 
     /// <summary>One step's metrics row (<paramref name="syncSeconds"/>: null when the step did not sync).</summary>
-    private static StepMetrics StepMetricsOf(TrainOptions o, int step, int? layer, double lr, UpdateStats stats, IReadOnlyList<Rollout> responses, double[] rewards,
+    private static StepMetrics StepMetricsOf(TrainOptions o, int step, int? layer, double lr, UpdateStats stats, IReadOnlyList<RolloutResult> responses, double[] rewards,
         int groups, double? syncSeconds, double rolloutSeconds, double rolloutTps, double rewardSeconds, double stepSeconds)
     {
         var lengths = responses.Select(r => r.ResponseTokens.Length).ToArray();
@@ -531,7 +536,7 @@ public static class TrainingRun
     /// The trainer's input from the sampler's responses: each response's tokens with its behaviour log-probs (the
     /// distribution it was actually drawn from: what the TIS weights divide by) and its advantage.
     /// </summary>
-    internal static TrainingSequence[] TrainingSequences(IReadOnlyList<Rollout> responses, Func<int, int[]> promptTokens, IReadOnlyList<double> advantages) =>
+    internal static TrainingSequence[] TrainingSequences(IReadOnlyList<RolloutResult> responses, Func<int, int[]> promptTokens, IReadOnlyList<double> advantages) =>
         responses.Select((r, i) => new TrainingSequence(r.PromptIndex, promptTokens(r.PromptIndex), r.ResponseTokens, r.BehaviorLogProbs, advantages[i])).ToArray();
 
     /// <summary>The rollouts' sampling settings of a run (--temperature, --top-p, --top-k, --min-p, --max-response-tokens, --stop).</summary>

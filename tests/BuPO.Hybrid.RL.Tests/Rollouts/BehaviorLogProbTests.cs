@@ -3,6 +3,8 @@ using BuPO.Hybrid.Model;
 using BuPO.Hybrid.RL.Training;
 using BuPO.Hybrid.Tests.Support;
 using TorchSharp;
+using BuPO.Hybrid.Rollout;
+using BuPO.Hybrid.Rollout.Tests;
 
 namespace BuPO.Hybrid.RL.Tests.Rollouts;
 

@@ -1,5 +1,7 @@
 #pragma warning disable xUnit1051 // short llama.cpp runs; cancellation has its own test
 using BuPO.Hybrid.Data;
+using BuPO.Hybrid.Rollout;
+using BuPO.Hybrid.Rollout.Tests;
 
 namespace BuPO.Hybrid.RL.Tests.Rollouts;
 

@@ -1,6 +1,7 @@
 using BuPO.Hybrid.Llama;
+using BuPO.Hybrid.Rollout;
 
-namespace BuPO.Hybrid.RL.Tests.Rollouts;
+namespace BuPO.Hybrid.Rollout.Tests;
 
 /// <summary>Independent references for the engine: one sequence alone in its own context, and full-logits re-scoring (F32 KV caches, as the engine under test uses).</summary>
 internal static class RolloutReference

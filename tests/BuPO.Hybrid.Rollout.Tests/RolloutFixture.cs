@@ -1,7 +1,8 @@
+using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.Tests.Support;
 
-namespace BuPO.Hybrid.RL.Tests.Rollouts;
+namespace BuPO.Hybrid.Rollout.Tests;
 
 /// <summary>Every test that runs llama.cpp is in this collection: one at a time (2-core machines), one backend init.</summary>
 [CollectionDefinition(Name)]

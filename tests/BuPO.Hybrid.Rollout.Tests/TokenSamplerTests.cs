@@ -1,4 +1,6 @@
-namespace BuPO.Hybrid.RL.Tests.Rollouts;
+using BuPO.Hybrid.Rollout;
+
+namespace BuPO.Hybrid.Rollout.Tests;
 
 public class TokenSamplerTests
 {

@@ -1,7 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.Rollout;
 
 /// <summary>xoshiro256** seeded through SplitMix64: a small, fast, version-stable random stream per rollout.</summary>
 internal struct RolloutRng

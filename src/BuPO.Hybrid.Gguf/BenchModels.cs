@@ -1,6 +1,4 @@
-using BuPO.Hybrid.Gguf;
-
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.Gguf;
 
 /// <summary>
 /// Random-weight GGUF models for benchmarks and tests, written once into a cache folder. The tokenizer comes from

@@ -1,4 +1,4 @@
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.Rollout;
 
 /// <summary>How each rollout is sampled. The truncations run in llama.cpp's usual order on the raw logits
 /// (top-k, then top-p, then min-p), then the temperature scales the survivors and one token is drawn.</summary>
@@ -93,7 +93,7 @@ public enum FinishReason
 /// <param name="BehaviorLogProbs">Per response token: its log-probability under the distribution it was actually drawn from (after truncation and temperature; 0 when greedy): the behaviour policy of importance weights. Equal to <paramref name="RawLogProbs"/> only at temperature 1 without truncation.</param>
 /// <param name="Text">The pieces of the response tokens as UTF-8 text (a final end-of-generation token excluded; up to the end of the token that completed a stop string).</param>
 /// <param name="Finish">Why it stopped.</param>
-public sealed record Rollout(int PromptIndex, int SampleIndex, int[] PromptTokens, int[] ResponseTokens, float[] RawLogProbs,
+public sealed record RolloutResult(int PromptIndex, int SampleIndex, int[] PromptTokens, int[] ResponseTokens, float[] RawLogProbs,
     float[] BehaviorLogProbs, string Text, FinishReason Finish);
 
 /// <summary>Throughput of the last <see cref="RolloutEngine.Generate"/>.</summary>
@@ -111,4 +111,7 @@ public sealed record RolloutStats(long GeneratedTokens, double Seconds)
     public double DecodeSeconds { get; init; }
     /// <summary>Seconds sampling (log-softmax, truncation, draw).</summary>
     public double SampleSeconds { get; init; }
+    /// <summary>Seconds before the first decode: loading the model again after <see cref="RolloutEngine.Sleep"/> unloaded it, and
+    /// building the context when there was none (after a sleep or a weight sync) or it was too small. Not part of <see cref="Seconds"/>.</summary>
+    public double SetupSeconds { get; init; }
 }

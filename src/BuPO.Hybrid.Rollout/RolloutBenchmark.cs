@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using BuPO.Hybrid.Llama;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.Rollout;
 
 /// <summary>Settings of <see cref="RolloutBenchmark"/>.</summary>
 public sealed record RolloutBenchmarkOptions
@@ -167,7 +167,7 @@ public static class RolloutBenchmark
         var samplers = new LlamaNativeSampler[b];
         try
         {
-            for (int i = 0; i < b; i++) samplers[i] = new LlamaNativeSampler(new LlamaSamplerOptions { Temperature = 1f, Seed = unchecked((uint)seed + (uint)i) });
+            for (int i = 0; i < b; i++) samplers[i] = new LlamaNativeSampler(temperature: 1f, seed: unchecked((uint)seed + (uint)i));
             var last = new int[b];
             var index = new int[b];
             var pending = new List<int>(b);

@@ -1,7 +1,8 @@
 #pragma warning disable xUnit1051 // short llama.cpp runs; cancellation has its own test
 using BuPO.Hybrid.Llama;
+using BuPO.Hybrid.Rollout;
 
-namespace BuPO.Hybrid.RL.Tests.Rollouts;
+namespace BuPO.Hybrid.Rollout.Tests;
 
 [Collection(RolloutCollection.Name)]
 public class RolloutEngineTests(RolloutFixture fx)
@@ -17,7 +18,7 @@ public class RolloutEngineTests(RolloutFixture fx)
             KvCacheType = f32 ? BuPO.Hybrid.Gguf.GgmlType.F32 : null,
         });
 
-    private static void AssertSame(IReadOnlyList<Rollout> a, IReadOnlyList<Rollout> b)
+    private static void AssertSame(IReadOnlyList<RolloutResult> a, IReadOnlyList<RolloutResult> b)
     {
         Assert.Equal(a.Count, b.Count);
         for (int i = 0; i < a.Count; i++)
@@ -30,7 +31,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         }
     }
 
-    private static void AssertWellFormed(IReadOnlyList<Rollout> rollouts, int prompts, int g, RolloutSampling s, LlamaVocab vocab)
+    private static void AssertWellFormed(IReadOnlyList<RolloutResult> rollouts, int prompts, int g, RolloutSampling s, LlamaVocab vocab)
     {
         Assert.Equal(prompts * g, rollouts.Count);
         for (int i = 0; i < rollouts.Count; i++)
@@ -71,7 +72,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         var s = new RolloutSampling { MaxTokens = 40 };
         var req = new RolloutRequest(prompts, 3, s, Seed: 1234);   // 9 rollouts through 4 slots
         var progress = new List<int>();
-        var a = e.Generate(req, new SyncProgress(progress));
+        var a = e.Generate(req, new SyncProgress<int>(progress.Add));
         AssertWellFormed(a, 3, 3, s, e.Model.Vocab);
         Assert.Equal(Enumerable.Range(1, 9), progress);
         Assert.Equal(a.Sum(r => r.ResponseTokens.Length), e.LastStats.GeneratedTokens);
@@ -135,7 +136,7 @@ public class RolloutEngineTests(RolloutFixture fx)
     public void TokensDoNotDependOnParallelWithF32Cache()
     {
         var s = new RolloutSampling { MaxTokens = 48 };
-        IReadOnlyList<Rollout>? first = null;
+        IReadOnlyList<RolloutResult>? first = null;
         foreach (var parallel in new[] { 1, 3, 8 })
         {
             using var e = Engine(fx.Stories, parallel, f32: true);
@@ -348,6 +349,62 @@ public class RolloutEngineTests(RolloutFixture fx)
         Assert.Throws<BupoException>(() => e.SetLora(Path.Combine(fx.Dir, "missing-lora.gguf")));
     }
 
+    [Fact]
+    public void SleepFreesTheContextAndTheModelAndWakesToTheSameRollouts()
+    {
+        using var e = Engine(fx.Stories, parallel: 4);
+        var req = new RolloutRequest(Encode(e, StoryPrompts), 2, new RolloutSampling { MaxTokens = 24, IgnoreEndOfSequence = true }, Seed: 4);
+        var lora = WriteLora(e.Model, Path.Combine(fx.Dir, "stories-lora-sleep.gguf"));
+        e.SetLora(lora, 4f);
+        var before = e.Generate(req);
+        Assert.True(e.ContextSize > 0);
+
+        e.Sleep();
+        Assert.Equal(0, e.ContextSize);
+        Assert.False(e.IsModelUnloaded);
+        AssertSame(before, e.Generate(req));
+        Assert.True(e.ContextSize > 0);
+
+        e.Sleep(unloadModel: true);
+        Assert.True(e.IsModelUnloaded);
+        Assert.Equal(Path.GetFullPath(fx.Stories), e.ModelPath);  // known while asleep, and reading it does not wake the engine
+        Assert.True(e.IsModelUnloaded);
+        AssertSame(before, e.Generate(req));                      // the adapter came back with the model
+        Assert.False(e.IsModelUnloaded);
+        Assert.Equal(Path.GetFullPath(lora), e.LoraPath);
+        Assert.True(e.LastStats.SetupSeconds > 0);
+
+        // A weight sync while asleep loads the new model only (and drops the old model's adapter).
+        e.Sleep(unloadModel: true);
+        e.ReloadModel(fx.Stories);
+        Assert.False(e.IsModelUnloaded);
+        Assert.Null(e.LoraPath);
+    }
+
+    [Fact]
+    public void SleepGivesTheKvCacheBackToTheSystem()
+    {
+        // llama-tiny: 3 blocks, 2 KV heads of 16: 3 x 2 (K, V) x 2 x 16 x 2 bytes (F16) = 384 bytes a cell.
+        var spec = BuPO.Hybrid.Gguf.RandomModelSpec.Named("llama-tiny");
+        const int cells = 256 * 1024;
+        long kvBytes = (long)spec.Layers * cells * 2 * spec.KvHeads * spec.EffectiveHeadDim * 2;
+        using var e = Engine(fx.TinyLlama, parallel: 256, contextSize: cells);
+        e.Generate(new RolloutRequest(Encode(e, "Once upon a time"), 1, new RolloutSampling { MaxTokens = 2, IgnoreEndOfSequence = true }, Seed: 1));
+        long awake = ResidentBytes();
+        e.Sleep();
+        long asleep = ResidentBytes();
+        TestContext.Current.TestOutputHelper?.WriteLine($"KV cache {kvBytes / 1048576.0:F1} MiB; resident {awake / 1048576.0:F1} MiB awake, {asleep / 1048576.0:F1} MiB asleep");
+        Assert.True(awake - asleep >= kvBytes / 2, $"sleeping freed {(awake - asleep) / 1048576.0:F1} MiB of a {kvBytes / 1048576.0:F1} MiB KV cache");
+    }
+
+    /// <summary>VmRSS of this process (Linux); the test is skipped elsewhere.</summary>
+    private static long ResidentBytes()
+    {
+        Assert.SkipUnless(File.Exists("/proc/self/status"), "needs /proc/self/status (Linux)");
+        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+    }
+
     /// <summary>A LoRA for stories260K's first output projection (random low-rank delta).</summary>
     private static string WriteLora(LlamaModel model, string path)
     {
@@ -385,7 +442,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         using var e = Engine(fx.TinyLlama, parallel: 2);
         var prompts = Encode(e, "hello", "world");
         using var cts = new CancellationTokenSource();
-        var progress = new SyncProgress(_ => cts.Cancel());
+        var progress = new SyncProgress<int>(_ => cts.Cancel());
         Assert.ThrowsAny<OperationCanceledException>(() =>
             e.Generate(new RolloutRequest(prompts, 4, new RolloutSampling { MaxTokens = 1 + 50, IgnoreEndOfSequence = true }, 1), progress, cts.Token));
         Assert.Equal(8, e.Generate(new RolloutRequest(prompts, 4, new RolloutSampling { MaxTokens = 5 }, 1)).Count);
@@ -393,8 +450,3 @@ public class RolloutEngineTests(RolloutFixture fx)
 }
 
 /// <summary>IProgress that reports synchronously (Progress&lt;T&gt; posts to the thread pool).</summary>
-internal sealed class SyncProgress(Action<int> report) : IProgress<int>
-{
-    public SyncProgress(List<int> into) : this(into.Add) { }
-    public void Report(int value) => report(value);
-}

@@ -5,7 +5,7 @@ using System.Text;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.Tokenizers;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.Rollout;
 
 /// <summary>
 /// High-throughput rollouts with llama.cpp: P prompts x G samples. Each prompt is prefilled once into one sequence
@@ -29,7 +29,9 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
 
     private readonly RolloutEngineOptions _options;
     private readonly bool _unified;
-    private LlamaModel _model;
+    private LlamaModel? _model;     // null while asleep with the model unloaded (Sleep(unloadModel: true))
+    private string _modelPath;
+    private bool _ownsModel;
     private LlamaContext? _ctx;
     private LlamaBatch? _batch;
     private LlamaLoraAdapter? _lora;
@@ -45,29 +47,62 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
     public RolloutEngine(string ggufPath, RolloutEngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(ggufPath);
+        _options = Validated(options);
+        _unified = options.UnifiedKvCache ?? false;
+        if (!string.IsNullOrWhiteSpace(options.LlamaLibDir)) LlamaBackend.Initialize(options.LlamaLibDir);
+        else LlamaBackend.EnsureInitialized();
+        _model = LoadModel(ggufPath);
+        _modelPath = _model.Path;
+        _ownsModel = true;
+        OnModelChanged();
+        _samplers = CreateSamplers(options);
+    }
+
+    /// <summary>
+    /// Generates with a model the caller has loaded (and keeps owning: the engine never disposes it, and
+    /// <see cref="RolloutEngineOptions.GpuLayers"/> and <see cref="RolloutEngineOptions.LlamaLibDir"/> are the model's
+    /// own). Used where the model serves more than rollouts, e.g. analyze's generation before its probes.
+    /// </summary>
+    /// <exception cref="BupoException">Bad options.</exception>
+    public RolloutEngine(LlamaModel model, RolloutEngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        _options = Validated(options);
+        _unified = options.UnifiedKvCache ?? false;
+        _model = model;
+        _modelPath = model.Path;
+        _ownsModel = false;
+        OnModelChanged();
+        _samplers = CreateSamplers(options);
+    }
+
+    private static RolloutEngineOptions Validated(RolloutEngineOptions options)
+    {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Parallel is < 1 or > MaxParallel) throw new BupoException($"parallel must be in [1, {MaxParallel}], got {options.Parallel}");
         if (options.ContextSize < 0) throw new BupoException($"context size must be >= 0, got {options.ContextSize}");
         if (options.Threads < 0) throw new BupoException($"threads must be >= 0, got {options.Threads}");
         if (options.SamplingThreads < 0) throw new BupoException($"sampling threads must be >= 0, got {options.SamplingThreads}");
         if (options.GpuLayers < -1) throw new BupoException($"GPU layers must be >= -1, got {options.GpuLayers}");
-        _options = options;
-        _unified = options.UnifiedKvCache ?? false;
-        if (!string.IsNullOrWhiteSpace(options.LlamaLibDir)) LlamaBackend.Initialize(options.LlamaLibDir);
-        else LlamaBackend.EnsureInitialized();
-        _model = LoadModel(ggufPath);
-        OnModelChanged();
+        return options;
+    }
+
+    private static TokenSampler[] CreateSamplers(RolloutEngineOptions options)
+    {
         int threads = options.SamplingThreads == 0 ? Environment.ProcessorCount : options.SamplingThreads;
-        _samplers = new TokenSampler[Math.Max(1, threads)];
-        for (int i = 0; i < _samplers.Length; i++) _samplers[i] = new TokenSampler();
+        var samplers = new TokenSampler[Math.Max(1, threads)];
+        for (int i = 0; i < samplers.Length; i++) samplers[i] = new TokenSampler();
+        return samplers;
     }
 
     /// <summary>The options the engine was created with.</summary>
     public RolloutEngineOptions Options => _options;
-    /// <summary>The loaded model (replaced by <see cref="ReloadModel"/>).</summary>
-    public LlamaModel Model { get { ThrowIfDisposed(); return _model; } }
-    /// <summary>Path of the loaded GGUF.</summary>
-    public string ModelPath => Model.Path;
+    /// <summary>The loaded model (replaced by <see cref="ReloadModel"/>; loaded again here if <see cref="Sleep"/> unloaded it).</summary>
+    public LlamaModel Model { get { ThrowIfDisposed(); return Awake(); } }
+    /// <summary>Path of the model's GGUF (also while asleep).</summary>
+    public string ModelPath { get { ThrowIfDisposed(); return _modelPath; } }
+    /// <summary>True while <see cref="Sleep"/> has unloaded the model (the next use loads it again).</summary>
+    public bool IsModelUnloaded => _model is null;
     /// <summary>The loaded model's vocabulary.</summary>
     public ITextTokenizer Tokenizer => Model.Vocab;
     /// <summary>The loaded model's chat template (tokenizer.chat_template), or null.</summary>
@@ -87,7 +122,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
 
     private void OnModelChanged()
     {
-        var vocab = _model.Vocab;
+        var vocab = _model!.Vocab;
         int n = _model.VocabSize;
         _isEog = new bool[n];
         for (int i = 0; i < n; i++) _isEog[i] = vocab.IsEndOfGeneration(i);
@@ -107,8 +142,10 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
         _lora?.Dispose();
         _lora = null;
         _loraPath = null;
-        _model.Dispose();
+        if (_ownsModel) _model?.Dispose();
         _model = model;
+        _modelPath = model.Path;
+        _ownsModel = true;
         OnModelChanged();
     }
 
@@ -126,7 +163,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
             _loraPath = null;
             return;
         }
-        var adapter = LlamaLoraAdapter.Load(_model, adapterPath);
+        var adapter = LlamaLoraAdapter.Load(Awake(), adapterPath);
         try
         {
             if (_ctx != null)
@@ -145,6 +182,38 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
         _lora = adapter;
         _loraPath = adapter.Path;
         _loraScale = scale;
+    }
+
+    /// <summary>
+    /// Frees what the engine holds between requests while something else needs the memory (an RL loop calls it before
+    /// the trainer's update, as verl, TRL and Unsloth put their inference engine to sleep): the context (KV cache and
+    /// compute buffers; the next <see cref="Generate"/> builds it again, as after a weight sync) and, with
+    /// <paramref name="unloadModel"/>, the model and its LoRA adapter too (loaded again from <see cref="ModelPath"/>, and the
+    /// adapter re-applied, on next use). A model the caller owns is never unloaded.
+    /// </summary>
+    public void Sleep(bool unloadModel = false)
+    {
+        ThrowIfDisposed();
+        DisposeContext();
+        if (!unloadModel || !_ownsModel || _model is null) return;
+        _lora?.Dispose();
+        _lora = null;           // _loraPath and _loraScale stay: Awake applies the adapter again
+        _model.Dispose();
+        _model = null;
+    }
+
+    /// <summary>The model, loaded again (with the adapter) when <see cref="Sleep"/> unloaded it.</summary>
+    private LlamaModel Awake()
+    {
+        if (_model is not null) return _model;
+        _model = LoadModel(_modelPath);
+        OnModelChanged();
+        if (_loraPath is { } lora)
+        {
+            _loraPath = null;
+            SetLora(lora, _loraScale);
+        }
+        return _model;
     }
 
     // ------------------------------------------------------------------ generation state
@@ -186,7 +255,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
     private readonly List<Group> _pendingStart = [];
     private readonly List<int> _step = [];
     private readonly Stack<float[]> _logitsPool = new();
-    private Rollout?[] _results = [];
+    private RolloutResult?[] _results = [];
     private int _completed;
     private long _generated;
     private RolloutRequest _request = null!;
@@ -202,7 +271,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
     /// <exception cref="BupoException">A bad request (empty prompt, token outside the vocabulary, a prompt that does not fit the context).</exception>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled (checked before every decode).</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip the unoptimized JIT tier
-    public IReadOnlyList<Rollout> Generate(RolloutRequest request, IProgress<int>? completed = null, CancellationToken ct = default)
+    public IReadOnlyList<RolloutResult> Generate(RolloutRequest request, IProgress<int>? completed = null, CancellationToken ct = default)
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(request);
@@ -214,7 +283,8 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
         if (g < 1) throw new BupoException($"samples per prompt must be >= 1, got {g}");
         if (p == 0) { LastStats = new RolloutStats(0, 0); return []; }
         if ((long)p * g > int.MaxValue / 2) throw new BupoException($"{p} prompts x {g} samples is too many rollouts for one request");
-        int vocab = _model.VocabSize;
+        long setupStart = Stopwatch.GetTimestamp();
+        int vocab = Awake().VocabSize;
         int maxPrompt = 0;
         for (int i = 0; i < p; i++)
         {
@@ -226,6 +296,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
         }
         int maxTokens = request.Sampling.MaxTokens;
         int slots = EnsureContext(request, maxPrompt, (int)Math.Min(_options.Parallel, (long)p * g));
+        double setupSeconds = Stopwatch.GetElapsedTime(setupStart).TotalSeconds;
         var ctx = _ctx!;
 
         // ---- per-request state
@@ -234,7 +305,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
         _stops = request.Sampling.StopStrings.Select(s => Encoding.UTF8.GetBytes(s)).ToArray();
         _maxStop = _stops.Length == 0 ? 0 : _stops.Max(s => s.Length);
         _progress = completed;
-        _results = new Rollout?[p * g];
+        _results = new RolloutResult?[p * g];
         _completed = 0;
         _generated = 0;
         PrepareSlots(slots, maxTokens);
@@ -360,6 +431,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
         {
             PromptTokens = promptTokens,
             DecodeCalls = decodeCalls,
+            SetupSeconds = setupSeconds,
             DecodeSeconds = decodeTicks / (double)Stopwatch.Frequency,
             SampleSeconds = sampleTicks / (double)Stopwatch.Frequency,
         };
@@ -454,7 +526,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
 
     private FinishReason _finish;
 
-    private byte[] Piece(int tok) => _pieces[tok] ??= _model.Vocab.TokenToPieceBytes(tok, special: false);
+    private byte[] Piece(int tok) => _pieces[tok] ??= _model!.Vocab.TokenToPieceBytes(tok, special: false);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip the unoptimized JIT tier
     private bool AppendAndCheckStop(Slot slot, int tok)
@@ -499,7 +571,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
         var tokens = slot.Tokens.AsSpan(0, n).ToArray();
         int textTokens = _finish == FinishReason.EndOfSequence ? n - 1 : n;
         string text = DecodeText(tokens.AsSpan(0, textTokens));
-        _results[grp.Prompt * _request.SamplesPerPrompt + slot.Sample] = new Rollout(grp.Prompt, slot.Sample, grp.Tokens, tokens,
+        _results[grp.Prompt * _request.SamplesPerPrompt + slot.Sample] = new RolloutResult(grp.Prompt, slot.Sample, grp.Tokens, tokens,
             slot.Raw.AsSpan(0, n).ToArray(), slot.Sampling.AsSpan(0, n).ToArray(), text, _finish);
         _completed++;
         _progress?.Report(_completed);
@@ -584,7 +656,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
     {
         int maxTokens = request.Sampling.MaxTokens;
         long perSeq = (long)maxPrompt + maxTokens;
-        int trainCtx = _model.TrainContextSize;
+        int trainCtx = _model!.TrainContextSize;
         if (_options.ContextSize > 0)
         {
             for (int i = 0; i < request.PromptTokens.Count; i++)
@@ -619,7 +691,7 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
             if (fits) return slots;
             DisposeContext();
         }
-        var ctx = LlamaContext.Create(_model, new LlamaContextOptions
+        var ctx = LlamaContext.Create(_model!, new LlamaContextOptions
         {
             ContextSize = (int)needed,
             BatchSize = batchSize,
@@ -654,13 +726,13 @@ public sealed unsafe class RolloutEngine : IDisposable, IRolloutGenerator
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
-    /// <summary>Frees the context, the adapter and the model.</summary>
+    /// <summary>Frees the context, the adapter and the model (unless the caller owns it).</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
         DisposeContext();
         _lora?.Dispose();
-        _model.Dispose();
+        if (_ownsModel) _model?.Dispose();
     }
 }
