@@ -36,9 +36,9 @@ public sealed record RandomModelSpec
     public int EffectiveHeadDim => HeadDim ?? (Heads > 0 ? Embedding / Heads : 0);
 
     /// <summary>Names <see cref="Named"/> knows.</summary>
-    public static IReadOnlyList<string> NamedShapes { get; } = ["qwen3-0.6b", "qwen2-tiny", "qwen3-tiny", "llama-tiny"];
+    public static IReadOnlyList<string> NamedShapes { get; } = ["qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen2-tiny", "qwen3-tiny", "llama-tiny"];
 
-    /// <summary>A named shape: qwen3-0.6b (the real Qwen3-0.6B hyperparameters), or qwen2-tiny / qwen3-tiny / llama-tiny for tests.</summary>
+    /// <summary>A named shape: qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b (the real Qwen3 hyperparameters), or qwen2-tiny / qwen3-tiny / llama-tiny for tests.</summary>
     /// <exception cref="BupoException">Unknown name.</exception>
     public static RandomModelSpec Named(string name) => name.ToLowerInvariant() switch
     {
@@ -46,6 +46,22 @@ public sealed record RandomModelSpec
         {
             Architecture = "qwen3", Name = "random-qwen3-0.6b", Layers = 28, Embedding = 1024, Heads = 16, KvHeads = 8, HeadDim = 128,
             FeedForward = 3072, ContextLength = 40960, RopeBase = 1e6f, RmsEps = 1e-6f, TiedEmbeddings = true,
+        },
+        // The other Qwen3 dense sizes (their config.json: hidden, layers, heads/kv heads x 128, intermediate, tied or not).
+        "qwen3-1.7b" => new()
+        {
+            Architecture = "qwen3", Name = "random-qwen3-1.7b", Layers = 28, Embedding = 2048, Heads = 16, KvHeads = 8, HeadDim = 128,
+            FeedForward = 6144, ContextLength = 40960, RopeBase = 1e6f, RmsEps = 1e-6f, TiedEmbeddings = true,
+        },
+        "qwen3-4b" => new()
+        {
+            Architecture = "qwen3", Name = "random-qwen3-4b", Layers = 36, Embedding = 2560, Heads = 32, KvHeads = 8, HeadDim = 128,
+            FeedForward = 9728, ContextLength = 40960, RopeBase = 1e6f, RmsEps = 1e-6f, TiedEmbeddings = true,
+        },
+        "qwen3-8b" => new()
+        {
+            Architecture = "qwen3", Name = "random-qwen3-8b", Layers = 36, Embedding = 4096, Heads = 32, KvHeads = 8, HeadDim = 128,
+            FeedForward = 12288, ContextLength = 40960, RopeBase = 1e6f, RmsEps = 1e-6f, TiedEmbeddings = false,
         },
         "qwen2-tiny" => new()
         {

@@ -13,44 +13,13 @@ public static class TrainCommand
 {
     public static Command Create()
     {
-        var config = new Option<FileInfo?>("--config") { Description = "JSON file of settings (keys: the option names without dashes); options given here override it" };
         var printConfig = new Option<bool>("--print-config") { Description = "Print the resolved settings as JSON and exit" };
-        var cmd = new Command("train", "Train a GGUF model with GRPO or BuPO: llama.cpp rollouts, TorchSharp updates, quantized weight sync") { config, printConfig };
-        var options = new List<(OptionInfo Info, Option Option)>();
-        foreach (var info in TrainOptions.Infos)
-        {
-            Option opt = info.IsFlag
-                ? new Option<bool?>("--" + info.Name) { Description = info.Description + $" (default {Default(info)})", Arity = ArgumentArity.ZeroOrOne }
-                : info.IsList
-                    ? new Option<string[]>("--" + info.Name) { Description = info.Description + " (repeatable)", AllowMultipleArgumentsPerToken = false }
-                    : new Option<string?>("--" + info.Name) { Description = info.Description + DefaultText(info), HelpName = HelpName(info) };
-            options.Add((info, opt));
-            cmd.Options.Add(opt);
-        }
+        var cmd = new Command("train", "Train a GGUF model with GRPO or BuPO: llama.cpp rollouts, TorchSharp updates, quantized weight sync") { printConfig };
+        var binding = new TrainOptionBinding(cmd);
         cmd.SetAction(parse =>
         {
             var stdout = parse.InvocationConfiguration.Output;
-            // defaults < config file < the options given; on --resume the checkpoint's settings replace the defaults, so
-            // only what the user gives again can differ (and TrainingRun refuses what may not change).
-            TrainOptions Resolve(TrainOptions start)
-            {
-                var resolved = start;
-                if (parse.GetValue(config) is { } file) resolved = TrainConfig.ApplyFile(resolved, file.FullName);
-                foreach (var (info, opt) in options)
-                {
-                    var result = parse.GetResult(opt);
-                    if (result is null || result.Implicit) continue;
-                    object? value = opt switch
-                    {
-                        Option<bool?> b => parse.GetValue(b) ?? true,
-                        Option<string[]> l => parse.GetValue(l) ?? [],
-                        Option<string?> s => parse.GetValue(s),
-                        _ => null,
-                    };
-                    resolved = TrainConfig.Set(resolved, info.Name, value);
-                }
-                return resolved;
-            }
+            TrainOptions Resolve(TrainOptions start) => binding.Resolve(parse, start);
             var resolved = Resolve(new TrainOptions());
             if (resolved.Resume != null)
             {
@@ -69,13 +38,13 @@ public static class TrainCommand
         return cmd;
     }
 
-    private static string Default(OptionInfo info) => info.Property.GetValue(new TrainOptions()) switch
+    internal static string Default(OptionInfo info) => info.Property.GetValue(new TrainOptions()) switch
     {
         bool b => b ? "true" : "false",
         _ => "",
     };
 
-    private static string DefaultText(OptionInfo info)
+    internal static string DefaultText(OptionInfo info)
     {
         var v = info.Property.GetValue(new TrainOptions());
         return v switch
@@ -87,7 +56,7 @@ public static class TrainCommand
         };
     }
 
-    private static string HelpName(OptionInfo info) => info.ValueType switch
+    internal static string HelpName(OptionInfo info) => info.ValueType switch
     {
         var t when t == typeof(int) || t == typeof(long) => "N",
         var t when t == typeof(double) => "X",
@@ -118,6 +87,9 @@ public static class TrainCommand
                 stdout.WriteLine(result.Cancelled
                     ? $"stopped after step {result.LastStep}; checkpoint {result.LastCheckpoint}"
                     : $"done: {result.LastStep} steps; metrics {result.MetricsJsonl}; sampler model {result.SamplerGguf}{(result.LoraAdapter is { } a ? $" + LoRA {a}" : "")}; checkpoint {result.LastCheckpoint}");
+                // What the memory plan is checked against (the plan command's tests read this line).
+                if (ProcessMemory.PeakResidentBytes() is { } peak)
+                    stdout.WriteLine(FormattableString.Invariant($"peak memory: {ByteSize.Format(peak)} resident ({peak} bytes, VmHWM)"));
                 return result.Cancelled ? 130 : 0;
             }
             finally
@@ -149,5 +121,66 @@ public static class TrainCommand
                 m.Step, o.Steps, phase, m.RewardMean, m.Accuracy, m.ResponseLengthMean, m.EntropyFull, hl, m.ClipFraction, m.ApproxKl, m.GradNorm,
                 m.MismatchKl, m.MismatchOutsideFraction, m.RolloutSeconds, m.RolloutTokensPerSecond, m.TrainSeconds, m.TrainTokensPerSecond, m.SyncSeconds));
         }
+    }
+}
+
+/// <summary>
+/// Every <see cref="TrainOptions"/> setting as an option of a command (kebab-case names, help with defaults) plus
+/// <c>--config FILE</c>, and their resolution: defaults (or a start) &lt; the config file &lt; the options given. Shared by
+/// <c>train</c> and <c>plan</c>, so both accept the same settings.
+/// </summary>
+internal sealed class TrainOptionBinding
+{
+    private readonly Option<FileInfo?> _config = new("--config") { Description = "JSON file of settings (keys: the option names without dashes); options given here override it" };
+    private readonly List<(OptionInfo Info, Option Option)> _options = [];
+
+    /// <summary>Adds --config and every setting's option to <paramref name="cmd"/>.</summary>
+    public TrainOptionBinding(Command cmd)
+    {
+        cmd.Options.Add(_config);
+        foreach (var info in TrainOptions.Infos)
+        {
+            Option opt = info.IsFlag
+                ? new Option<bool?>("--" + info.Name) { Description = info.Description + $" (default {TrainCommand.Default(info)})", Arity = ArgumentArity.ZeroOrOne }
+                : info.IsList
+                    ? new Option<string[]>("--" + info.Name) { Description = info.Description + " (repeatable)", AllowMultipleArgumentsPerToken = false }
+                    : new Option<string?>("--" + info.Name) { Description = info.Description + TrainCommand.DefaultText(info), HelpName = TrainCommand.HelpName(info) };
+            _options.Add((info, opt));
+            cmd.Options.Add(opt);
+        }
+        // A malformed size is a usage error (exit 2), found before anything is read.
+        this["memory"].Validators.Add(r =>
+        {
+            foreach (var token in r.Tokens)
+                try { ByteSize.Parse(token.Value); }
+                catch (BupoException e) { r.AddError(e.Message); }
+        });
+    }
+
+    /// <summary>The option of a setting (by its name without dashes).</summary>
+    public Option this[string name] => _options.First(o => o.Info.Name == name).Option;
+
+    /// <summary>
+    /// <paramref name="start"/> with the config file's values and then the options given applied; on --resume the
+    /// checkpoint's settings are the start, so only what the user gives again can differ.
+    /// </summary>
+    public TrainOptions Resolve(ParseResult parse, TrainOptions start)
+    {
+        var resolved = start;
+        if (parse.GetValue(_config) is { } file) resolved = TrainConfig.ApplyFile(resolved, file.FullName);
+        foreach (var (info, opt) in _options)
+        {
+            var result = parse.GetResult(opt);
+            if (result is null || result.Implicit) continue;
+            object? value = opt switch
+            {
+                Option<bool?> b => parse.GetValue(b) ?? true,
+                Option<string[]> l => parse.GetValue(l) ?? [],
+                Option<string?> s => parse.GetValue(s),
+                _ => null,
+            };
+            resolved = TrainConfig.Set(resolved, info.Name, value);
+        }
+        return resolved;
     }
 }

@@ -197,6 +197,9 @@ public sealed record TrainOptions
     [Description("Trainer precision: float32; bf16 (or bfloat16): mixed precision, float32 master weights and AdamW state with bfloat16 forward/backward and float32 log-probs and loss; bf16-pure: bfloat16 weights and AdamW state, no float32 copy (less memory, but updates below bf16's resolution are lost: at lr 1e-6 most weights never move)")]
     public string Dtype { get; init; } = "float32";
 
+    [Description("Memory budget (e.g. 24GiB, 512MiB, 16GB): before loading anything, the run's memory plan (bupo-hybrid plan) must fit in it, else it stops with the option that would make it fit; unset = no check. RAM on cpu, GPU memory on cuda")]
+    public string? Memory { get; init; }
+
     [Description("CPU threads of the trainer (TorchSharp intra-op threads; 0 = its default). On a busy machine 1 can be much faster")]
     public int TrainThreads { get; init; }
 
@@ -256,6 +259,10 @@ public sealed record TrainOptions
 
     /// <summary>The precision <see cref="Dtype"/> names (<see cref="ModelDevice.ParsePrecision"/>).</summary>
     public TrainPrecision Precision => ModelDevice.ParsePrecision(Dtype);
+
+    /// <summary>The budget of <see cref="Memory"/> in bytes, or null when unset.</summary>
+    /// <exception cref="BupoException">Not a memory size.</exception>
+    public long? MemoryBytes => Memory is null ? null : ByteSize.Parse(Memory);
 
     /// <summary>The effective number of IPA steps.</summary>
     public int EffectiveBupoSteps => BupoSteps ?? (BupoLayer != null ? 30 : 0);
@@ -354,6 +361,7 @@ public sealed record TrainOptions
         if (CheckpointEvery < 0) throw new BupoException($"--checkpoint-every must be >= 0, got {CheckpointEvery}");
         if (KeepCheckpoints < 0) throw new BupoException($"--keep-checkpoints must be >= 0, got {KeepCheckpoints}");
         _ = Precision; // names the accepted values when Dtype is none of them
+        if (Memory != null) _ = MemoryBytes;
         if (!double.IsFinite(AccuracyThreshold)) throw new BupoException($"--accuracy-threshold must be finite, got {AccuracyThreshold}");
     }
 

@@ -91,7 +91,14 @@ public static class TrainingRun
         if (!File.Exists(o.Model)) throw new BupoException($"--model: file not found: {o.Model}");
         LlamaModel.ValidateGgufMagic(o.Model!);
         TransformerConfig config; // names an unsupported architecture, then checks the metadata (GgufModelValidator)
-        using (var gguf = GgufFile.Open(o.Model!)) config = TransformerConfig.FromGguf(gguf);
+        ModelShape shape;
+        using (var gguf = GgufFile.Open(o.Model!))
+        {
+            config = TransformerConfig.FromGguf(gguf);
+            shape = ModelShape.FromGguf(gguf);
+        }
+        // --memory: the plan is checked before the model loads, so a run that cannot fit stops here with the way out.
+        if (o.MemoryBytes is { } budget) CheckMemory(MemoryPlan.Compute(shape, o), budget, o.Memory!);
         if (o.FixedBupoLayer is { } fixedK && fixedK >= config.LayerCount)
             throw new BupoException($"--bupo-layer {fixedK} is outside the model's blocks 0..{config.LayerCount - 1} ({Path.GetFileName(o.Model)} has {config.LayerCount})");
         if (!WeightSync.TypeNames.Contains(o.RolloutQuant, StringComparer.OrdinalIgnoreCase))
@@ -135,10 +142,25 @@ public static class TrainingRun
         }
     }
 
+    /// <summary>
+    /// Throws a one-line <see cref="BupoException"/> when <paramref name="plan"/> exceeds <paramref name="budget"/>, naming what
+    /// would make it fit (<see cref="MemoryPlan.Advise"/>).
+    /// </summary>
+    public static void CheckMemory(MemoryPlan plan, long budget, string budgetText)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        if (plan.PeakBytes <= budget) return;
+        var advice = plan.Advise(budget);
+        var way = advice.Count == 0
+            ? "no single option tried makes it fit (a smaller model, or more memory)"
+            : "it fits with " + string.Join(", or ", advice.Select(a => $"{a.Options} ({ByteSize.Format(a.PeakBytes)})"));
+        throw new BupoException($"--memory {budgetText}: the memory plan needs {ByteSize.Format(plan.PeakBytes)} ({(plan.Device == MemoryDevice.Cpu ? "RAM" : "GPU memory")}, peak in the {(plan.PeakPhase == PlanPhase.Update ? "update" : "weight sync")}), more than {ByteSize.Format(budget)}; {way} (details: bupo-hybrid plan)");
+    }
+
     /// <summary>Options that may differ from the checkpoint's on resume: they change neither the data, the sampling nor the math of a step.</summary>
     public static IReadOnlySet<string> MayChangeOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
-        "steps", "checkpoint-every", "keep-checkpoints", "threads", "train-threads", "device", "gpu-layers", "llama-lib-dir", "tensor-board", "output", "resume",
+        "steps", "checkpoint-every", "keep-checkpoints", "threads", "train-threads", "device", "gpu-layers", "llama-lib-dir", "tensor-board", "output", "resume", "memory",
     };
 
     /// <summary>The settings of <paramref name="current"/> that differ from a checkpoint's (name, checkpoint value, current value), all of them.</summary>
