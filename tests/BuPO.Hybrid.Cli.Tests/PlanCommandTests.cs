@@ -62,7 +62,16 @@ public sealed class PlanCommandTests(ITestOutputHelper output) : IDisposable
         Assert.Equal((p - norms) / 32 * 34 + norms * 4, plan[MemoryPart.SyncReload]);
         Assert.Equal(PlanPhase.Update, plan.PeakPhase);
         Assert.Equal((long)(5.0 * 4 * p), plan[MemoryPart.TransientCopies]); // CPU only
-        Assert.Equal(plan.Items.Where(i => i.Part != MemoryPart.SyncReload).Sum(i => i.Bytes), plan.PeakBytes);
+        // The sampler sleeps through the update (default): its KV cache and buffers are not part of the update's peak;
+        // the rollout phase has them and none of the update's own parts.
+        MemoryPart[] context = [MemoryPart.KvCache, MemoryPart.SamplerBuffers];
+        MemoryPart[] updateOnly = [MemoryPart.ComputeCopies, MemoryPart.Gradients, MemoryPart.Activations, MemoryPart.LmHead];
+        Assert.Equal(plan.Items.Where(i => i.Part != MemoryPart.SyncReload && !context.Contains(i.Part)).Sum(i => i.Bytes), plan.PeakBytes);
+        Assert.Equal(plan.Items.Where(i => i.Part != MemoryPart.SyncReload && !updateOnly.Contains(i.Part)).Sum(i => i.Bytes), plan.PhaseBytes(PlanPhase.Rollout));
+        var awake = MemoryPlan.Compute(Qwen3_06B, o with { SamplerSleep = false });
+        Assert.Equal(awake.Items.Where(i => i.Part != MemoryPart.SyncReload).Sum(i => i.Bytes), awake.PeakBytes);
+        var offloaded = MemoryPlan.Compute(Qwen3_06B, o with { OffloadSampler = true });
+        Assert.Equal(plan.PeakBytes - plan[MemoryPart.SamplerModel], offloaded.PhaseBytes(PlanPhase.Update));
         Assert.Equal(0, MemoryPlan.Compute(Qwen3_06B, o with { Device = "cuda" })[MemoryPart.TransientCopies]);
     }
 
@@ -100,9 +109,11 @@ public sealed class PlanCommandTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void AdviceNamesWhatFits()
     {
-        var o = new TrainOptions { Model = "m", MicroBatchTokens = 16384, MaxResponseTokens = 8192 };
+        var o = new TrainOptions { Model = "m", MicroBatchTokens = 16384, MaxResponseTokens = 1024, Parallel = 16 };
         var plan = MemoryPlan.Compute(Qwen3_06B, o);
+        Assert.Equal(PlanPhase.Update, plan.PeakPhase);
         var budget = plan.PeakBytes - plan[MemoryPart.Activations] + plan.ActivationsByCheckpointing.With + (1L << 20);
+        Assert.True(plan.PhaseBytes(PlanPhase.Rollout) <= budget, "the rollout phase must fit for checkpointing alone to do");
         var advice = plan.Advise(budget);
         Assert.Contains(advice, a => a.Options == "--gradient-checkpointing");
         Assert.All(advice, a => Assert.True(a.PeakBytes <= budget));
@@ -129,8 +140,14 @@ public sealed class PlanCommandTests(ITestOutputHelper output) : IDisposable
         Assert.True(code == 0, err);
         foreach (var part in new[] { "fp32", "AdamW state", "gradients", "activations", "LM head", "LoRA", "llama.cpp model", "llama.cpp KV cache", "CUDA contexts" })
             Assert.Contains(part, stdout);
+        Assert.Contains("fits in --memory 24GiB", stdout);
+        Assert.Contains("rollout phase", stdout);
+        // Awake through the update, the sampler's 10.5 GiB KV cache is too much; putting it to sleep is the advice.
+        (code, stdout, err) = CliRunner.Run("plan", "--random", "qwen3-0.6b", "--device", "cuda", "--gpu-layers", "-1", "--memory", "24GiB",
+            "--max-prompt-tokens", "512", "--max-response-tokens", "1024", "--micro-batch-tokens", "4096", "--dtype", "bf16", "--sampler-sleep", "false");
+        Assert.True(code == 0, err);
         Assert.Contains("does not fit in --memory 24GiB", stdout);
-        Assert.Contains("fits with --gradient-checkpointing --micro-batch-tokens 1024 --lora-rank 16", stdout);
+        Assert.Contains("--sampler-sleep true", stdout);
         (code, stdout, err) = CliRunner.Run("plan", "--random", "qwen3-0.6b", "--memory", "1TiB", "--json");
         Assert.True(code == 0, err);
         using var doc = JsonDocument.Parse(stdout);

@@ -92,13 +92,13 @@ public static class PlanCommand
         var width = plan.Items.Max(i => Label(i.Part, plan).Length);
         foreach (var item in plan.Items)
         {
-            var phases = item.Phases.Count == 2 ? "" : item.Phases.Contains(PlanPhase.Update) ? " [update]" : " [sync]";
+            var phases = item.Phases.Count == Enum.GetValues<PlanPhase>().Length ? "" : $" [{string.Join(", ", item.Phases.Order().Select(PhaseName))}]";
             w.WriteLine($"  {Label(item.Part, plan).PadRight(width)}  {ByteSize.Format(item.Bytes),10}  {item.Detail}{phases}");
         }
         var (without, with) = plan.ActivationsByCheckpointing;
         w.WriteLine($"  activations per micro-batch of {plan.MicroBatchTokens.ToString("N0", inv)} tokens: {ByteSize.Format(without)} without, {ByteSize.Format(with)} with --gradient-checkpointing");
-        w.WriteLine($"  update phase {ByteSize.Format(plan.PhaseBytes(PlanPhase.Update))}; weight-sync phase {ByteSize.Format(plan.PhaseBytes(PlanPhase.WeightSync))}");
-        w.WriteLine($"peak: {ByteSize.Format(plan.PeakBytes)} ({plan.PeakBytes.ToString(inv)} bytes, {(plan.Device == MemoryDevice.Cpu ? "RAM" : "GPU memory")}, in the {(plan.PeakPhase == PlanPhase.Update ? "update" : "weight sync")})");
+        w.WriteLine("  " + string.Join("; ", Enum.GetValues<PlanPhase>().Select(ph => $"{PhaseName(ph)} phase {ByteSize.Format(plan.PhaseBytes(ph))}")));
+        w.WriteLine($"peak: {ByteSize.Format(plan.PeakBytes)} ({plan.PeakBytes.ToString(inv)} bytes, {(plan.Device == MemoryDevice.Cpu ? "RAM" : "GPU memory")}, in the {PhaseName(plan.PeakPhase)})");
         if (o.MemoryBytes is not { } budget) return;
         if (plan.PeakBytes <= budget)
         {
@@ -130,6 +130,7 @@ public static class PlanCommand
             ["activations_without_checkpointing"] = plan.ActivationsByCheckpointing.Without,
             ["activations_with_checkpointing"] = plan.ActivationsByCheckpointing.With,
             ["items"] = items,
+            ["rollout_bytes"] = plan.PhaseBytes(PlanPhase.Rollout),
             ["update_bytes"] = plan.PhaseBytes(PlanPhase.Update),
             ["sync_bytes"] = plan.PhaseBytes(PlanPhase.WeightSync),
             ["peak_bytes"] = plan.PeakBytes,
@@ -143,4 +144,11 @@ public static class PlanCommand
         }
         return root;
     }
+
+    private static string PhaseName(PlanPhase phase) => phase switch
+    {
+        PlanPhase.Rollout => "rollout",
+        PlanPhase.Update => "update",
+        _ => "weight sync",
+    };
 }

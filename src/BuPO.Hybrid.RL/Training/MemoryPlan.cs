@@ -50,7 +50,10 @@ public enum MemoryPart
 /// <summary>The phase of a training step a peak belongs to.</summary>
 public enum PlanPhase
 {
-    /// <summary>Forward and backward of a micro-batch: weights, AdamW state, gradients, activations, head, sampler.</summary>
+    /// <summary>Rollouts: the trainer's weights and AdamW state beside llama.cpp's model, KV cache and buffers.</summary>
+    Rollout,
+    /// <summary>Forward and backward of a micro-batch: weights, AdamW state, gradients, activations, head, and whatever of
+    /// the sampler is not asleep (--sampler-sleep frees its KV cache, --offload-sampler its model too).</summary>
     Update,
     /// <summary>Weight sync: gradients freed, a second sampler model loading beside the first.</summary>
     WeightSync,
@@ -170,7 +173,7 @@ public sealed record MemoryPlan
     public long PhaseBytes(PlanPhase phase) => Items.Where(i => i.Phases.Contains(phase)).Sum(i => i.Bytes);
 
     /// <summary>The phase with the most bytes resident.</summary>
-    public PlanPhase PeakPhase => PhaseBytes(PlanPhase.WeightSync) > PhaseBytes(PlanPhase.Update) ? PlanPhase.WeightSync : PlanPhase.Update;
+    public PlanPhase PeakPhase => Enum.GetValues<PlanPhase>().MaxBy(PhaseBytes);
 
     /// <summary>The plan: the most bytes resident at once.</summary>
     public long PeakBytes => PhaseBytes(PeakPhase);
@@ -188,9 +191,13 @@ public sealed record MemoryPlan
         var device = DeviceOf(o.Device);
         var precision = o.Precision;
         var c = model.Config;
-        var all = new[] { PlanPhase.Update, PlanPhase.WeightSync }.ToHashSet();
+        var all = Enum.GetValues<PlanPhase>().ToHashSet();
         var update = new[] { PlanPhase.Update }.ToHashSet();
         var sync = new[] { PlanPhase.WeightSync }.ToHashSet();
+        // The sampler sleeps through the update (TrainingRun): its context goes before it, and with --offload-sampler the
+        // model too; a weight sync then finds no context (the reload frees it anyway) and only the model of the rollouts.
+        var samplerModelPhases = o.SamplerSleep && o.OffloadSampler ? new[] { PlanPhase.Rollout, PlanPhase.WeightSync }.ToHashSet() : all;
+        var contextPhases = o.SamplerSleep ? new[] { PlanPhase.Rollout }.ToHashSet() : all;
         var inv = CultureInfo.InvariantCulture;
         var items = new List<MemoryItem>();
         long p = model.ParameterCount;
@@ -284,7 +291,7 @@ public sealed record MemoryPlan
         var syncedBytes = model.Tensors.Sum(t => TensorBytes(t.Name == "rope_freqs.weight" ? t.Type : GgufTypePolicy.TensorType(t.Name, t.Shape, quant.Type), t.Shape));
         var residentModel = lora ? startBytes : Math.Max(startBytes, syncedBytes);
         var startType = model.Tensors.Where(t => t.Shape.Length >= 2).GroupBy(t => t.Type).OrderByDescending(g => g.Count()).FirstOrDefault()?.Key.ToString() ?? "?";
-        items.Add(new MemoryItem(MemoryPart.SamplerModel, (long)(residentModel * offload), all, lora
+        items.Add(new MemoryItem(MemoryPart.SamplerModel, (long)(residentModel * offload), samplerModelPhases, lora
             ? $"the source model ({startType}, {Format(startBytes)}); LoRA adapters are hot-swapped, the model is never reloaded{where}"
             : $"the larger of the start model ({startType}, {Format(startBytes)}) and the synced --rollout-quant {quant.Name} ({Format(syncedBytes)}{(quant.Approximate ? ", approximate: llama-quantize mixes types" : "")}){where}"));
 
@@ -292,7 +299,7 @@ public sealed record MemoryPlan
         var perSeq = (long)o.MaxPromptTokens + o.MaxResponseTokens;
         var cells = o.ContextSize > 0 ? o.ContextSize : (perSeq + 255) / 256 * 256 * slots;
         var kvPerCell = (long)c.LayerCount * c.HeadCountKv * (c.HeadDim + c.HeadDimV) * 2; // F16 K and V
-        items.Add(new MemoryItem(MemoryPart.KvCache, (long)(cells * kvPerCell * offload), all, o.ContextSize > 0
+        items.Add(new MemoryItem(MemoryPart.KvCache, (long)(cells * kvPerCell * offload), contextPhases, o.ContextSize > 0
             ? string.Format(inv, "--context-size {0:N0} cells x {1:N0} B (F16 K and V, {2} layers){3}", cells, kvPerCell, c.LayerCount, where)
             : string.Format(inv, "{0} slots x {1:N0} cells ((max-prompt-tokens + max-response-tokens) rounded up to 256) x {2:N0} B (F16 K and V, {3} layers){4}",
                 slots, cells / Math.Max(1, slots), kvPerCell, c.LayerCount, where)));
@@ -304,7 +311,7 @@ public sealed record MemoryPlan
         var compute = device == MemoryDevice.Cuda && o.GpuLayers != 0
             ? (long)SamplerUBatch * (c.VocabSize + c.EmbeddingLength) * 4
             : (long)SamplerUBatch * (nq + 2 * nkv + 2L * c.FeedForwardLength + 2L * c.EmbeddingLength) * 4;
-        items.Add(new MemoryItem(MemoryPart.SamplerBuffers, device == MemoryDevice.Cuda && o.GpuLayers == 0 ? 0 : logits + compute, all, string.Format(inv,
+        items.Add(new MemoryItem(MemoryPart.SamplerBuffers, device == MemoryDevice.Cuda && o.GpuLayers == 0 ? 0 : logits + compute, contextPhases, string.Format(inv,
             "logits of {0} slots x {1:N0} vocab x 4 B + compute buffer ({2})", slots, c.VocabSize,
             device == MemoryDevice.Cuda ? "a ubatch of 512 tokens' logits, reserved" : "a ubatch of 512 tokens through one block")));
 
@@ -341,6 +348,8 @@ public sealed record MemoryPlan
             steps.Add(($"--micro-batch-tokens {mb}", x => x.MicroBatchTokens > mb ? x with { MicroBatchTokens = mb } : null));
         steps.Add(("--lora-rank 16", x => x.LoraRank > 0 ? null : x with { LoraRank = 16 }));
         steps.Add(("--dtype bf16", x => x.Precision != TrainPrecision.Float32 ? null : x with { Dtype = "bf16" }));
+        steps.Add(("--sampler-sleep true", x => x.SamplerSleep ? null : x with { SamplerSleep = true }));
+        steps.Add(("--offload-sampler", x => x.OffloadSampler ? null : x with { SamplerSleep = true, OffloadSampler = true }));
         foreach (var par in new[] { 32, 16, 8 })
             steps.Add(($"--parallel {par}", x => x.Parallel > par ? x with { Parallel = par } : null));
 
