@@ -8,7 +8,8 @@
 #                                and without the CPU llama.cpp libraries (llama.cpp is built there with CUDA)
 #         dotnet-runtime.tar.xz  dotnet, host/ and shared/Microsoft.NETCore.App/<version> of this machine's SDK
 #         llama.cpp-src.tar.xz   the llama.cpp sources of npm node-llama-cpp@3.19.1's package/llama/gitRelease.bundle
-#                                (llama.cpp b10068: its structs are those of 815a2a59, which LLamaSharp 0.30.0 binds)
+#                                (llama.cpp b10068, the nearest served release to the 815a2a59 LLamaSharp 0.30.0 binds, but
+#                                its llama_model_params differs: the layout check refuses it, see below)
 #                                (sha256-pinned), only the folders a library build needs (CMakeLists.txt, cmake/, ggml/,
 #                                src/, include/, common/, vendor/, licenses/): 3.5 MB instead of the bundle's 35 MB.
 #                                GPU_SMOKE_FULL_BUNDLE=1 brings the bundle itself instead (then ~67 MiB in all: too
@@ -31,11 +32,13 @@
 #       GPU_SMOKE_LLAMA_LIB_DIR (use these llama.cpp libraries instead of building), GPU_SMOKE_TORCH_LIB (libtorch folder
 #       instead of PyTorch's torch/lib).
 #
-# Status: the prepare step and a GPU_SMOKE_CPU=1 dry run of the run step (llama.cpp built on the CPU from the trimmed
-# sources with the same cmake flags minus CUDA, libtorch from a folder on LD_LIBRARY_PATH, the unpacked runtime) passed
-# on the CPU development machine. The CUDA path (nvcc build, PyTorch's CUDA libtorch, --device cuda, --gpu-layers 999)
-# has NOT been run: no GPU machine was available when it was written. Since the move to LLamaSharp 0.30.0 the pin is
-# node-llama-cpp 3.19.1 (b10068; sha256 taken from npm pack on 2026-12-01); neither step has been run with it yet.
+# Status: the prepare step and a GPU_SMOKE_CPU=1 dry run of the run step passed on the CPU development machine before
+# the move to LLamaSharp 0.30.0. Since then the llama.cpp half cannot pass as pinned: LLamaSharp 0.30.0 binds commit
+# 815a2a59, no package registry serves those sources (npm's node-llama-cpp 3.19.1 bundles b10068, 3.20.0 b10361, and
+# neither has 815a2a59's structs), and the layout check refuses the b10068 build (llama_model_params differs; measured
+# with scripts/llama-source.sh test on the CPU). Give GPU_SMOKE_LLAMA_LIB_DIR a build of 815a2a59 (e.g. the cuda12 folder
+# of LLamaSharp.Backend.Cuda12 from your own feed) for those steps; the TorchSharp steps (bench train, the PyTorch
+# reference, analyze --engine torch) do not depend on it. The CUDA path has NOT been run: no GPU machine was drawn.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

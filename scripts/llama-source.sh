@@ -6,12 +6,14 @@
 #       Fetches the pinned sources (scripts/lib/llama-pin.sh: node-llama-cpp 3.19.1's bundle, llama.cpp b10068; needs npm
 #       and the npm registry), and builds them into DIR (default .llama-b10068/, git-ignored) as shared CPU libraries
 #       (libllama.so, libggml*.so in DIR/build/bin) plus llama.cpp's own llama-batched-bench (the anchor of
-#       BENCHMARKS.md's rollout table). About 10 minutes on 2 cores. LLAMA_CMAKE_FLAGS adds cmake flags (e.g.
+#       BENCHMARKS.md's rollout table). 10 minutes on 2 cores when they are free (40 on 2026-12-01 beside other builds). LLAMA_CMAKE_FLAGS adds cmake flags (e.g.
 #       "-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=89" for a CUDA build; then point --llama-lib-dir at it).
 #
 #   scripts/llama-source.sh test [DIR] [dotnet test arguments]
 #       Runs the whole suite (scripts/test.sh) with BUPO_LLAMA_LIB_DIR=DIR/build/bin: every llama.cpp call, the struct
-#       layout check included, then goes to the source build instead of LLamaSharp.Backend.Cpu's 815a2a59 build.
+#       layout check included, then goes to the source build instead of LLamaSharp.Backend.Cpu's 815a2a59 build. With the
+#       b10068 pin every test that loads llama.cpp stops at the layout check (llama_model_params differs from 815a2a59's;
+#       README, "CUDA"): the run shows the check at work, and is the test to repeat once a matching release is pinned.
 #
 #   scripts/llama-source.sh batched-bench [DIR] [MODEL]
 #       llama.cpp's llama-batched-bench on MODEL (default ../shared/models/stories260K.gguf) with the settings of

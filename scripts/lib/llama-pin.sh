@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 # The llama.cpp sources this project builds from when it does not use LLamaSharp.Backend.Cpu's libraries: npm
-# node-llama-cpp 3.19.1's package/llama/gitRelease.bundle, llama.cpp b10068. Not a later release: LLamaSharp 0.30.0
-# passes llama_context_params etc. by value with commit 815a2a59's layout, b10068's field lists are the same, and the
-# layout check refuses libraries whose structs differ (3.20.0's b10361 already adds n_outputs_max_per_seq).
+# node-llama-cpp 3.19.1's package/llama/gitRelease.bundle, llama.cpp b10068, the nearest release a registry serves to
+# commit 815a2a59 (whose struct layout LLamaSharp 0.30.0 passes by value). It is NOT a match: b10068's
+# llama_context_params has 815a2a59's fields, but its llama_model_params still has use_mmap/use_direct_io/use_mlock
+# where 815a2a59 has load_mode and load_mtp, and the layout check refuses it with one line (README, "CUDA"). The next
+# release served, 3.20.0's b10361, has 815a2a59's llama_model_params but adds n_outputs_max_per_seq to
+# llama_context_params. Change the pin when a matching release is served.
 # Sourced by scripts/gpu-smoke.sh and scripts/llama-source.sh.
 llama_pkg="node-llama-cpp@3.19.1"
 # sha256 of the npm tarball, taken from `npm pack node-llama-cpp@3.19.1` on 2026-12-01.

@@ -51,7 +51,7 @@ public sealed class ModelLoadFuzzTests(ITestOutputHelper output) : IDisposable
         File.WriteAllText(data, "{\"problem\": \"Once upon a time\", \"answer\": \"1\"}\n");
         foreach (var (name, args) in Commands(model, data))
         {
-            var (code, stdout, stderr) = RunChild(args);
+            var (code, stdout, stderr) = CliRunner.RunChild(args);
             Assert.True(code == 1, $"{name}: rc {code}; {Tail(stderr)} {Tail(stdout)}");
             var line = Assert.Single(stderr.Split('\n'), l => l.StartsWith("error:", StringComparison.Ordinal));
             Assert.Contains(model, line);
@@ -67,7 +67,7 @@ public sealed class ModelLoadFuzzTests(ITestOutputHelper output) : IDisposable
         // The unmutated model must pass every command, or the mutants would only exercise one rejection path.
         foreach (var (name, args) in Commands(model, data))
         {
-            var (code, stdout, stderr) = RunChild(args);
+            var (code, stdout, stderr) = CliRunner.RunChild(args);
             Assert.True(code == 0, $"the unmutated {Path.GetFileName(model)} fails {name}: rc {code}; {Tail(stderr)} {Tail(stdout)}");
         }
         var failures = new ConcurrentBag<string>();
@@ -92,7 +92,7 @@ public sealed class ModelLoadFuzzTests(ITestOutputHelper output) : IDisposable
             {
                 foreach (var (name, args) in Commands(path, data))
                 {
-                    var (code, stdout, stderr) = RunChild(args);
+                    var (code, stdout, stderr) = CliRunner.RunChild(args);
                     var errorLines = stderr.Split('\n').Count(l => l.StartsWith("error:", StringComparison.Ordinal));
                     var ok = code == 0 || (code == 1 && errorLines == 1 && !stderr.Contains("   at ", StringComparison.Ordinal) && !stdout.Contains("   at ", StringComparison.Ordinal));
                     outcomes.AddOrUpdate($"{name} rc {code}", 1, (_, c) => c + 1);
@@ -118,26 +118,6 @@ public sealed class ModelLoadFuzzTests(ITestOutputHelper output) : IDisposable
     {
         s = s.Trim().ReplaceLineEndings(" | ");
         return s.Length <= 400 ? s : "..." + s[^400..];
-    }
-
-    private static (int Code, string Out, string Err) RunChild(string[] args)
-    {
-        var psi = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "bupo-hybrid.exe" : "bupo-hybrid"))
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(120_000))
-        {
-            p.Kill(entireProcessTree: true);
-            return (-1, stdout.Result, "timed out after 120 s; " + stderr.Result);
-        }
-        return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
     /// <summary>One seeded change to the metadata: a value replaced by an edge value or another type, a key removed, an array cut.</summary>

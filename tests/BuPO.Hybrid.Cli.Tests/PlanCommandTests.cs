@@ -233,7 +233,7 @@ public sealed class PlanCommandTests(ITestOutputHelper output) : IDisposable
         using (var doc = JsonDocument.Parse(stdout)) planned = doc.RootElement.GetProperty("peak_bytes").GetInt64();
         var outDir = Path.Combine(_dir, "run-" + Path.GetFileNameWithoutExtension(model));
         var sw = Stopwatch.StartNew();
-        var (trainCode, trainOut, trainErr) = RunChild(["train", .. settings, "--dataset", data, "--output", outDir]);
+        var (trainCode, trainOut, trainErr) = CliRunner.RunChild(["train", .. settings, "--dataset", data, "--output", outDir]);
         Assert.True(trainCode == 0, trainErr + trainOut);
         var m = Regex.Match(trainOut, @"peak memory: .* \((\d+) bytes, VmHWM\)");
         if (!m.Success) Assert.Skip("train reported no peak memory (no /proc/self/status on this OS)");
@@ -241,25 +241,5 @@ public sealed class PlanCommandTests(ITestOutputHelper output) : IDisposable
         var error = Math.Abs(planned - measured) / (double)measured;
         output.WriteLine($"{Path.GetFileName(model)}: plan {ByteSize.Format(planned)} ({planned}), measured VmHWM {ByteSize.Format(measured)} ({measured}), error {error:P1}, train {sw.Elapsed.TotalSeconds:0.0} s");
         Assert.True(error <= 0.15, $"plan {planned} vs measured {measured}: {error:P1} off");
-    }
-
-    private static (int Code, string Out, string Err) RunChild(string[] args)
-    {
-        var psi = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "bupo-hybrid.exe" : "bupo-hybrid"))
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(120_000))
-        {
-            p.Kill(entireProcessTree: true);
-            return (-1, stdout.Result, "timed out after 120 s; " + stderr.Result);
-        }
-        return (p.ExitCode, stdout.Result, stderr.Result);
     }
 }
