@@ -17,6 +17,10 @@
 #         vocab-qwen2.gguf.xz    ../shared's Qwen2/Qwen3 vocabulary (the random Qwen3-0.6B shape needs its 151,936 tokens)
 #         stories260K.gguf.xz    ../shared's small llama model, when present
 #
+#   scripts/gpu-smoke.sh dry-run
+#       Both steps on this machine without a GPU (GPU_SMOKE_CPU=1, no llama.cpp sources: LLamaSharp.Backend.Cpu's
+#       libraries, libtorch of the CLI's Release build); what CI runs after the tests.
+#
 #   scripts/gpu-smoke.sh run [DIR]
 #       On the GPU machine (no network needed; CUDA toolkit with nvcc, cmake, ninja or make, g++, python3 with PyTorch).
 #       Unpacks into GPU_SMOKE_WORK (default /tmp/bupo-gpu-smoke), builds llama.cpp with CUDA as README's CUDA section
@@ -53,8 +57,9 @@ log() { echo "gpu-smoke: $*" >&2; }
 
 prepare() {
   local dir=${1:-$root/.gpu-smoke}
+  local xz_level=${GPU_SMOKE_XZ_LEVEL:-9} sources=${GPU_SMOKE_SOURCES:-1}
   command -v dotnet >/dev/null || die "dotnet (the .NET SDK) is needed to publish the app"
-  command -v npm >/dev/null || die "npm is needed to fetch $llama_pkg"
+  [ "$sources" = 0 ] || command -v npm >/dev/null || die "npm is needed to fetch $llama_pkg"
   command -v xz >/dev/null || die "xz is needed"
   rm -rf "$dir" && mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
@@ -72,7 +77,7 @@ prepare() {
   cp "$tmp/publish"/*.dll "$tmp/publish/bupo-hybrid.runtimeconfig.json" "$tmp/app/"
   cp "$tmp/publish/libLibTorchSharp.so" "$tmp/app/"
   [ -f "$tmp/publish/libbupo_glibcxx_compat.so" ] && cp "$tmp/publish/libbupo_glibcxx_compat.so" "$tmp/app/"
-  tar -C "$tmp" -cJf "$dir/app.tar.xz" app
+  tar -C "$tmp" -cf - app | xz "-$xz_level" -T0 > "$dir/app.tar.xz"
 
   local dotnet_root version
   dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
@@ -83,26 +88,30 @@ prepare() {
   runtime=$(find "$dotnet_root/shared/Microsoft.NETCore.App" -mindepth 1 -maxdepth 1 -type d -name "${version%.*}.*" -printf '%f\n' | sort -V | tail -n1)
   [ -n "$runtime" ] || die "no Microsoft.NETCore.App ${version%.*}.* under $dotnet_root/shared"
   log "packing the .NET runtime $runtime from $dotnet_root"
-  tar -C "$dotnet_root" -cf - dotnet host "shared/Microsoft.NETCore.App/$runtime" | xz -9 -T0 > "$dir/dotnet-runtime.tar.xz"
+  tar -C "$dotnet_root" -cf - dotnet host "shared/Microsoft.NETCore.App/$runtime" | xz "-$xz_level" -T0 > "$dir/dotnet-runtime.tar.xz"
 
-  log "fetching $llama_pkg (the llama.cpp source bundle)"
-  local bundle
-  bundle=$(fetch_llama_bundle "$tmp") || die "could not fetch the llama.cpp sources"
-  if [ "${GPU_SMOKE_FULL_BUNDLE:-0}" = 1 ]; then
-    cp "$bundle" "$dir/gitRelease.bundle"
+  if [ "$sources" = 0 ]; then
+    log "GPU_SMOKE_SOURCES=0: no llama.cpp sources (the run step then needs GPU_SMOKE_LLAMA_LIB_DIR)"
   else
-    git clone -q "$bundle" "$tmp/llama.cpp" 2>/dev/null
-    git -C "$tmp/llama.cpp" rev-parse HEAD > "$dir/llama.cpp.commit"
-    git -C "$tmp/llama.cpp" archive --format=tar --prefix=llama.cpp/ HEAD "${llama_src_paths[@]}" | xz -9 -T0 > "$dir/llama.cpp-src.tar.xz"
+    log "fetching $llama_pkg (the llama.cpp source bundle)"
+    local bundle
+    bundle=$(fetch_llama_bundle "$tmp") || die "could not fetch the llama.cpp sources"
+    if [ "${GPU_SMOKE_FULL_BUNDLE:-0}" = 1 ]; then
+      cp "$bundle" "$dir/gitRelease.bundle"
+    else
+      git clone -q "$bundle" "$tmp/llama.cpp" 2>/dev/null
+      git -C "$tmp/llama.cpp" rev-parse HEAD > "$dir/llama.cpp.commit"
+      git -C "$tmp/llama.cpp" archive --format=tar --prefix=llama.cpp/ HEAD "${llama_src_paths[@]}" | xz "-$xz_level" -T0 > "$dir/llama.cpp-src.tar.xz"
+    fi
   fi
 
   local shared=${BUPO_SHARED_DIR:-$root/../shared}
   if [ -f "$shared/models/vocab/ggml-vocab-qwen2.gguf" ]; then
-    xz -9 -c "$shared/models/vocab/ggml-vocab-qwen2.gguf" > "$dir/vocab-qwen2.gguf.xz"
+    xz "-$xz_level" -T0 -c "$shared/models/vocab/ggml-vocab-qwen2.gguf" > "$dir/vocab-qwen2.gguf.xz"
   else
     log "warning: $shared/models/vocab/ggml-vocab-qwen2.gguf not found: the run step falls back to a generated vocabulary (not Qwen3's 151,936 tokens)"
   fi
-  [ -f "$shared/models/stories260K.gguf" ] && xz -9 -c "$shared/models/stories260K.gguf" > "$dir/stories260K.gguf.xz"
+  if [ -f "$shared/models/stories260K.gguf" ]; then xz "-$xz_level" -c "$shared/models/stories260K.gguf" > "$dir/stories260K.gguf.xz"; fi
 
   local bytes
   bytes=$(du -cb "$dir" | tail -n1 | cut -f1)
@@ -204,7 +213,7 @@ run() {
   step analyze-llama "${cli[@]}" analyze --model "$model" --prompt "Janet has 3 apples and buys 5 more. How many apples does she have?" \
     --engine llama --device "$dev" --gpu-layers "$gpu" --json "$work/logs/analyze-llama.json"
   step bench-train "${cli[@]}" bench train "${random[@]}" --device "$dev" --dtype "$dtype" "${batch[@]}" "${steps[@]}" --json "$work/logs/train.json"
-  if python3 -c 'import torch' 2>/dev/null; then
+  if [ "${GPU_SMOKE_PYTORCH:-1}" != 0 ] && python3 -c 'import torch' 2>/dev/null; then
     local pydev=()
     [ "$cpu" = 1 ] && pydev=(--device cpu --dtype f32)
     step pytorch-train python3 "$root/bench/pytorch/train_step.py" --gguf "$model" "${pydev[@]}" "${batch[@]}" "${steps[@]}" --json "$work/logs/train-pytorch.json"
@@ -223,8 +232,30 @@ run() {
   return "$failed"
 }
 
+# dry-run: prepare (no llama.cpp sources, fast compression) and run with GPU_SMOKE_CPU=1 on this machine, with the
+# CPU llama.cpp of LLamaSharp.Backend.Cpu and the libtorch of the CLI's Release build (scripts/test.sh builds it): every
+# step but the CUDA parts. .ci/run runs it after the tests.
+dry_run() {
+  local native="$root/src/BuPO.Hybrid.Cli/bin/Release/net10.0/runtimes/linux-x64/native"
+  [ -f "$native/libtorch.so" ] || die "$native/libtorch.so not found: build the CLI first (scripts/test.sh)"
+  local level=noavx
+  for l in avx avx2 avx512; do
+    flag=$l; [ $l = avx512 ] && flag=avx512f
+    grep -qw "$flag" /proc/cpuinfo && [ -f "$native/$l/libllama.so" ] && level=$l
+  done
+  local dir
+  dir=$(mktemp -d)
+  (GPU_SMOKE_SOURCES=0 GPU_SMOKE_XZ_LEVEL=1 prepare "$dir/prepared")
+  local rc=0
+  GPU_SMOKE_CPU=1 GPU_SMOKE_PYTORCH=0 GPU_SMOKE_WORK="$dir/work" GPU_SMOKE_LLAMA_LIB_DIR="$native/$level" GPU_SMOKE_TORCH_LIB="$native" \
+    run "$dir/prepared" || rc=$?
+  rm -rf "$dir"
+  return "$rc"
+}
+
 case "${1:-}" in
   prepare) shift; prepare "$@" ;;
   run) shift; run "$@" ;;
+  dry-run) shift; dry_run "$@" ;;
   *) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac
