@@ -102,9 +102,15 @@ public sealed record AnalyzeOptions
     public const string PaperSystemPrompt = "Please reason step by step, and put your final answer within \\boxed{}.";
 
     /// <summary>The paper's analysis protocol: chat template, responses sampled at T = 1.0, response positions only, no norm.</summary>
-    public static AnalyzeOptions PaperProtocol(string modelPath, int generateTokens) => new()
+    public static AnalyzeOptions PaperProtocol(string modelPath, int generateTokens) =>
+        new AnalyzeOptions { ModelPath = modelPath }.WithPaperProtocol(generateTokens);
+
+    /// <summary>These options under the paper's protocol (see <see cref="PaperProtocol"/>): chat template with
+    /// <paramref name="systemPrompt"/> (default <see cref="PaperSystemPrompt"/>), <paramref name="generateTokens"/> sampled at
+    /// T = 1, response positions, no norm; everything else as it is.</summary>
+    public AnalyzeOptions WithPaperProtocol(int generateTokens, string? systemPrompt = null) => this with
     {
-        ModelPath = modelPath, Chat = true, SystemPrompt = PaperSystemPrompt, GenerateTokens = generateTokens, Temperature = 1f,
+        Chat = true, SystemPrompt = systemPrompt ?? PaperSystemPrompt, GenerateTokens = generateTokens, Temperature = 1f,
         Positions = AnalysisPositions.Response, Norm = LensNorm.Identity,
     };
 

@@ -200,7 +200,7 @@ public sealed class ArithmeticTaskGenerator
             h *= 1099511628211UL;
         }
         // Mix the low-entropy FNV output (SplitMix64 finalizer) before taking a uniform fraction.
-        h = Mix(h);
+        h = SplitMix64.Mix(h);
         var u = (h >> 11) * (1.0 / (1UL << 53));
         return u < heldOutFraction ? TaskSplit.HeldOut : u < heldOutFraction + rlFraction ? TaskSplit.Rl : TaskSplit.Train;
     }
@@ -360,16 +360,5 @@ public sealed class ArithmeticTaskGenerator
         return (int)(((ulong)r * (uint)exclusiveMax) >> 32);
     }
 
-    private ulong NextUInt64()
-    {
-        _state += 0x9E3779B97F4A7C15UL;
-        return Mix(_state);
-    }
-
-    private static ulong Mix(ulong z)
-    {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    private ulong NextUInt64() => SplitMix64.Next(ref _state);
 }

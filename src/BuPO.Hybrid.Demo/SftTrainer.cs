@@ -124,7 +124,7 @@ public static class SftTrainer
         if (options.FlawShare <= 0 || options.Flaw == DemonstrationFlaw.None) return tasks;
         return tasks.Select((t, i) =>
         {
-            var u = (SeedMix.Mix(options.Seed, 0x64726F70, (ulong)step, (ulong)i) >> 11) * (1.0 / (1UL << 53));
+            var u = (SplitMix64.Derive(options.Seed, 0x64726F70, (ulong)step, (ulong)i) >> 11) * (1.0 / (1UL << 53));
             return u < options.FlawShare ? t.With(options.Flaw) : t;
         }).ToList();
     }

@@ -31,26 +31,7 @@ public static class BenchModels
     }
 
     /// <summary>../shared/models/vocab/ggml-vocab-qwen2.gguf beside the repository (or under BUPO_SHARED_DIR), or null.</summary>
-    public static string? FindSharedQwen2Vocab()
-    {
-        var env = Environment.GetEnvironmentVariable("BUPO_SHARED_DIR");
-        if (!string.IsNullOrEmpty(env))
-        {
-            var p = Path.Combine(env, "models", "vocab", "ggml-vocab-qwen2.gguf");
-            if (File.Exists(p)) return Path.GetFullPath(p);
-        }
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
-            {
-                if (!File.Exists(Path.Combine(d.FullName, "BuPO.Hybrid.sln"))) continue;
-                var p = Path.GetFullPath(Path.Combine(d.FullName, "..", "shared", "models", "vocab", "ggml-vocab-qwen2.gguf"));
-                if (File.Exists(p)) return p;
-                break;
-            }
-        }
-        return null;
-    }
+    public static string? FindSharedQwen2Vocab() => Data.SharedFolder.FindFile("models", "vocab", "ggml-vocab-qwen2.gguf");
 
     /// <summary>
     /// Writes (unless present) a small SentencePiece ("llama") vocabulary of 512 tokens: &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;, the 256 byte

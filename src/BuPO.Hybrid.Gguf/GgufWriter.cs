@@ -18,7 +18,7 @@ public sealed record GgufWriterTensor(string Name, long[] Shape, GgmlType Type, 
 /// infos, zero padding to general.alignment (32 unless set), then each tensor's data zero-padded to the
 /// alignment, offsets packed in order. A file with no tensors ends right after the header (as gguf-py writes
 /// vocab-only files). Values and tensors are checked when added, so a writer never produces a file
-/// <see cref="GgufFile"/> rejects. <see cref="WriteTo(string)"/> writes to <c>path.tmp-XXXX</c> and renames it over the
+/// <see cref="GgufFile"/> rejects. <see cref="WriteTo(string)"/> writes under a temporary name and renames it over the
 /// target, deleting the temporary file on failure: the target is either the complete new file or untouched.
 /// </summary>
 public sealed class GgufWriter
@@ -240,29 +240,14 @@ public sealed class GgufWriter
     };
 
     /// <summary>
-    /// Writes the file to <paramref name="path"/> atomically: into <c>path.tmp-XXXXXXXX</c> beside it, flushed to disk,
-    /// then renamed over <paramref name="path"/>. On any failure the temporary file is deleted and the exception
-    /// rethrown; an existing file at <paramref name="path"/> is then unchanged.
+    /// Writes the file to <paramref name="path"/> atomically (<see cref="AtomicFile"/>): under a temporary name beside it,
+    /// flushed to disk, then renamed over <paramref name="path"/>. On any failure the temporary file is deleted and the
+    /// exception rethrown; an existing file at <paramref name="path"/> is then unchanged.
     /// </summary>
     public void WriteTo(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        var full = Path.GetFullPath(path);
-        var tmp = $"{full}.tmp-{Convert.ToHexString(RandomNumberGenerator.GetBytes(4)).ToLowerInvariant()}";
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                WriteTo(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        AtomicFile.WriteStream(path, WriteTo, flushToDisk: true, bufferSize: 1 << 20);
     }
 
     /// <summary>Writes the file to a stream (from its current position; the stream need not seek).</summary>

@@ -207,7 +207,7 @@ public static class RandomGgufModel
     /// <summary>Rows of N(mean, std)-like values, a pure function of (seed, tensor name, row).</summary>
     private static GgufRowSource Generator(ulong seed, string name, long cols, float mean, float std)
     {
-        var tensorKey = SplitMix(seed ^ Fnv1a(name));
+        var tensorKey = SplitMix64.Hash(seed ^ Fnv1a(name));
         // sum of four uniform 16-bit integers: mean 4 * 32767.5, variance 4 * (65536^2 - 1) / 12
         const double center = 4 * 32767.5;
         var scale = std / Math.Sqrt(4 * (65536.0 * 65536.0 - 1) / 12);
@@ -215,12 +215,11 @@ public static class RandomGgufModel
         {
             for (var r = 0; r < count; r++)
             {
-                var state = SplitMix(tensorKey + (ulong)(first + r) * 0xD1B54A32D192ED03UL);
+                var state = SplitMix64.Hash(tensorKey + (ulong)(first + r) * 0xD1B54A32D192ED03UL);
                 var row = dst.Slice((int)(r * cols), (int)cols);
                 for (var j = 0; j < row.Length; j++)
                 {
-                    state += 0x9E3779B97F4A7C15UL;
-                    var z = Mix(state);
+                    var z = SplitMix64.Next(ref state);
                     var sum = (long)(z & 0xFFFF) + (long)(z >> 16 & 0xFFFF) + (long)(z >> 32 & 0xFFFF) + (long)(z >> 48);
                     row[j] = mean + (float)((sum - center) * scale);
                 }
@@ -228,14 +227,6 @@ public static class RandomGgufModel
         };
     }
 
-    private static ulong SplitMix(ulong x) => Mix(x + 0x9E3779B97F4A7C15UL);
-
-    private static ulong Mix(ulong z)
-    {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
 
     private static ulong Fnv1a(string s)
     {

@@ -81,24 +81,17 @@ public static unsafe class LlamaQuantizer
     internal static void QuantizeWithLlamaCpp(string input, string output, string typeName, int threads)
     {
         var match = Types.First(t => string.Equals(t.Name, typeName, StringComparison.OrdinalIgnoreCase));
-        var dir = Path.GetDirectoryName(output)!;
         LlamaBackend.EnsureInitialized();
 
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(output)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         var p = LLamaModelQuantizeParams.Default(); // layout checked against the library by LlamaBackend.Initialize
         p.nthread = threads > 0 ? threads : Environment.ProcessorCount;
         p.ftype = match.FType;
         var mark = LlamaBackend.ErrorMark;
-        try
+        AtomicFile.Write(output, tmp =>
         {
             uint rc = NativeApi.llama_model_quantize(input, tmp, ref p);
             if (rc != 0 || !File.Exists(tmp))
                 throw new BupoException($"{input}: quantizing to {match.Name} failed (llama_model_quantize returned {rc}){LlamaBackend.ErrorsSince(mark)}");
-            File.Move(tmp, output, overwrite: true);
-        }
-        finally
-        {
-            try { if (File.Exists(tmp)) File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
+        });
     }
 }

@@ -11,18 +11,10 @@ internal struct RolloutRng
     public RolloutRng(ulong seed)
     {
         ulong x = seed;
-        _s0 = SplitMix(ref x);
-        _s1 = SplitMix(ref x);
-        _s2 = SplitMix(ref x);
-        _s3 = SplitMix(ref x);
-    }
-
-    public static ulong SplitMix(ref ulong x)
-    {
-        ulong z = x += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
+        _s0 = SplitMix64.Next(ref x);
+        _s1 = SplitMix64.Next(ref x);
+        _s2 = SplitMix64.Next(ref x);
+        _s3 = SplitMix64.Next(ref x);
     }
 
     public ulong Next()
@@ -45,11 +37,11 @@ internal struct RolloutRng
     public static ulong SequenceSeed(ulong seed, int prompt, int sample)
     {
         ulong x = seed ^ 0x6A09E667F3BCC909UL;
-        ulong a = SplitMix(ref x);
+        ulong a = SplitMix64.Next(ref x);
         x = a ^ ((ulong)(uint)prompt * 0xD1B54A32D192ED03UL);
-        ulong b = SplitMix(ref x);
+        ulong b = SplitMix64.Next(ref x);
         x = b ^ ((ulong)(uint)sample * 0x8CB92BA72F3D8DD7UL);
-        return SplitMix(ref x);
+        return SplitMix64.Next(ref x);
     }
 }
 

@@ -175,11 +175,7 @@ public static class AnalyzeCommand
             if (a.PositionsGiven && options.Positions != AnalysisPositions.Response) throw new BupoException("--protocol paper analyzes --positions response");
             if (a.TemperatureGiven && a.Temperature != 1f) throw new BupoException("--protocol paper samples at --temperature 1.0");
             if (a.GenerateGiven && a.Generate < 1) throw new BupoException("--protocol paper needs --generate N >= 1");
-            options = options with
-            {
-                Chat = true, SystemPrompt = a.System ?? AnalyzeOptions.PaperSystemPrompt, GenerateTokens = a.GenerateGiven ? a.Generate : 512,
-                Temperature = 1f, Positions = AnalysisPositions.Response, Norm = LensNorm.Identity,
-            };
+            options = options.WithPaperProtocol(a.GenerateGiven ? a.Generate : 512, a.System);
         }
         options.Validate();
 

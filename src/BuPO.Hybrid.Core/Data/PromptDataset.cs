@@ -105,16 +105,7 @@ public static class PromptDataset
         var env = Environment.GetEnvironmentVariable("BUPO_DATA_DIR");
         if (!string.IsNullOrEmpty(env))
             return Directory.Exists(env) ? env : throw new BupoException($"BUPO_DATA_DIR: folder not found: {env}");
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
-            {
-                if (!File.Exists(Path.Combine(d.FullName, "BuPO.Hybrid.sln"))) continue;
-                var candidate = Path.GetFullPath(Path.Combine(d.FullName, "..", "shared", "data"));
-                if (Directory.Exists(candidate)) return candidate;
-                break;
-            }
-        }
+        if (SharedFolder.Find() is { } shared && Directory.Exists(Path.Combine(shared, "data"))) return Path.Combine(shared, "data");
         var beside = Path.GetFullPath(Path.Combine(Directory.GetCurrentDirectory(), "..", "shared", "data"));
         return Directory.Exists(beside) ? beside : null;
     }

@@ -161,18 +161,3 @@ public sealed class AdamW : IDisposable
         _state.Clear();
     }
 }
-
-/// <summary>Learning rate per training step: linear warm-up, then constant or cosine decay to min-lr-ratio × lr.</summary>
-public static class LrSchedule
-{
-    /// <summary>The learning rate of 1-based training step <paramref name="step"/>.</summary>
-    public static double At(TrainOptions o, int step)
-    {
-        if (o.WarmupSteps > 0 && step <= o.WarmupSteps) return o.Lr * step / o.WarmupSteps;
-        if (!o.LrSchedule.Equals("cosine", StringComparison.OrdinalIgnoreCase)) return o.Lr;
-        var span = Math.Max(1, o.Steps - o.WarmupSteps - 1);
-        var progress = Math.Clamp((double)(step - 1 - o.WarmupSteps) / span, 0, 1);
-        var min = o.Lr * o.MinLrRatio;
-        return min + (o.Lr - min) * 0.5 * (1 + Math.Cos(Math.PI * progress));
-    }
-}

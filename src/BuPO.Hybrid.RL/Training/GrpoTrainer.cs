@@ -124,7 +124,7 @@ public sealed class GrpoTrainer : IDisposable
         var clip = _o.Clip;
         for (var epoch = 0; epoch < _o.PpoEpochs; epoch++)
         {
-            var order = Shuffle(groups.Length, SeedMix.Mix((ulong)_o.Seed, 0x7261696E, (ulong)step, (ulong)epoch));
+            var order = Shuffle(groups.Length, SplitMix64.Derive((ulong)_o.Seed, 0x7261696E, (ulong)step, (ulong)epoch));
             for (var start = 0; start < order.Length; start += _o.MiniBatchPrompts)
             {
                 var mb = order.Skip(start).Take(_o.MiniBatchPrompts).SelectMany(g => groups[g]).ToArray();
@@ -499,7 +499,7 @@ public sealed class GrpoTrainer : IDisposable
         var state = seed;
         for (var i = n - 1; i > 0; i--)
         {
-            state = SeedMix.Mix(state, (ulong)i);
+            state = SplitMix64.Derive(state, (ulong)i);
             var j = (int)(state % (ulong)(i + 1));
             (a[i], a[j]) = (a[j], a[i]);
         }

@@ -58,10 +58,10 @@ public sealed class LoraSet : IDisposable
             if (rank > Math.Min(outDim, inDim)) throw new BupoException($"--lora-rank {rank} exceeds the dimensions of '{name}' ([{outDim}, {inDim}])");
             var bound = 1.0 / Math.Sqrt(inDim);
             var data = new float[rank * inDim];
-            var state = SeedMix.Mix(seed, (ulong)StableHash(name));
+            var state = SplitMix64.Derive(seed, (ulong)StableHash(name));
             for (var i = 0; i < data.Length; i++)
             {
-                state = SeedMix.Mix(state, (ulong)i);
+                state = SplitMix64.Derive(state, (ulong)i);
                 data[i] = (float)(((state >> 11) * (1.0 / (1UL << 53)) * 2 - 1) * bound);
             }
             var a = new Parameter(tensor(data, [rank, inDim]).to(p.dtype, p.device), requires_grad: true);

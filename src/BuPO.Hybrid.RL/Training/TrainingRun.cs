@@ -196,7 +196,7 @@ public static class TrainingRun
         using var reference = o.KlCoef > 0 ? TransformerModel.FromGguf(o.Model!, device, precision.FrozenEquivalent()) : null;
         if (reference != null) foreach (var p in reference.TrainableParameters()) p.requires_grad = false;
 
-        using var lora = o.LoraRank > 0 ? LoraSet.Create(model, o.LoraRank, o.LoraAlpha, o.LoraTargets.Length > 0 ? o.LoraTargets : null, SeedMix.Mix((ulong)o.Seed, 0x6C6F7261)) : null;
+        using var lora = o.LoraRank > 0 ? LoraSet.Create(model, o.LoraRank, o.LoraAlpha, o.LoraTargets.Length > 0 ? o.LoraTargets : null, SplitMix64.Derive((ulong)o.Seed, 0x6C6F7261)) : null;
         if (lora != null) observer.OnMessage($"LoRA rank {lora.Rank}, alpha {lora.Alpha}: {lora.AdaptedWeights.Count()} adapted weights, {lora.Parameters.Sum(p => p.Value.numel())} trainable parameters");
         var samplerGguf = resume?.SamplerGguf ?? o.Model!;
         var samplerIsSource = resume?.SamplerGguf == null;
@@ -288,7 +288,7 @@ public static class TrainingRun
             try
             {
                 responses = sampler.Generate(batch.Select(i => promptTokens[i]).ToArray(), o.SamplesPerPrompt, settings,
-                    SeedMix.Mix((ulong)o.Seed, 0x726F6C6C, (ulong)step), ct);
+                    SplitMix64.Derive((ulong)o.Seed, 0x726F6C6C, (ulong)step), ct);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {
@@ -392,12 +392,12 @@ public static class TrainingRun
     {
         if (!o.IsAutoLayer) return (o.FixedBupoLayer, null);
         if (resume?.BupoLayer is { } saved) return (saved, null);
-        var order = GrpoTrainer.Shuffle(promptTokens.Length, SeedMix.Mix((ulong)o.Seed, 0x6175746F));
+        var order = GrpoTrainer.Shuffle(promptTokens.Length, SplitMix64.Derive((ulong)o.Seed, 0x6175746F));
         var pick = order.Take(Math.Min(o.AutoLayerPrompts, promptTokens.Length)).ToArray();
         observer.OnMessage($"--bupo-layer auto: sampling {pick.Length} responses of up to {o.AutoLayerMaxTokens} tokens for the boundary-layer analysis");
         var resp = sampler.Generate(pick.Select(i => promptTokens[i]).ToArray(), 1,
             Sampling(o) with { MaxTokens = o.AutoLayerMaxTokens, Temperature = 1.0, TopP = 1.0, TopK = 0, MinP = 0 },
-            SeedMix.Mix((ulong)o.Seed, 0x616E616C), ct);
+            SplitMix64.Derive((ulong)o.Seed, 0x616E616C), ct);
         var analysis = BoundaryLayerAnalysis.Run(model, resp.Select(r => (promptTokens[pick[r.PromptIndex]], r.ResponseTokens)).ToArray(), o.AutoLayerTau, o.Device, ct);
         observer.OnLayerChosen(analysis);
         return (analysis.Layer, analysis);
@@ -475,7 +475,7 @@ public static class TrainingRun
             var epoch = global / datasetSize;
             if (epoch != permEpoch)
             {
-                perm = GrpoTrainer.Shuffle(datasetSize, SeedMix.Mix((ulong)seed, 0x64617461, (ulong)epoch));
+                perm = GrpoTrainer.Shuffle(datasetSize, SplitMix64.Derive((ulong)seed, 0x64617461, (ulong)epoch));
                 permEpoch = epoch;
             }
             result[j] = perm![(int)(global % datasetSize)];

@@ -122,8 +122,8 @@ public static class BenchCommon
     /// </summary>
     public static string? SharedDir()
     {
-        var env = Environment.GetEnvironmentVariable("BUPO_SHARED_DIR");
-        if (!string.IsNullOrEmpty(env)) return Directory.Exists(env) ? Path.GetFullPath(env) : null;
+        if (SharedFolder.Find() is { } shared) return shared;
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(SharedFolder.EnvironmentVariable))) return null;
         string? data;
         try { data = PromptDataset.FindDataRoot(); }
         catch (BupoException) { data = null; }
