@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Reports;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;

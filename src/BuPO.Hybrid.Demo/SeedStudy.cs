@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Reports;
 using System.Text;
 using System.Text.Json;
 using BuPO.Hybrid.RL.Training;

@@ -1,3 +1,5 @@
+using BuPO.Hybrid.Reports;
+
 namespace BuPO.Hybrid.Analysis.Tests;
 
 public class AnalysisReportWriterTests

@@ -51,6 +51,14 @@ public class DependencyTests
     }
 
     [Fact]
+    public void OnlyTheReportsProjectPlots()
+    {
+        var users = OurAssemblies().Where(a => a.References.Any(r => r.StartsWith("ScottPlot", StringComparison.Ordinal))).Select(a => a.Assembly).Order().ToArray();
+        // The demo draws its comparison plot itself (beside the reports it writes through Reports).
+        Assert.Equal(["BuPO.Hybrid.Demo", "BuPO.Hybrid.Reports"], users);
+    }
+
+    [Fact]
     public void TheBuildCopiesOnlyTheHostsLlamaRuntimes()
     {
         var runtimes = Path.Combine(AppContext.BaseDirectory, "runtimes");

@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Reports;
 using BuPO.Hybrid.Demo;
 using BuPO.Hybrid.RL.Training;
 

@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Reports;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;

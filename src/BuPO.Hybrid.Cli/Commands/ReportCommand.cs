@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Reports;
 using System.CommandLine;
 using BuPO.Hybrid.Demo;
 using Spectre.Console;

@@ -4,7 +4,7 @@ using System.Text.Json;
 using BuPO.Hybrid.RL.Training;
 using ScottPlot;
 
-namespace BuPO.Hybrid.Demo;
+namespace BuPO.Hybrid.Reports;
 
 /// <summary>One training run as read from its folder (metrics.jsonl, config.json).</summary>
 /// <param name="Name">The run's label (its folder name unless given).</param>
@@ -153,5 +153,6 @@ public static class RunReport
     }
 
     /// <summary>A metric as the reports print it: three decimals, "-" for none or not finite.</summary>
-    internal static string F(double? v) => v is { } x && double.IsFinite(x) ? x.ToString("0.000", CultureInfo.InvariantCulture) : "-";
+    /// <summary>Three decimals, invariant; "-" for a missing or non-finite value (the reports' table cells).</summary>
+    public static string F(double? v) => v is { } x && double.IsFinite(x) ? x.ToString("0.000", CultureInfo.InvariantCulture) : "-";
 }

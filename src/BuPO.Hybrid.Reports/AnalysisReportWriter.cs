@@ -1,9 +1,10 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using BuPO.Hybrid.Analysis;
 using ScottPlot;
 
-namespace BuPO.Hybrid.Analysis;
+namespace BuPO.Hybrid.Reports;
 
 /// <summary>Writes an <see cref="AnalysisResult"/> as JSON, CSV and PNG/SVG plots (ScottPlot).</summary>
 public static class AnalysisReportWriter
