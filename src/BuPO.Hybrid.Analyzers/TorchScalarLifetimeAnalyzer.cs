@@ -112,7 +112,7 @@ public sealed class TorchScalarLifetimeAnalyzer : DiagnosticAnalyzer
         if (m.ContainingType?.ToDisplayString() == "TorchSharp.torch.optim" && m.IsStatic)
         {
             c.ReportDiagnostic(Diagnostic.Create(HiddenScalar, inv.Syntax.GetLocation(), $"torch.optim.{m.Name}", "its step converts the hyper-parameters to Scalars for every parameter",
-                "use BuPO.Hybrid.RL.Training.AdamW"));
+                "use BuPO.Hybrid.RL.Algorithms.AdamW"));
             return;
         }
         // Tensor.ToDouble(), ToSingle(), ... (TensorExtensionMethods) read the value through a temporary Scalar.

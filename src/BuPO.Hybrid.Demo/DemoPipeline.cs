@@ -8,11 +8,12 @@ using BuPO.Hybrid.Analysis;
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Model;
-using BuPO.Hybrid.RL;
 using BuPO.Hybrid.RL.Training;
 using ScottPlot;
 using TorchSharp;
 using BuPO.Hybrid.Rollout;
+using BuPO.Hybrid.RL.Evaluation;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.Demo;
 

@@ -4,6 +4,7 @@ using BuPO.Hybrid.RL.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.Demo;
 

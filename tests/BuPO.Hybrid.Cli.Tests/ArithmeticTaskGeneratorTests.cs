@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Demo;
-using BuPO.Hybrid.RL;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.Cli.Tests;
 

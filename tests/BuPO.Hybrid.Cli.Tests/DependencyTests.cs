@@ -38,6 +38,14 @@ public class DependencyTests
     }
 
     [Fact]
+    public void TheManagedTokenizerSitsBesideTheLibrariesNotBelowThem()
+    {
+        // ITextTokenizer lives in Core; the managed tokenizer is used by bench tokenize (and its tests) only.
+        var users = OurAssemblies().Where(a => a.References.Contains("BuPO.Hybrid.Tokenizers")).Select(a => a.Assembly).ToArray();
+        Assert.Equal(["bupo-hybrid"], users);
+    }
+
+    [Fact]
     public void RolloutsHaveOneLayerBetweenLlamaCppAndItsUsers()
     {
         var all = OurAssemblies().ToDictionary(a => a.Assembly, a => a.References);

@@ -7,6 +7,7 @@ using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Model;
 using BuPO.Hybrid.RL.Training;
 using BuPO.Hybrid.Tests.Support;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.Cli.Tests;
 
@@ -213,6 +214,26 @@ public sealed class PlanCommandTests(ITestOutputHelper output) : IDisposable
         {
             Architecture = "qwen3", Name = "random-qwen3-plan", Layers = 4, Embedding = 512, Heads = 8, KvHeads = 4, HeadDim = 64,
             FeedForward = 1536, ContextLength = 2048, RopeBase = 1e6f, TensorType = GgmlType.F16,
+        };
+        RandomGgufModel.Write(model, spec, vocab);
+        CheckAgainstPeak(model, ["--prompt-template", "raw"], "{\"problem\": \"the cat sat on the mat\", \"answer\": \"1\"}\n{\"problem\": \"one two three\", \"answer\": \"2\"}\n");
+    }
+
+    /// <summary>
+    /// Out of sample: the CPU's "late-freed copies" term (5 x the float32 weights) was fitted on the 4-block model above
+    /// only; this one has 4x its parameters (8 blocks of width 768), so a term that merely absorbed that model's noise
+    /// would miss here.
+    /// </summary>
+    [Fact]
+    public void PlanMatchesPeakRssOnALargerRandomQwen3ItWasNotFittedOn()
+    {
+        var vocab = Path.Combine(_dir, "vocab.gguf");
+        BenchVocab.Write(vocab);
+        var model = Path.Combine(_dir, "qwen3-plan-large.gguf");
+        var spec = new RandomModelSpec
+        {
+            Architecture = "qwen3", Name = "random-qwen3-plan-large", Layers = 8, Embedding = 768, Heads = 12, KvHeads = 4, HeadDim = 64,
+            FeedForward = 2048, ContextLength = 2048, RopeBase = 1e6f, TensorType = GgmlType.F16,
         };
         RandomGgufModel.Write(model, spec, vocab);
         CheckAgainstPeak(model, ["--prompt-template", "raw"], "{\"problem\": \"the cat sat on the mat\", \"answer\": \"1\"}\n{\"problem\": \"one two three\", \"answer\": \"2\"}\n");

@@ -1,4 +1,4 @@
-using BuPO.Hybrid.RL;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.RL.Tests;
 

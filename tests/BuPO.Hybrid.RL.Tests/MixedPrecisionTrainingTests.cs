@@ -3,6 +3,7 @@ using BuPO.Hybrid.RL.Training;
 using BuPO.Hybrid.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.RL.Tests;
 

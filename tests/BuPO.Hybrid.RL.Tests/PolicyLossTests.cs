@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.RL.Tests;
 

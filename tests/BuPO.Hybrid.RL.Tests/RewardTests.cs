@@ -1,5 +1,5 @@
 using BuPO.Hybrid.Data;
-using BuPO.Hybrid.RL;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.RL.Tests;
 

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.RL.Training;
 using BuPO.Hybrid.Tests.Support;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.RL.Tests;
 

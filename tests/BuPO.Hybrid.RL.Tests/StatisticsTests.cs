@@ -1,4 +1,5 @@
-using BuPO.Hybrid.RL;
+using BuPO.Hybrid.RL.Algorithms;
+using BuPO.Hybrid.RL.Evaluation;
 
 namespace BuPO.Hybrid.RL.Tests;
 

@@ -4,6 +4,7 @@ using BuPO.Hybrid.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 using BuPO.Hybrid.Rollout;
+using BuPO.Hybrid.RL.Evaluation;
 
 namespace BuPO.Hybrid.RL.Tests;
 

@@ -1,6 +1,7 @@
 using BuPO.Hybrid.RL.Training;
 using TorchSharp;
 using static TorchSharp.torch;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.RL.Tests;
 

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Text.Json;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
-using BuPO.Hybrid.RL;
 using Spectre.Console;
 using BuPO.Hybrid.Rollout;
 

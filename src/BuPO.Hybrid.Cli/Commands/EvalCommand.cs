@@ -2,9 +2,10 @@ using System.CommandLine;
 using System.Text.Json;
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Llama;
-using BuPO.Hybrid.RL;
 using Spectre.Console;
 using BuPO.Hybrid.Rollout;
+using BuPO.Hybrid.RL.Evaluation;
+using BuPO.Hybrid.RL.Training;
 
 namespace BuPO.Hybrid.Cli.Commands;
 

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
 using BuPO.Hybrid.Llama;
-using BuPO.Hybrid.RL;
 using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.Cli.Commands;

@@ -1,3 +1,5 @@
+using BuPO.Hybrid.RL.Algorithms;
+
 namespace BuPO.Hybrid.RL.Training;
 
 /// <summary>

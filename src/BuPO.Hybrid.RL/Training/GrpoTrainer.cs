@@ -2,6 +2,7 @@ using System.Diagnostics;
 using BuPO.Hybrid.Model;
 using TorchSharp;
 using static TorchSharp.torch;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.RL.Training;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Model;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.RL.Training;
 

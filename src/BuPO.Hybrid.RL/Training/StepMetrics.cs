@@ -3,6 +3,7 @@ using System.Reflection;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.RL.Training;
 

@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using BuPO.Hybrid.Model;
 using BuPO.Hybrid.Rollout;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.RL.Training;
 

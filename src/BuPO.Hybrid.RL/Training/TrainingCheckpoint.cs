@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using BuPO.Hybrid.Model;
 using TorchSharp;
 using static TorchSharp.torch;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.RL.Training;
 

@@ -8,6 +8,8 @@ using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.Model;
 using TorchSharp;
 using BuPO.Hybrid.Rollout;
+using BuPO.Hybrid.RL.Algorithms;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.RL.Training;
 

@@ -2,6 +2,9 @@
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Rollout;
 using BuPO.Hybrid.Rollout.Tests;
+using BuPO.Hybrid.RL.Evaluation;
+using BuPO.Hybrid.RL.Rewards;
+using BuPO.Hybrid.RL.Training;
 
 namespace BuPO.Hybrid.RL.Tests.Rollouts;
 

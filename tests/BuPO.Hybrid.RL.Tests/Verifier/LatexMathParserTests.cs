@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using BuPO.Hybrid.RL.Verifier;
+using BuPO.Hybrid.RL.Rewards.Verifier;
 
 namespace BuPO.Hybrid.RL.Tests.Verifier;
 

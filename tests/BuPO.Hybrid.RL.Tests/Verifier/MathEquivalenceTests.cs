@@ -1,4 +1,4 @@
-using BuPO.Hybrid.RL.Verifier;
+using BuPO.Hybrid.RL.Rewards.Verifier;
 
 namespace BuPO.Hybrid.RL.Tests.Verifier;
 

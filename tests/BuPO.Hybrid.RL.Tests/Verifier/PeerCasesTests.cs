@@ -1,5 +1,6 @@
 using System.Text.Json;
 using BuPO.Hybrid.Tests.Support;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.RL.Tests.Verifier;
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.RL.Tests.Verifier;
 

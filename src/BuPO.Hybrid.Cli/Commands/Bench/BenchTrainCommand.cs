@@ -2,12 +2,12 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using BuPO.Hybrid.Model;
-using BuPO.Hybrid.RL;
-using AdamW = BuPO.Hybrid.RL.Training.AdamW;
+using AdamW = BuPO.Hybrid.RL.Algorithms.AdamW;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 using TF = TorchSharp.torch.nn.functional;
+using BuPO.Hybrid.RL.Algorithms;
 
 namespace BuPO.Hybrid.Cli.Commands.Bench;
 

@@ -3,8 +3,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using BuPO.Hybrid.Data;
-using BuPO.Hybrid.RL;
 using Spectre.Console;
+using BuPO.Hybrid.RL.Rewards;
 
 namespace BuPO.Hybrid.Cli.Commands.Bench;
 

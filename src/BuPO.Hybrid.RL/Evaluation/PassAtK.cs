@@ -1,4 +1,4 @@
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Evaluation;
 
 /// <summary>The sampled outcome of one problem: <paramref name="Samples"/> responses, <paramref name="Correct"/> of them correct.</summary>
 public readonly record struct ProblemOutcome(string Id, int Samples, int Correct)

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace BuPO.Hybrid.RL.Training;
+namespace BuPO.Hybrid.RL.Algorithms;
 
 /// <summary>
 /// AdamW as PyTorch computes it (decoupled weight decay, bias-corrected moments), with state the trainer can save and

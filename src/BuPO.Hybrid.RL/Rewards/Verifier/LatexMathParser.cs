@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Numerics;
 using System.Text.RegularExpressions;
 
-namespace BuPO.Hybrid.RL.Verifier;
+namespace BuPO.Hybrid.RL.Rewards.Verifier;
 
 /// <summary>
 /// Reads a LaTeX answer (the inside of a box, or a reference) into a <see cref="MathNode"/> tree: numbers (thousands

@@ -1,7 +1,7 @@
 using BuPO.Hybrid.Tokenizers;
 using BuPO.Hybrid.Rollout;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Training;
 
 /// <summary>
 /// Named prompt formats for math rollouts and evaluation:

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Algorithms;
 
 /// <summary>Per-step report of how far the quantized sampler is from the trainer (BUPO_SPEC.md §6).</summary>
 /// <param name="MeanKl">Mean over response tokens of log π_sampler - log π_old (k1 estimate of KL(sampler ‖ trainer), tokens drawn from the sampler).</param>

@@ -1,7 +1,7 @@
 using System.Numerics;
 using System.Text;
 
-namespace BuPO.Hybrid.RL.Verifier;
+namespace BuPO.Hybrid.RL.Rewards.Verifier;
 
 /// <summary>Functions the parser knows.</summary>
 internal enum MathFunction { Sin, Cos, Tan, Sec, Csc, Cot, Arcsin, Arccos, Arctan, Sinh, Cosh, Tanh, Ln, Log, Exp, Abs, Floor, Ceiling }

@@ -1,6 +1,6 @@
 using BuPO.Hybrid.Data;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Rewards;
 
 /// <summary>One response to score, with the prompt it answers.</summary>
 public readonly record struct RewardSample(PromptItem Prompt, string Response);

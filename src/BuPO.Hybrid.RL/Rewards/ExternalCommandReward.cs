@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Rewards;
 
 /// <summary>
 /// A reward computed by a user command, started once (through <c>/bin/sh -c</c>, or <c>cmd /c</c> on Windows) and kept

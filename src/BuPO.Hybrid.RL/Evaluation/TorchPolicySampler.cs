@@ -4,7 +4,7 @@ using BuPO.Hybrid.Rollout;
 using BuPO.Hybrid.Tokenizers;
 using static TorchSharp.torch;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Evaluation;
 
 /// <summary>
 /// Samples from a <see cref="TransformerModel"/> in torch: the final policy, or block k's internal layer policy

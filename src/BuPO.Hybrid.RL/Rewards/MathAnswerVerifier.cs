@@ -3,9 +3,9 @@ using System.Numerics;
 using System.Text;
 using System.Text.RegularExpressions;
 using BuPO.Hybrid.Data;
-using BuPO.Hybrid.RL.Verifier;
+using BuPO.Hybrid.RL.Rewards.Verifier;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Rewards;
 
 /// <summary>How <see cref="MathAnswerVerifier"/> compares an answer with the reference.</summary>
 public enum VerifierMode

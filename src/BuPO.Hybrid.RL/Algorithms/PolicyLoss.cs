@@ -2,7 +2,7 @@ using BuPO.Hybrid.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Algorithms;
 
 /// <summary>How per-token losses are reduced to one number.</summary>
 public enum LossAggregation

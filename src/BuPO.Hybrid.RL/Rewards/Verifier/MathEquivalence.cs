@@ -1,6 +1,6 @@
 using System.Numerics;
 
-namespace BuPO.Hybrid.RL.Verifier;
+namespace BuPO.Hybrid.RL.Rewards.Verifier;
 
 /// <summary>
 /// Decides whether two parsed answers are the same: numbers exactly as rationals where both are rational (integers

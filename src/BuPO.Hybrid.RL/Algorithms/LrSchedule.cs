@@ -1,4 +1,6 @@
-namespace BuPO.Hybrid.RL.Training;
+using BuPO.Hybrid.RL.Training;
+
+namespace BuPO.Hybrid.RL.Algorithms;
 
 /// <summary>Learning rate per training step: linear warm-up, then constant or cosine decay to min-lr-ratio × lr.</summary>
 public static class LrSchedule

@@ -1,4 +1,4 @@
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Algorithms;
 
 /// <summary>GRPO's group-relative advantages (spec section 4).</summary>
 public static class GroupAdvantages

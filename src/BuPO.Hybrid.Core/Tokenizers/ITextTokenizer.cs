@@ -1,9 +1,10 @@
 namespace BuPO.Hybrid.Tokenizers;
 
 /// <summary>
-/// The one tokenizer interface used across bupo-hybrid. Two implementations: a managed one built from the
-/// GGUF vocabulary (<see cref="GgufTokenizer"/>) and one backed by a loaded llama.cpp model; both must give
-/// llama.cpp's ids exactly.
+/// The one tokenizer interface used across bupo-hybrid, in Core so that neither the llama.cpp binding nor the trainer
+/// depends on a tokenizer implementation. Implementations: llama.cpp's vocabulary of a loaded model (LlamaVocab), the
+/// managed tokenizer built from a GGUF vocabulary (GgufTokenizer, project Tokenizers) and the demo's character vocabulary;
+/// the first two must give llama.cpp's ids exactly.
 /// </summary>
 public interface ITextTokenizer
 {

@@ -1,7 +1,9 @@
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Rollout;
+using BuPO.Hybrid.RL.Rewards;
+using BuPO.Hybrid.RL.Training;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Evaluation;
 
 /// <summary>Settings of <see cref="Evaluator.Run(RolloutEngine, string, IReadOnlyList{PromptItem}, EvalOptions, IProgress{int}?, CancellationToken, IRolloutGenerator?)"/>.</summary>
 public sealed record EvalOptions

@@ -1,8 +1,8 @@
 using System.Text.RegularExpressions;
 using BuPO.Hybrid.Data;
-using BuPO.Hybrid.RL.Verifier;
+using BuPO.Hybrid.RL.Rewards.Verifier;
 
-namespace BuPO.Hybrid.RL;
+namespace BuPO.Hybrid.RL.Rewards;
 
 // The symbolic mode (VerifierMode.Symbolic): several final boxes, the "final answer" fallback, and the expression-tree
 // comparison behind the string one.
