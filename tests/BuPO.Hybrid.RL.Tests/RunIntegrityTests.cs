@@ -225,4 +225,16 @@ public sealed class RunIntegrityTests : IDisposable
         Assert.Equal(["step-000002.Q8_0.gguf"], Directory.GetFiles(sampler).Select(Path.GetFileName));
         Assert.Contains(messages.Lines, l => l.StartsWith("removed "));
     }
+
+    [Fact]
+    public void ACheckpointFromBeforeTheSamplerSleptResumesAndTheSleepMayChange()
+    {
+        // Checkpoints written before --sampler-sleep / --offload-sampler existed lack the keys, which counts as a change.
+        var o = new TrainOptions { Model = "m.gguf", Dataset = "d.jsonl" };
+        var old = JsonNode.Parse(TrainConfig.ToJson(o))!.AsObject();
+        Assert.True(old.Remove("sampler-sleep") && old.Remove("offload-sampler"));
+        var changes = TrainingRun.SettingChanges(old, o with { OffloadSampler = true });
+        Assert.Equal(["offload-sampler", "sampler-sleep"], changes.Select(c => c.Name).Order(StringComparer.Ordinal));
+        Assert.All(changes, c => Assert.Contains(c.Name, TrainingRun.MayChangeOnResume));
+    }
 }

@@ -92,13 +92,13 @@ public static class PlanCommand
         var width = plan.Items.Max(i => Label(i.Part, plan).Length);
         foreach (var item in plan.Items)
         {
-            var phases = item.Phases.Count == Enum.GetValues<PlanPhase>().Length ? "" : $" [{string.Join(", ", item.Phases.Order().Select(PhaseName))}]";
+            var phases = item.Phases.Count == Enum.GetValues<PlanPhase>().Length ? "" : $" [{string.Join(", ", item.Phases.Order().Select(MemoryPlan.PhaseName))}]";
             w.WriteLine($"  {Label(item.Part, plan).PadRight(width)}  {ByteSize.Format(item.Bytes),10}  {item.Detail}{phases}");
         }
         var (without, with) = plan.ActivationsByCheckpointing;
         w.WriteLine($"  activations per micro-batch of {plan.MicroBatchTokens.ToString("N0", inv)} tokens: {ByteSize.Format(without)} without, {ByteSize.Format(with)} with --gradient-checkpointing");
-        w.WriteLine("  " + string.Join("; ", Enum.GetValues<PlanPhase>().Select(ph => $"{PhaseName(ph)} phase {ByteSize.Format(plan.PhaseBytes(ph))}")));
-        w.WriteLine($"peak: {ByteSize.Format(plan.PeakBytes)} ({plan.PeakBytes.ToString(inv)} bytes, {(plan.Device == MemoryDevice.Cpu ? "RAM" : "GPU memory")}, in the {PhaseName(plan.PeakPhase)})");
+        w.WriteLine("  " + string.Join("; ", Enum.GetValues<PlanPhase>().Select(ph => $"{MemoryPlan.PhaseName(ph)} phase {ByteSize.Format(plan.PhaseBytes(ph))}")));
+        w.WriteLine($"peak: {ByteSize.Format(plan.PeakBytes)} ({plan.PeakBytes.ToString(inv)} bytes, {(plan.Device == MemoryDevice.Cpu ? "RAM" : "GPU memory")}, in the {MemoryPlan.PhaseName(plan.PeakPhase)})");
         if (o.MemoryBytes is not { } budget) return;
         if (plan.PeakBytes <= budget)
         {
@@ -144,11 +144,4 @@ public static class PlanCommand
         }
         return root;
     }
-
-    private static string PhaseName(PlanPhase phase) => phase switch
-    {
-        PlanPhase.Rollout => "rollout",
-        PlanPhase.Update => "update",
-        _ => "weight sync",
-    };
 }

@@ -176,6 +176,14 @@ public sealed record MemoryPlan
     /// <summary>The phase with the most bytes resident.</summary>
     public PlanPhase PeakPhase => Enum.GetValues<PlanPhase>().MaxBy(PhaseBytes);
 
+    /// <summary>The phase as the plan's text names it: rollout, update, weight sync.</summary>
+    public static string PhaseName(PlanPhase phase) => phase switch
+    {
+        PlanPhase.Rollout => "rollout",
+        PlanPhase.Update => "update",
+        _ => "weight sync",
+    };
+
     /// <summary>The plan: the most bytes resident at once.</summary>
     public long PeakBytes => PhaseBytes(PeakPhase);
 

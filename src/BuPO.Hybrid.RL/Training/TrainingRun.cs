@@ -156,13 +156,15 @@ public static class TrainingRun
         var way = advice.Count == 0
             ? "no single option tried makes it fit (a smaller model, or more memory)"
             : "it fits with " + string.Join(", or ", advice.Select(a => $"{a.Options} ({ByteSize.Format(a.PeakBytes)})"));
-        throw new BupoException($"--memory {budgetText}: the memory plan needs {ByteSize.Format(plan.PeakBytes)} ({(plan.Device == MemoryDevice.Cpu ? "RAM" : "GPU memory")}, peak in the {(plan.PeakPhase == PlanPhase.Update ? "update" : "weight sync")}), more than {ByteSize.Format(budget)}; {way} (details: bupo-hybrid plan)");
+        throw new BupoException($"--memory {budgetText}: the memory plan needs {ByteSize.Format(plan.PeakBytes)} ({(plan.Device == MemoryDevice.Cpu ? "RAM" : "GPU memory")}, peak in the {MemoryPlan.PhaseName(plan.PeakPhase)} phase), more than {ByteSize.Format(budget)}; {way} (details: bupo-hybrid plan)");
     }
 
     /// <summary>Options that may differ from the checkpoint's on resume: they change neither the data, the sampling nor the math of a step.</summary>
     public static IReadOnlySet<string> MayChangeOnResume { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
         "steps", "checkpoint-every", "keep-checkpoints", "threads", "train-threads", "device", "gpu-layers", "llama-lib-dir", "tensor-board", "output", "resume", "memory",
+        // Where the sampler's memory goes between rollouts, not what it samples (and absent from older checkpoints).
+        "sampler-sleep", "offload-sampler",
     };
 
     /// <summary>The settings of <paramref name="current"/> that differ from a checkpoint's (name, checkpoint value, current value), all of them.</summary>
