@@ -15,19 +15,31 @@ public static class ModelDevice
     public static Device Parse(string? spec)
     {
         TorchRuntime.EnsureInitialized();
+        var (type, index) = ParseSpec(spec);
+        if (type == DeviceType.CPU) return CPU;
+        if (!cuda.is_available())
+            throw new BupoException($"--device {spec}: CUDA is not available to TorchSharp (this build ships CPU libtorch; " +
+                                    "put a CUDA libtorch first on LD_LIBRARY_PATH, e.g. the lib folder of a PyTorch install, or use TorchSharp-cuda-linux)");
+        var count = cuda.device_count();
+        if (index >= count) throw new BupoException($"--device {spec}: only {count} CUDA device(s) visible");
+        return new Device(DeviceType.CUDA, index);
+    }
+
+    /// <summary>
+    /// The kind and index a --device value names, its syntax checked only: no libtorch is loaded and no GPU need be
+    /// present (what a memory plan for another machine reads).
+    /// </summary>
+    /// <exception cref="BupoException">Not cpu, cuda or cuda:N.</exception>
+    public static (DeviceType Type, int Index) ParseSpec(string? spec)
+    {
         var s = (spec ?? "cpu").Trim().ToLowerInvariant();
-        if (s == "cpu") return CPU;
+        if (s == "cpu") return (DeviceType.CPU, 0);
         if (s == "cuda" || s.StartsWith("cuda:", StringComparison.Ordinal))
         {
             var index = 0;
             if (s.Length > 4 && (!int.TryParse(s.AsSpan(5), out index) || index < 0))
                 throw new BupoException($"--device {spec}: expected cuda or cuda:N");
-            if (!cuda.is_available())
-                throw new BupoException($"--device {spec}: CUDA is not available to TorchSharp (this build ships CPU libtorch; " +
-                                        "put a CUDA libtorch first on LD_LIBRARY_PATH, e.g. the lib folder of a PyTorch install, or use TorchSharp-cuda-linux)");
-            var count = cuda.device_count();
-            if (index >= count) throw new BupoException($"--device {spec}: only {count} CUDA device(s) visible");
-            return new Device(DeviceType.CUDA, index);
+            return (DeviceType.CUDA, index);
         }
         throw new BupoException($"--device {spec}: unknown device (use cpu, cuda or cuda:N)");
     }

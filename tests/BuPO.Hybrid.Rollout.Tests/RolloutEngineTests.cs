@@ -400,9 +400,9 @@ public class RolloutEngineTests(RolloutFixture fx)
     /// <summary>VmRSS of this process (Linux); the test is skipped elsewhere.</summary>
     private static long ResidentBytes()
     {
-        Assert.SkipUnless(File.Exists("/proc/self/status"), "needs /proc/self/status (Linux)");
-        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-        return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        var bytes = ProcessMemory.ResidentBytes();
+        Assert.SkipUnless(bytes is not null, "needs /proc/self/status (Linux)");
+        return bytes!.Value;
     }
 
     /// <summary>A LoRA for stories260K's first output projection (random low-rank delta).</summary>

@@ -38,31 +38,6 @@ public static class TrainCommand
         return cmd;
     }
 
-    internal static string Default(OptionInfo info) => info.Property.GetValue(new TrainOptions()) switch
-    {
-        bool b => b ? "true" : "false",
-        _ => "",
-    };
-
-    internal static string DefaultText(OptionInfo info)
-    {
-        var v = info.Property.GetValue(new TrainOptions());
-        return v switch
-        {
-            null => "",
-            string s when s.Length == 0 => "",
-            IFormattable f => $" (default {f.ToString(null, CultureInfo.InvariantCulture)})",
-            _ => $" (default {v})",
-        };
-    }
-
-    internal static string HelpName(OptionInfo info) => info.ValueType switch
-    {
-        var t when t == typeof(int) || t == typeof(long) => "N",
-        var t when t == typeof(double) => "X",
-        _ => info.Name is "model" or "dataset" or "output" or "data-dir" or "resume" ? "PATH" : "VALUE",
-    };
-
     private static int Run(TrainOptions o, TextWriter stdout)
     {
         o.Validate();
@@ -141,10 +116,10 @@ internal sealed class TrainOptionBinding
         foreach (var info in TrainOptions.Infos)
         {
             Option opt = info.IsFlag
-                ? new Option<bool?>("--" + info.Name) { Description = info.Description + $" (default {TrainCommand.Default(info)})", Arity = ArgumentArity.ZeroOrOne }
+                ? new Option<bool?>("--" + info.Name) { Description = info.Description + $" (default {Default(info)})", Arity = ArgumentArity.ZeroOrOne }
                 : info.IsList
                     ? new Option<string[]>("--" + info.Name) { Description = info.Description + " (repeatable)", AllowMultipleArgumentsPerToken = false }
-                    : new Option<string?>("--" + info.Name) { Description = info.Description + TrainCommand.DefaultText(info), HelpName = TrainCommand.HelpName(info) };
+                    : new Option<string?>("--" + info.Name) { Description = info.Description + DefaultText(info), HelpName = HelpName(info) };
             _options.Add((info, opt));
             cmd.Options.Add(opt);
         }
@@ -183,4 +158,29 @@ internal sealed class TrainOptionBinding
         }
         return resolved;
     }
+
+    private static string Default(OptionInfo info) => info.Property.GetValue(new TrainOptions()) switch
+    {
+        bool b => b ? "true" : "false",
+        _ => "",
+    };
+
+    private static string DefaultText(OptionInfo info)
+    {
+        var v = info.Property.GetValue(new TrainOptions());
+        return v switch
+        {
+            null => "",
+            string s when s.Length == 0 => "",
+            IFormattable f => $" (default {f.ToString(null, CultureInfo.InvariantCulture)})",
+            _ => $" (default {v})",
+        };
+    }
+
+    private static string HelpName(OptionInfo info) => info.ValueType switch
+    {
+        var t when t == typeof(int) || t == typeof(long) => "N",
+        var t when t == typeof(double) => "X",
+        _ => info.Name is "model" or "dataset" or "output" or "data-dir" or "resume" ? "PATH" : "VALUE",
+    };
 }

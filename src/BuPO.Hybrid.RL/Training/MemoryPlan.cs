@@ -269,7 +269,7 @@ public sealed record MemoryPlan
             "{0:N0} tokens x {1} ({2:N0} B per token per block, {3}); the other setting: {4}",
             tokens, o.GradientCheckpointing ? $"({c.LayerCount} block inputs x {saved} B + 2 blocks recomputed)" : $"({c.LayerCount} blocks + backward's working set)",
             perToken, computeSize == 2 ? "bf16 with float32 norm statistics" : "float32",
-            o.GradientCheckpointing ? $"{Format(without)} without --gradient-checkpointing" : $"{Format(with)} with --gradient-checkpointing")));
+            o.GradientCheckpointing ? $"{ByteSize.Format(without)} without --gradient-checkpointing" : $"{ByteSize.Format(with)} with --gradient-checkpointing")));
 
         // ---- LM head: logits of one chunk of rows in float32, with softmax and its gradient in backward; the head's
         // gradient [vocab x d] in float32 while it is added to the unembedding's (when the unembedding trains).
@@ -278,12 +278,12 @@ public sealed record MemoryPlan
         var headGrad = lora ? 0 : unembedElems * 4;
         items.Add(new MemoryItem(MemoryPart.LmHead, chunkBytes + headGrad, update, string.Format(inv,
             "4 float32 buffers of {0} rows x {1:N0} vocab (chunk logits, softmax, their gradient){2}",
-            rows, c.VocabSize, headGrad > 0 ? $" + the dense [vocab x d] head gradient in float32 ({Format(headGrad)})" : "")));
+            rows, c.VocabSize, headGrad > 0 ? $" + the dense [vocab x d] head gradient in float32 ({ByteSize.Format(headGrad)})" : "")));
 
         // ---- LoRA
         items.Add(new MemoryItem(MemoryPart.Lora, lora ? loraElems * paramSize * 4 + adaptedElems * paramSize : 0, all, lora
             ? string.Format(inv, "rank {0}: {1:N0} adapter parameters x {2} B x 4 (A and B, gradients, exp_avg, exp_avg_sq) + the frozen base copy W0 of {3} weights ({4})",
-                o.LoraRank, loraElems, paramSize, adapted.Length, Format(adaptedElems * paramSize))
+                o.LoraRank, loraElems, paramSize, adapted.Length, ByteSize.Format(adaptedElems * paramSize))
             : "none (--lora-rank 0: full fine-tuning)"));
 
         // ---- KL reference: a frozen model in the precision that computes what the policy computed at the start
@@ -301,8 +301,8 @@ public sealed record MemoryPlan
         var residentModel = lora ? startBytes : Math.Max(startBytes, syncedBytes);
         var startType = model.Tensors.Where(t => t.Shape.Length >= 2).GroupBy(t => t.Type).OrderByDescending(g => g.Count()).FirstOrDefault()?.Key.ToString() ?? "?";
         items.Add(new MemoryItem(MemoryPart.SamplerModel, (long)(residentModel * offload), samplerModelPhases, lora
-            ? $"the source model ({startType}, {Format(startBytes)}); LoRA adapters are hot-swapped, the model is never reloaded{where}"
-            : $"the larger of the start model ({startType}, {Format(startBytes)}) and the synced --rollout-quant {quant.Name} ({Format(syncedBytes)}{(quant.Approximate ? ", approximate: llama-quantize mixes types" : "")}){where}"));
+            ? $"the source model ({startType}, {ByteSize.Format(startBytes)}); LoRA adapters are hot-swapped, the model is never reloaded{where}"
+            : $"the larger of the start model ({startType}, {ByteSize.Format(startBytes)}) and the synced --rollout-quant {quant.Name} ({ByteSize.Format(syncedBytes)}{(quant.Approximate ? ", approximate: llama-quantize mixes types" : "")}){where}"));
 
         var slots = (int)Math.Min(o.Parallel, (long)o.PromptsPerStep * o.SamplesPerPrompt);
         var perSeq = (long)o.MaxPromptTokens + o.MaxResponseTokens;
@@ -327,7 +327,7 @@ public sealed record MemoryPlan
         // Weight sync (full fine-tuning): the new model is loaded before the old one and its context are freed.
         items.Add(new MemoryItem(MemoryPart.SyncReload, lora ? 0 : (long)(syncedBytes * offload), sync, lora
             ? "none (LoRA: adapters are hot-swapped)"
-            : $"the synced {quant.Name} model ({Format(syncedBytes)}) loads while the old one still lives"));
+            : $"the synced {quant.Name} model ({ByteSize.Format(syncedBytes)}) loads while the old one still lives"));
 
         items.Add(new MemoryItem(MemoryPart.TransientCopies, device == MemoryDevice.Cpu ? (long)(CpuTransientCopiesPerWeightByte * p * 4) : 0, all, device == MemoryDevice.Cpu
             ? $"{CpuTransientCopiesPerWeightByte.ToString("0.#", inv)} x the float32 weights: copies the GC and malloc return late (calibrated on measured peaks, not derived)"
@@ -443,17 +443,8 @@ public sealed record MemoryPlan
         throw new BupoException($"--rollout-quant: unknown type '{name}'; one of: {string.Join(", ", WeightSync.TypeNames)}");
     }
 
-    private static MemoryDevice DeviceOf(string spec)
-    {
-        var s = (spec ?? "cpu").Trim().ToLowerInvariant();
-        if (s == "cpu") return MemoryDevice.Cpu;
-        if (s == "cuda" || (s.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(s.AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out _)))
-            return MemoryDevice.Cuda;
-        throw new BupoException($"--device {spec}: unknown device (use cpu, cuda or cuda:N)");
-    }
-
-    /// <summary>Bytes as a user reads them: "812.4 MiB", "23.1 GiB".</summary>
-    public static string Format(long bytes) => ByteSize.Format(bytes);
+    private static MemoryDevice DeviceOf(string spec) =>
+        ModelDevice.ParseSpec(spec).Type == TorchSharp.DeviceType.CUDA ? MemoryDevice.Cuda : MemoryDevice.Cpu;
 }
 
 /// <summary>Byte counts as the CLI reads and prints them (<c>--memory 24GiB</c>).</summary>

@@ -92,13 +92,9 @@ public static class TrainingRun
         var o = options.Resolved();
         if (!File.Exists(o.Model)) throw new BupoException($"--model: file not found: {o.Model}");
         LlamaModel.ValidateGgufMagic(o.Model!);
-        TransformerConfig config; // names an unsupported architecture, then checks the metadata (GgufModelValidator)
-        ModelShape shape;
-        using (var gguf = GgufFile.Open(o.Model!))
-        {
-            config = TransformerConfig.FromGguf(gguf);
-            shape = ModelShape.FromGguf(gguf);
-        }
+        // TransformerConfig.FromGguf (inside) names an unsupported architecture, then checks the metadata (GgufModelValidator).
+        var shape = ModelShape.FromGguf(o.Model!);
+        var config = shape.Config;
         // --memory: the plan is checked before the model loads, so a run that cannot fit stops here with the way out.
         if (o.MemoryBytes is { } budget) CheckMemory(MemoryPlan.Compute(shape, o), budget, o.Memory!);
         if (o.FixedBupoLayer is { } fixedK && fixedK >= config.LayerCount)
