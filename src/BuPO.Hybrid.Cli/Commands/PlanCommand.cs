@@ -107,7 +107,7 @@ public static class PlanCommand
         }
         var advice = plan.Advise(budget);
         w.WriteLine($"does not fit in --memory {o.Memory} ({ByteSize.Format(plan.PeakBytes - budget)} over)");
-        if (advice.Count == 0) w.WriteLine("  no option tried makes it fit (a smaller model, or more memory)");
+        if (advice.Count == 0) w.WriteLine("  no option or combination tried makes it fit (a smaller model, or more memory)");
         foreach (var a in advice) w.WriteLine($"  fits with {a.Options}: {ByteSize.Format(a.PeakBytes)}");
     }
 

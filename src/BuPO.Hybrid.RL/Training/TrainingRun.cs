@@ -150,7 +150,7 @@ public static class TrainingRun
         if (plan.PeakBytes <= budget) return;
         var advice = plan.Advise(budget);
         var way = advice.Count == 0
-            ? "no single option tried makes it fit (a smaller model, or more memory)"
+            ? "no option or combination tried makes it fit (a smaller model, or more memory)"
             : "it fits with " + string.Join(", or ", advice.Select(a => $"{a.Options} ({ByteSize.Format(a.PeakBytes)})"));
         throw new BupoException($"--memory {budgetText}: the memory plan needs {ByteSize.Format(plan.PeakBytes)} ({(plan.Device == MemoryDevice.Cpu ? "RAM" : "GPU memory")}, peak in the {MemoryPlan.PhaseName(plan.PeakPhase)} phase), more than {ByteSize.Format(budget)}; {way} (details: bupo-hybrid plan)");
     }
