@@ -137,12 +137,15 @@ public sealed partial class MathAnswerVerifier
     /// The math spans and the numbers outside them, in order. Inline math (<c>$..$</c>, <c>\(..\)</c>) ends on its own
     /// line: an opener whose closer only comes after a line break opens no span and is read as text (so the numbers after
     /// it are read as numbers, and its would-be closer may open the next span), as in Math-Verify's LaTeX extraction;
-    /// display math (<c>$$..$$</c>, <c>\[..\]</c>) may span lines.
+    /// display math (<c>$$..$$</c>, <c>\[..\]</c>) may span lines. Inline delimiters standing alone at the ends of their
+    /// lines (<see cref="BrokenInlineMath"/>) enclose neither a span nor numbers.
     /// </summary>
     private static IEnumerable<string> Candidates(string text)
     {
         // Spans and the numbers between them, in text order.
         var items = new List<(int At, string Text)>();
+        var broken = BrokenInlineMath(text);
+        var nextBroken = 0;
         var gapStart = 0;
         var i = 0;
         // Where the search for each closer last stopped without finding it (the end of the text, or for inline math the
@@ -150,12 +153,19 @@ public sealed partial class MathAnswerVerifier
         var missingBefore = new Dictionary<string, int>(StringComparer.Ordinal);
         while (i < text.Length)
         {
+            if (nextBroken < broken.Count && broken[nextBroken].Start == i)
+            {
+                items.AddRange(Numbers(text, gapStart, i));
+                i = gapStart = broken[nextBroken++].End;
+                continue;
+            }
             var (open, close) = MathOpening(text, i);
             if (open == 0) { i++; continue; }
             int end;
             if (missingBefore.TryGetValue(close, out var stop) && i + open <= stop) end = -1;
             else end = FindClose(text, i + open, close, inline: close is "$" or "\\)", out stop);
             if (end < 0) { missingBefore[close] = stop; i += open; continue; }
+            while (nextBroken < broken.Count && broken[nextBroken].Start < end) nextBroken++; // inside this span
             items.AddRange(Numbers(text, gapStart, i));
             var inner = text[(i + open)..end].Trim();
             if (inner.Length > 0) items.Add((i, inner));
@@ -205,12 +215,70 @@ public sealed partial class MathAnswerVerifier
         return -1;
     }
 
-    /// <summary>The last number not glued to a word before it ("AZYUK2A" has none; "1,000.99m²" has 1,000.99).</summary>
+    /// <summary>
+    /// The last number not glued to a word before it ("AZYUK2A" has none; "1,000.99m²" has 1,000.99), outside
+    /// <see cref="BrokenInlineMath"/>.
+    /// </summary>
     private static string? LastNumber(string text)
     {
+        var broken = BrokenInlineMath(text);
+        var r = 0;
         Match? last = null;
-        foreach (Match m in StandaloneNumberRegex().Matches(text)) last = m;
+        foreach (Match m in StandaloneNumberRegex().Matches(text)) // in text order, as the ranges
+        {
+            while (r < broken.Count && broken[r].End <= m.Index) r++;
+            if (r == broken.Count || m.Index < broken[r].Start) last = m;
+        }
         return last?.Value;
+    }
+
+    /// <summary>
+    /// Inline math written as display math: an inline opener (<c>$</c>, <c>\(</c>) ending its line, closed by
+    /// the matching closer at the start of a later line, as in "Answer $ \n 9 \n $". Math-Verify's LaTeX extraction reads
+    /// no answer there (its inline patterns end at a line break), and its tests expect the response rejected; reading the
+    /// 9 as a bare number instead would reward malformed math. So the range, delimiters included, is neither a span nor
+    /// text. A <c>$</c> counts as an opener (or closer) when its line holds an odd number of single dollars, so the closer
+    /// of "the value $x$" ending a line opens nothing, and currency ("$5 a piece") never stands alone at a line's end.
+    /// Ranges in text order, each [Start, End).
+    /// </summary>
+    private static List<(int Start, int End)> BrokenInlineMath(string text)
+    {
+        var ranges = new List<(int Start, int End)>();
+        (int At, string Close)? pending = null;
+        for (var lineStart = 0; lineStart < text.Length;)
+        {
+            var newline = text.IndexOf('\n', lineStart);
+            var lineEnd = newline < 0 ? text.Length : newline;
+            int first = lineStart, last = lineEnd - 1;
+            while (first < lineEnd && char.IsWhiteSpace(text[first])) first++;
+            while (last >= first && char.IsWhiteSpace(text[last])) last--;
+            if (first <= last)
+            {
+                if (pending is { } p && string.CompareOrdinal(text, first, p.Close, 0, p.Close.Length) == 0
+                    && (p.Close != "$" || (IsSingleDollar(text, first) && SingleDollars(text, lineStart, lineEnd) % 2 == 1)))
+                {
+                    ranges.Add((p.At, first + p.Close.Length));
+                    pending = null;
+                }
+                else if (pending == null && last >= lineStart + 1 && text[last] == '(' && text[last - 1] == '\\')
+                    pending = (last - 1, "\\)");
+                else if (pending == null && text[last] == '$' && IsSingleDollar(text, last) && SingleDollars(text, lineStart, lineEnd) % 2 == 1)
+                    pending = (last, "$");
+            }
+            lineStart = lineEnd + 1;
+        }
+        return ranges;
+    }
+
+    /// <summary>A <c>$</c> that is neither escaped nor half of <c>$$</c>.</summary>
+    private static bool IsSingleDollar(string text, int k) =>
+        text[k] == '$' && (k == 0 || (text[k - 1] != '\\' && text[k - 1] != '$')) && (k + 1 >= text.Length || text[k + 1] != '$');
+
+    private static int SingleDollars(string text, int from, int to)
+    {
+        var n = 0;
+        for (var k = from; k < to; k++) if (IsSingleDollar(text, k)) n++;
+        return n;
     }
 
     [GeneratedRegex(@"(?<![A-Za-z\d.,])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?|(?<![A-Za-z\d])-?\.\d+")]

@@ -15,13 +15,6 @@ public class PeerCasesTests(ITestOutputHelper output)
     /// <summary>The cases where the symbolic grader (with the unboxed fallbacks) deliberately or knowingly disagrees.</summary>
     private static readonly Dictionary<string, string> KnownGaps = new()
     {
-        // 'Answer $ \n 9 \n $': Math-Verify's inline patterns stop at a line break, and so does our span reading (the
-        // FinalAnswerFallback_InlineMathBrokenAcrossLines tests), but this test of Math-Verify's extracts LaTeX only.
-        ["huggingface/Math-Verify:tests/test_all.py:132"] =
-            "peer configuration: the test extracts LaTeX only (match_types=[\"latex\"]), and inline $..$ broken across lines is no " +
-            "LaTeX to Math-Verify (nor a span to us); our fallbacks also read bare numbers, as Math-Verify's default extraction " +
-            "(LaTeX + expressions) does, which reads this 9 as well; we accept it",
-        ["huggingface/Math-Verify:tests/test_all.py:133"] = "peer configuration: as :132 with \\( \\n 9 \\n \\)",
         ["huggingface/Math-Verify:tests/test_all.py:810"] =
             "the response boxes an intermediate 255 and states its final answer $10,455$ outside the box afterwards; we grade the box",
     };
@@ -68,9 +61,8 @@ public class PeerCasesTests(ITestOutputHelper output)
         Assert.True(unlisted.Count == 0, "new disagreements: " + string.Join("; ", unlisted));
         Assert.True(nowPassing.Count == 0, "listed gaps that now agree (remove them from KnownGaps): " + string.Join("; ", nowPassing));
         Assert.True(agree >= 0.95 * cases.Count, $"agreement {agree}/{cases.Count} below 95%");
-        // The only false positives allowed are peer tests run with a narrower extraction than Math-Verify's default.
         var falsePositives = disagreements.Where(d => !d.Expected).Select(d => d.Source).ToList();
-        Assert.All(falsePositives, s => Assert.StartsWith("peer configuration:", KnownGaps[s]));
+        Assert.True(falsePositives.Count == 0, "false positives: " + string.Join("; ", falsePositives));
     }
 
     [Fact]

@@ -113,6 +113,41 @@ public class SymbolicVerifierTests
         Assert.True(r.Correct);
     }
 
+    // Inline delimiters standing at the ends of their lines around the answer, as in Math-Verify's tests
+    // "Answer $ \n 9 \n $" and "Answer \( \n 9 \n \)" (expected: no answer): the 9 is read neither as a span nor as a bare
+    // number, by either fallback.
+    [Theory]
+    [InlineData("Answer $ \n 9 \n $")]
+    [InlineData("Answer \\( \n 9 \n \\)")]
+    [InlineData("Answer $\n9\n$ ")]
+    [InlineData("We get $x$ and so $\n 9 \n$")] // the line's second single dollar opens
+    public void Fallbacks_InlineMathWrittenAsDisplayMath_AreNotRead(string response)
+    {
+        Assert.False(new MathAnswerVerifier(new VerifierOptions { FallbackToFinalAnswer = true, FallbackToLastNumber = true }).Verify(response, "9").Correct);
+        Assert.False(new MathAnswerVerifier(new VerifierOptions { FallbackToLastNumber = true }).Verify(response, "9").Correct);
+    }
+
+    [Theory]
+    [InlineData("The value is $x$\n9")]                       // "$x$" closes on its line: the 9 after is text
+    [InlineData("Each costs $5\nso in total $\n9")]            // currency, and a dollar never closed at a line's start
+    [InlineData("Answer $ \n 3 \n $ so the total is 9")]       // a number after the broken range still counts
+    [InlineData("Answer $$ \n 9 \n $$")]                      // display math may span lines
+    public void Fallbacks_NumbersOutsideBrokenInlineMath_AreStillRead(string response)
+    {
+        var v = new MathAnswerVerifier(new VerifierOptions { FallbackToFinalAnswer = true, FallbackToLastNumber = true });
+        Assert.True(v.Verify(response, "9").Correct, v.Verify(response, "9").Extracted);
+        Assert.True(new MathAnswerVerifier(new VerifierOptions { FallbackToLastNumber = true }).Verify(response, "9").Correct);
+    }
+
+    [Fact]
+    public void Fallbacks_ManyBrokenInlineRanges_StayFast()
+    {
+        var v = new MathAnswerVerifier(new VerifierOptions { FallbackToFinalAnswer = true, FallbackToLastNumber = true });
+        var sw = Stopwatch.StartNew();
+        Assert.True(v.Verify(string.Concat(Enumerable.Repeat("a $\n 1 2 3\n$ ", 20_000)) + "so 9", "9").Correct);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+    }
+
     [Fact]
     public void FinalAnswerFallback_ManyInlineOpenersWithoutClosersOnTheirLines_StaysFast()
     {
