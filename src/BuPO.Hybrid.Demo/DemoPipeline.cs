@@ -9,7 +9,6 @@ using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Model;
 using BuPO.Hybrid.RL.Training;
-using ScottPlot;
 using TorchSharp;
 using BuPO.Hybrid.Rollout;
 using BuPO.Hybrid.RL.Evaluation;
@@ -280,7 +279,8 @@ public static class DemoPipeline
         var runCurves = new[] { RunCurves.Read(Path.Combine(outDir, "grpo"), "GRPO"), RunCurves.Read(Path.Combine(outDir, "bupo"), "BuPO") };
         RunReport.SavePlot(Path.Combine(outDir, "reward_curves.png"), RunReport.Curves.Single(c => c.File == "reward"), runCurves);
         RunReport.SavePlot(Path.Combine(outDir, "accuracy_curves.png"), RunReport.Curves.Single(c => c.File == "accuracy"), runCurves);
-        SaveEntropy(Path.Combine(outDir, "layer_entropy.png"), sftAnalysis, grpoAnalysis, bupoAnalysis, k);
+        ComparisonPlots.EntropyPerBlock(Path.Combine(outDir, "layer_entropy.png"), [("SFT (before RL)", sftAnalysis), ("GRPO", grpoAnalysis), ("BuPO", bupoAnalysis)],
+            k, $"BuPO block k = {k}", "Internal layer-policy entropy per block, before vs after RL");
         stages.Add(("report", sw.Elapsed.TotalSeconds, ""));
         AtomicFile.WriteAllText(Path.Combine(outDir, "stages.json"), JsonSerializer.Serialize(stages.Select(s => new { stage = s.Stage, seconds = s.Seconds, note = s.Note }), Json));
         AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), Report(p, a, k, sftAnalysis, grpoAnalysis, bupoAnalysis, rows, layerRows, grpoSteps, bupoSteps, stages, total.Elapsed.TotalSeconds,
@@ -437,22 +437,6 @@ public static class DemoPipeline
         foreach (var s in stages) sb.AppendLine($"| {s.Stage} | {s.Seconds:0.0} | {s.Note} |");
         sb.AppendLine().AppendLine($"Total: {seconds:0} s.");
         return sb.ToString();
-    }
-
-    private static void SaveEntropy(string path, AnalysisResult sft, AnalysisResult grpo, AnalysisResult bupo, int k)
-    {
-        var plot = new Plot();
-        foreach (var (name, r) in new[] { ("SFT (before RL)", sft), ("GRPO", grpo), ("BuPO", bupo) })
-        {
-            var s = plot.Add.Scatter(r.Layers.Select(l => (double)l.Index).ToArray(), r.Layers.Select(l => l.Entropy).ToArray());
-            s.LegendText = name;
-        }
-        var v = plot.Add.VerticalLine(k); v.LegendText = $"BuPO block k = {k}"; v.LinePattern = LinePattern.Dotted;
-        plot.Title("Internal layer-policy entropy per block, before vs after RL"); plot.XLabel("block"); plot.YLabel("entropy (nats)");
-        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
-        plot.ShowLegend(Alignment.UpperRight);
-        var png = plot.GetImageBytes(800, 500, ImageFormat.Png);
-        AtomicFile.Write(path, tmp => File.WriteAllBytes(tmp, png));
     }
 
     /// <summary>

@@ -2,7 +2,6 @@ using BuPO.Hybrid.Reports;
 using System.Text;
 using System.Text.Json;
 using BuPO.Hybrid.RL.Training;
-using ScottPlot;
 
 namespace BuPO.Hybrid.Demo;
 
@@ -87,25 +86,15 @@ public static class SeedStudy
 
     private static void SaveBand(string path, IReadOnlyList<SeedResult> seeds)
     {
-        var plot = new Plot();
+        var series = new List<ComparisonPlots.StepSeries>();
         foreach (var (name, pick) in new (string, Func<SeedResult, IReadOnlyList<StepMetrics>>)[] { ("GRPO", s => s.Grpo.Steps), ("BuPO", s => s.Bupo.Steps) })
         {
             var n = seeds.Min(s => pick(s).Count);
-            if (n == 0) continue;
-            var xs = Enumerable.Range(1, n).Select(i => (double)i).ToArray();
             var stats = Enumerable.Range(0, n).Select(i => MeanStd(seeds.Select(s => pick(s)[i].RewardMean).ToList())).ToArray();
-            var mean = stats.Select(x => x.Mean).ToArray();
-            var std = stats.Select(x => double.IsFinite(x.Std) ? x.Std : 0).ToArray();
-            var line = plot.Add.Scatter(xs, mean);
-            line.LegendText = $"{name} (mean over {seeds.Count} seeds)";
-            var band = plot.Add.FillY(xs, mean.Zip(std, (m, s) => m - s).ToArray(), mean.Zip(std, (m, s) => m + s).ToArray());
-            band.FillStyle.Color = line.Color.WithAlpha(0.2);
-            band.LineStyle.Width = 0;
+            series.Add(new ComparisonPlots.StepSeries($"{name} (mean over {seeds.Count} seeds)", stats.Select(x => x.Mean).ToArray(),
+                stats.Select(x => double.IsFinite(x.Std) ? x.Std : 0).ToArray()));
         }
-        plot.Title("Training reward per step, mean ± std over seeds"); plot.XLabel("step"); plot.YLabel("mean reward");
-        plot.ShowLegend(Alignment.LowerRight);
-        var png = plot.GetImageBytes(800, 500, ImageFormat.Png);
-        AtomicFile.Write(path, tmp => File.WriteAllBytes(tmp, png));
+        ComparisonPlots.StepCurves(path, series, "Training reward per step, mean ± std over seeds", "mean reward");
     }
 
     private static string F(double v) => RunReport.F(v);
