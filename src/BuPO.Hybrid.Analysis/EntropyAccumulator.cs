@@ -17,7 +17,7 @@ public sealed class EntropyAccumulator
     /// <param name="keepPerToken">Keep every position's layer-policy entropies (for heatmaps and --per-token).</param>
     public EntropyAccumulator(int nLayer, bool keepPerToken = false)
     {
-        if (nLayer <= 0) throw new ArgumentOutOfRangeException(nameof(nLayer));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(nLayer);
         _nLayer = nLayer;
         _sites = new Moments[nLayer, Enum.GetValues<LensSite>().Length];
         if (keepPerToken) _perToken = new();

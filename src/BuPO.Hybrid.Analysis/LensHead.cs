@@ -32,7 +32,7 @@ public sealed class LensHead : IDisposable
 
     private LensHead(Tensor u, Tensor norm, Tensor? bias, double eps, int chunk, bool owns)
     {
-        if (chunk <= 0) throw new ArgumentOutOfRangeException(nameof(chunk));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunk);
         Unembedding = u; OutputNorm = norm; OutputBias = bias; RmsEps = eps; ChunkSize = chunk; _owns = owns;
     }
 

@@ -56,7 +56,7 @@ public static class DemoPipeline
         public double StaleBoxShare { get; init; }
     }
 
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+    private static readonly JsonSerializerOptions Json = JsonFormat.Indented;
 
     /// <summary>A multi-seed study (<see cref="DemoSettings.Seeds"/>): the demo per seed into OUT/seed-N, then study.md; returns its path.</summary>
     public static string RunStudy(DemoSettings a, IDemoObserver observer)
@@ -271,7 +271,7 @@ public static class DemoPipeline
         }).ToList();
         AtomicFile.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(new { k = p.EvalK, bupo_layer = k, rows }, Json));
         var csv = new StringBuilder($"model,avg_at_{p.EvalK},pass_at_1,pass_at_{p.EvalK},finished_share\n");
-        foreach (var r in rows) csv.AppendLine($"{r.Model},{Csv(r.AvgAtK, r.Pass1, r.PassK, r.FinishedShare)}");
+        foreach (var r in rows) csv.AppendLine(CultureInfo.InvariantCulture, $"{r.Model},{Csv(r.AvgAtK, r.Pass1, r.PassK, r.FinishedShare)}");
         AtomicFile.WriteAllText(Path.Combine(outDir, "results.csv"), csv.ToString());
         var grpoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "grpo", "metrics.jsonl"));
         var bupoSteps = MetricsWriter.ReadSteps(Path.Combine(outDir, "bupo", "metrics.jsonl"));
@@ -397,45 +397,45 @@ public static class DemoPipeline
         IReadOnlyList<(string Model, double AvgAtK, double PassK)> layerRows, IReadOnlyList<StepMetrics> grpoSteps, IReadOnlyList<StepMetrics> bupoSteps, IReadOnlyList<(string Stage, double Seconds, string Note)> stages, double seconds, int heldOutDistinct)
     {
         var sb = new StringBuilder();
-        sb.AppendLine($"# bupo-hybrid demo ({p.Name})").AppendLine();
-        sb.AppendLine($"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each{(p.HasSftFlaw ? $" ({FlawText(p)})" : "")}, ");
-        sb.AppendLine($"then trained from that same checkpoint with GRPO and with BuPO (IPA on block k = {k} for the first {p.BupoSteps} of {p.RlSteps} steps, then GRPO), ");
-        sb.AppendLine($"with the same seed ({a.Seed}), prompts, group size ({p.RlSamplesPerPrompt}), learning rate ({p.RlLr.ToString(CultureInfo.InvariantCulture)}) and step budget. Device: {a.Device}.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"# bupo-hybrid demo ({p.Name})").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"A tiny character-level {p.Model} is fine-tuned (SFT) on generated arithmetic word problems with {(p.Tasks.MinSteps == p.Tasks.MaxSteps ? $"{p.Tasks.MaxSteps}" : $"{p.Tasks.MinSteps}-{p.Tasks.MaxSteps}")} operation(s) each{(p.HasSftFlaw ? $" ({FlawText(p)})" : "")}, ");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"then trained from that same checkpoint with GRPO and with BuPO (IPA on block k = {k} for the first {p.BupoSteps} of {p.RlSteps} steps, then GRPO), ");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"with the same seed ({a.Seed}), prompts, group size ({p.RlSamplesPerPrompt}), learning rate ({p.RlLr.ToString(CultureInfo.InvariantCulture)}) and step budget. Device: {a.Device}.");
         sb.AppendLine(p.Tasks.RlFraction > 0
             ? $"RL prompts come from their own split ({Pct(p.Tasks.RlFraction)} of the expressions): problems the SFT never saw, as the held-out ones ({Pct(p.Tasks.HeldOutFraction)}); {p.RlMiniBatchPrompts} prompts per optimizer step."
             : $"RL prompts come from the SFT split; {p.RlMiniBatchPrompts} prompts per optimizer step.").AppendLine();
         sb.AppendLine("## Results (held-out split)").AppendLine();
-        sb.AppendLine($"| model | avg@{p.EvalK} | pass@1 | pass@{p.EvalK} | finished |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| model | avg@{p.EvalK} | pass@1 | pass@{p.EvalK} | finished |");
         sb.AppendLine("|---|---|---|---|---|");
-        foreach (var r in rows) sb.AppendLine($"| {r.Model} | {F(r.AvgAtK)} | {F(r.Pass1)} | {F(r.PassK)} | {F(r.FinishedShare)} |");
-        sb.AppendLine().AppendLine($"Problems: `heldout.jsonl` ({heldOutDistinct} distinct problems); {p.EvalK} samples per problem at temperature 1; numbers from `eval_*.json` (also `results.json`, `results.csv`).").AppendLine();
+        foreach (var r in rows) sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Model} | {F(r.AvgAtK)} | {F(r.Pass1)} | {F(r.PassK)} | {F(r.FinishedShare)} |");
+        sb.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Problems: `heldout.jsonl` ({heldOutDistinct} distinct problems); {p.EvalK} samples per problem at temperature 1; numbers from `eval_*.json` (also `results.json`, `results.csv`).").AppendLine();
         var stepKeys = rows.SelectMany(r => r.AvgAtKBySteps.Keys).Distinct().OrderBy(x => int.Parse(x, CultureInfo.InvariantCulture)).ToList();
         sb.AppendLine("By number of operations, and the share of samples that stop short (fewer worked steps than operations) or box a stale amount (the one before their last worked step)"
             + (p.HasSftFlaw ? $"; {FlawText(p)}:" : ":")).AppendLine();
         sb.AppendLine("| model | " + string.Join(" | ", stepKeys.Select(x => $"avg@{p.EvalK}, {x} op.")) + " | stops short | stale box |");
         sb.AppendLine("|---|" + string.Concat(stepKeys.Select(_ => "---|")) + "---|---|");
-        foreach (var r in rows) sb.AppendLine($"| {r.Model} | " + string.Join(" | ", stepKeys.Select(x => r.AvgAtKBySteps.TryGetValue(x, out var v) ? F(v) : "-")) + $" | {F(r.ShortShare)} | {F(r.StaleBoxShare)} |");
+        foreach (var r in rows) sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Model} | {string.Join(" | ", stepKeys.Select(x => r.AvgAtKBySteps.TryGetValue(x, out var v) ? F(v) : "-"))} | {F(r.ShortShare)} | {F(r.StaleBoxShare)} |");
         sb.AppendLine();
         var sftRow = rows.First(r => r.Model == "SFT");
         foreach (var r in rows.Where(r => r.Model is "GRPO" or "BuPO"))
-            sb.AppendLine($"- {r.Model} vs SFT: avg@{p.EvalK} {F(r.AvgAtK)} vs {F(sftRow.AvgAtK)} ({(r.AvgAtK > sftRow.AvgAtK ? "better" : r.AvgAtK < sftRow.AvgAtK ? "worse" : "equal")}).");
-        sb.AppendLine().AppendLine($"## Block {k}'s internal policy as a policy").AppendLine();
-        sb.AppendLine($"Sampling from softmax(h_{k} E_uᵀ) (no final norm: the distribution BuPO's IPA phase trains) with the torch engine, on the first {p.LayerEvalProblems} held-out problems x {p.LayerEvalK} samples at T = 1 (`layer_eval_*.json`):").AppendLine();
-        sb.AppendLine($"| model | layer-{k} avg@{p.LayerEvalK} | layer-{k} pass@{p.LayerEvalK} |").AppendLine("|---|---|---|");
-        foreach (var (model, avg, passK) in layerRows) sb.AppendLine($"| {model} | {F(avg)} | {F(passK)} |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"- {r.Model} vs SFT: avg@{p.EvalK} {F(r.AvgAtK)} vs {F(sftRow.AvgAtK)} ({(r.AvgAtK > sftRow.AvgAtK ? "better" : r.AvgAtK < sftRow.AvgAtK ? "worse" : "equal")}).");
+        sb.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"## Block {k}'s internal policy as a policy").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Sampling from softmax(h_{k} E_uᵀ) (no final norm: the distribution BuPO's IPA phase trains) with the torch engine, on the first {p.LayerEvalProblems} held-out problems x {p.LayerEvalK} samples at T = 1 (`layer_eval_*.json`):").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| model | layer-{k} avg@{p.LayerEvalK} | layer-{k} pass@{p.LayerEvalK} |").AppendLine("|---|---|---|");
+        foreach (var (model, avg, passK) in layerRows) sb.AppendLine(CultureInfo.InvariantCulture, $"| {model} | {F(avg)} | {F(passK)} |");
         sb.AppendLine().AppendLine("## Training curves").AppendLine();
         sb.AppendLine("![reward](reward_curves.png)").AppendLine().AppendLine("![accuracy](accuracy_curves.png)").AppendLine();
-        sb.AppendLine($"Per-step metrics: `grpo/metrics.csv`, `bupo/metrics.csv` (also `.jsonl`); SFT: `sft_metrics.csv`. Final step reward: GRPO {F(grpoSteps[^1].RewardMean)}, BuPO {F(bupoSteps[^1].RewardMean)}.").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Per-step metrics: `grpo/metrics.csv`, `bupo/metrics.csv` (also `.jsonl`); SFT: `sft_metrics.csv`. Final step reward: GRPO {F(grpoSteps[^1].RewardMean)}, BuPO {F(bupoSteps[^1].RewardMean)}.").AppendLine();
         sb.AppendLine("## Internal policy entropy per block").AppendLine();
         sb.AppendLine("![layer entropy](layer_entropy.png)").AppendLine();
-        sb.AppendLine($"Boundary layer of the SFT model (analysis): {sft.BoundaryLayer} ({sft.BoundaryLayerReason}). After training: GRPO {grpo.BoundaryLayer}, BuPO {bupo.BoundaryLayer}.").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Boundary layer of the SFT model (analysis): {sft.BoundaryLayer} ({sft.BoundaryLayerReason}). After training: GRPO {grpo.BoundaryLayer}, BuPO {bupo.BoundaryLayer}.").AppendLine();
         sb.AppendLine("| block | H SFT | H GRPO | H BuPO |").AppendLine("|---|---|---|---|");
         for (var i = 0; i < sft.Layers.Count; i++)
-            sb.AppendLine($"| {sft.Layers[i].Index} | {F(sft.Layers[i].Entropy)} | {F(grpo.Layers[i].Entropy)} | {F(bupo.Layers[i].Entropy)} |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {sft.Layers[i].Index} | {F(sft.Layers[i].Entropy)} | {F(grpo.Layers[i].Entropy)} | {F(bupo.Layers[i].Entropy)} |");
         sb.AppendLine().AppendLine("Full analyses: `analysis_{sft,grpo,bupo}.json/.csv` and their plots.").AppendLine();
         sb.AppendLine("## Stages").AppendLine().AppendLine("| stage | seconds | note |").AppendLine("|---|---|---|");
-        foreach (var s in stages) sb.AppendLine($"| {s.Stage} | {s.Seconds:0.0} | {s.Note} |");
-        sb.AppendLine().AppendLine($"Total: {seconds:0} s.");
+        foreach (var s in stages) sb.AppendLine(CultureInfo.InvariantCulture, $"| {s.Stage} | {s.Seconds:0.0} | {s.Note} |");
+        sb.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Total: {seconds:0} s.");
         return sb.ToString();
     }
 

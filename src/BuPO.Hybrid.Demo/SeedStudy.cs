@@ -1,3 +1,4 @@
+using System.Globalization;
 using BuPO.Hybrid.Reports;
 using System.Text;
 using System.Text.Json;
@@ -21,7 +22,7 @@ public sealed record SeedResult(long Seed, string Dir, IReadOnlyDictionary<strin
         if (!File.Exists(results)) throw new BupoException($"{dir}: no results.json (the demo of seed {seed} did not finish)");
         using var doc = JsonDocument.Parse(File.ReadAllText(results));
         var rows = doc.RootElement.GetProperty("rows").EnumerateArray()
-            .ToDictionary(r => r.GetProperty("Model").GetString()!, r => r.GetProperty("AvgAtK").GetDouble());
+            .ToDictionary(r => r.GetProperty(nameof(DemoPipeline.ResultRow.Model)).GetString()!, r => r.GetProperty(nameof(DemoPipeline.ResultRow.AvgAtK)).GetDouble());
         return new SeedResult(seed, dir, rows, RunCurves.Read(Path.Combine(dir, "grpo")), RunCurves.Read(Path.Combine(dir, "bupo")),
             doc.RootElement.GetProperty("bupo_layer").GetInt32());
     }
@@ -48,7 +49,7 @@ public static class SeedStudy
     {
         if (seeds.Count == 0) throw new BupoException("--seeds: no seeds");
         var sb = new StringBuilder("# bupo-hybrid demo: multi-seed study").AppendLine().AppendLine();
-        sb.AppendLine($"Seeds {string.Join(", ", seeds.Select(s => s.Seed))}; each seed's full report is in `seed-N/report.md`. Held-out avg@{k}, mean ± std over seeds (n − 1):").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Seeds {string.Join(", ", seeds.Select(s => s.Seed))}; each seed's full report is in `seed-N/report.md`. Held-out avg@{k}, mean ± std over seeds (n − 1):").AppendLine();
         sb.AppendLine("| model | mean | std | " + string.Join(" | ", seeds.Select(s => $"seed {s.Seed}")) + " |");
         sb.AppendLine("|---|---|---|" + string.Concat(seeds.Select(_ => "---|")));
         var json = new Dictionary<string, object>();
@@ -56,23 +57,23 @@ public static class SeedStudy
         {
             var xs = seeds.Select(s => s.AvgAtK[m]).ToList();
             var (mean, std) = MeanStd(xs);
-            sb.AppendLine($"| {m} | {F(mean)} | {F(std)} | " + string.Join(" | ", xs.Select(F)) + " |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {m} | {F(mean)} | {F(std)} | {string.Join(" | ", xs.Select(F))} |");
             json[m] = new { mean, std = double.IsFinite(std) ? std : (double?)null, per_seed = xs };
         }
         sb.AppendLine().AppendLine("Paired differences per seed (same SFT checkpoint, prompts and budgets):").AppendLine();
         sb.AppendLine("| seed | GRPO − SFT | BuPO − SFT | BuPO − GRPO | BuPO block k |").AppendLine("|---|---|---|---|---|");
         foreach (var s in seeds)
-            sb.AppendLine($"| {s.Seed} | {Signed(s.AvgAtK["GRPO"] - s.AvgAtK["SFT"])} | {Signed(s.AvgAtK["BuPO"] - s.AvgAtK["SFT"])} | {Signed(s.AvgAtK["BuPO"] - s.AvgAtK["GRPO"])} | {s.BupoLayer} |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {s.Seed} | {Signed(s.AvgAtK["GRPO"] - s.AvgAtK["SFT"])} | {Signed(s.AvgAtK["BuPO"] - s.AvgAtK["SFT"])} | {Signed(s.AvgAtK["BuPO"] - s.AvgAtK["GRPO"])} | {s.BupoLayer} |");
         var diffs = seeds.Select(s => s.AvgAtK["BuPO"] - s.AvgAtK["GRPO"]).ToList();
         var (dm, ds) = MeanStd(diffs);
-        sb.AppendLine($"| mean ± std | {Pm(seeds.Select(s => s.AvgAtK["GRPO"] - s.AvgAtK["SFT"]).ToList())} | {Pm(seeds.Select(s => s.AvgAtK["BuPO"] - s.AvgAtK["SFT"]).ToList())} | {Pm(diffs)} | |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| mean ± std | {Pm(seeds.Select(s => s.AvgAtK["GRPO"] - s.AvgAtK["SFT"]).ToList())} | {Pm(seeds.Select(s => s.AvgAtK["BuPO"] - s.AvgAtK["SFT"]).ToList())} | {Pm(diffs)} | |");
         json["bupo_minus_grpo"] = new { mean = dm, std = double.IsFinite(ds) ? ds : (double?)null, per_seed = diffs };
         sb.AppendLine().AppendLine("Training reward, first 5 → last 5 steps:").AppendLine();
         sb.AppendLine("| seed | GRPO | BuPO |").AppendLine("|---|---|---|");
-        foreach (var s in seeds) sb.AppendLine($"| {s.Seed} | {Ends(s.Grpo)} | {Ends(s.Bupo)} |");
+        foreach (var s in seeds) sb.AppendLine(CultureInfo.InvariantCulture, $"| {s.Seed} | {Ends(s.Grpo)} | {Ends(s.Bupo)} |");
         sb.AppendLine().AppendLine("![reward, mean ± std over seeds](study_reward.png)").AppendLine();
         SaveBand(Path.Combine(outDir, "study_reward.png"), seeds);
-        AtomicFile.WriteAllText(Path.Combine(outDir, "study.json"), JsonSerializer.Serialize(new { k, seeds = seeds.Select(s => s.Seed), avg_at_k = json }, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "study.json"), JsonSerializer.Serialize(new { k, seeds = seeds.Select(s => s.Seed), avg_at_k = json }, JsonFormat.Indented));
         var path = Path.Combine(outDir, "study.md");
         AtomicFile.WriteAllText(path, sb.ToString());
         return path;

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.IO.MemoryMappedFiles;
 using System.Text;
 
@@ -420,7 +421,7 @@ public sealed unsafe class GgufFile : IDisposable
                 var n = (int)Math.Min(_nameLen, shown);
                 sb.Append('\'');
                 foreach (var c in Encoding.UTF8.GetString(start + _namePos, n))
-                    if (char.IsControl(c)) sb.Append($"\\x{(int)c:X2}"); else sb.Append(c); // keep the message on one line
+                    if (char.IsControl(c)) sb.Append(CultureInfo.InvariantCulture, $"\\x{(int)c:X2}"); else sb.Append(c); // keep the message on one line
                 sb.Append(_nameLen > shown ? "...'" : "'");
             }
             if (_elem >= 0) sb.Append('[').Append(_elem).Append(']');

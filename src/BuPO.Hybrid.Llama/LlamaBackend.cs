@@ -90,7 +90,7 @@ public static unsafe class LlamaBackend
                 if (dev == 0) continue;
                 devices.Add(new LlamaDevice(LlamaNative.Str(LlamaNative.ggml_backend_dev_name(dev)) ?? "?",
                     LlamaNative.Str(LlamaNative.ggml_backend_dev_description(dev)) ?? "",
-                    LlamaNative.ggml_backend_dev_type(dev) switch { 0 => "CPU", 1 => "GPU", 2 => "IGPU", 3 => "ACCEL", var t => t.ToString() }));
+                    LlamaNative.ggml_backend_dev_type(dev) switch { 0 => "CPU", 1 => "GPU", 2 => "IGPU", 3 => "ACCEL", var t => t.ToString(System.Globalization.CultureInfo.InvariantCulture) }));
             }
             if (devices.Count == 0)
                 throw new BupoException($"llama.cpp loaded from {libs.Directory} but no ggml device was found: the folder should hold a CPU backend (libggml-cpu*){ErrorsSince(0)}");

@@ -23,7 +23,7 @@ public sealed unsafe class LlamaBatch : IDisposable
         if (_native.tokens == null || _native.pos == null || _native.n_seq_id == null || _native.seq_id == null || _native.logits == null)
         {
             if (_native.tokens != null) NativeApi.llama_batch_free(_native);
-            throw new OutOfMemoryException("llama_batch_init failed");
+            throw new InvalidOperationException("llama_batch_init failed (out of memory)");
         }
         Capacity = capacity;
         MaxSequencesPerToken = maxSequencesPerToken;

@@ -20,6 +20,8 @@ internal sealed class LlamaComputeThread : IDisposable
     /// <summary>True when the CPU has AMX (CPUID leaf 7 EDX bit 24, AMX-TILE) and decodes therefore run on a compute thread.</summary>
     internal static bool Isolated { get; } = X86Base.IsSupported && (X86Base.CpuId(7, 0).Edx & (1 << 24)) != 0;
 
+    // One per compute thread (thread-static), for the thread's lifetime: its event is never disposed early.
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "lives as long as its thread")]
     private sealed class Job
     {
         public SafeLLamaContextHandle? Context;

@@ -29,7 +29,7 @@ public sealed class LlamaNativeSampler : IDisposable
         var cp = LLamaSamplerChainParams.Default();
         cp.NoPerf = true;
         _chain = SafeLLamaSamplerChainHandle.Create(cp);
-        if (_chain.IsInvalid) throw new OutOfMemoryException("llama_sampler_chain_init failed");
+        if (_chain.IsInvalid) throw new InvalidOperationException("llama_sampler_chain_init failed (out of memory)");
         try
         {
             if (temperature == 0f)

@@ -34,7 +34,7 @@ public sealed class InternalPolicyHead
     {
         ArgumentNullException.ThrowIfNull(model);
         if (!(temperature > 0) || double.IsInfinity(temperature)) throw new ArgumentOutOfRangeException(nameof(temperature), "temperature must be positive");
-        if (chunkSize <= 0) throw new ArgumentOutOfRangeException(nameof(chunkSize));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkSize);
         _model = model; Norm = norm; Temperature = temperature; ChunkSize = chunkSize;
     }
 

@@ -15,7 +15,7 @@ public static class TorchRuntime
     private static int _initialized;
 
     [DllImport("libc.so.6", EntryPoint = "dlopen")]
-    private static extern IntPtr DlOpen(string fileName, int flags);
+    private static extern IntPtr DlOpen([MarshalAs(UnmanagedType.LPUTF8Str)] string fileName, int flags);
 
     [DllImport("libc.so.6", EntryPoint = "dlerror")]
     private static extern IntPtr DlError();

@@ -10,7 +10,7 @@ namespace BuPO.Hybrid.Reports;
 public static class AnalysisReportWriter
 {
     /// <summary>The JSON options of the documented analyze format.</summary>
-    public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+    public static readonly JsonSerializerOptions JsonOptions = JsonFormat.Indented;
 
     /// <summary>Serializes the result as the documented JSON.</summary>
     public static string ToJson(AnalysisResult result) => JsonSerializer.Serialize(result, JsonOptions);

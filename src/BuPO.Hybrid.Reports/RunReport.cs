@@ -109,14 +109,14 @@ public static class RunReport
             var state = r.Finished ? "finished" : r.PlannedSteps is { } n ? $"running or stopped ({r.Steps.Count} of {n})" : "unknown plan";
             var bupo = r.BupoLayer is { } k ? $"block {k}, IPA steps 1-{r.BupoSteps}" : "- (GRPO)";
             var lastStep = r.Steps.Count > 0 ? r.Steps[^1] : null;
-            sb.AppendLine($"| {r.Name} | {r.Steps.Count} | {state} | {bupo} | {F(first)} → {F(last)} | {F(lastStep?.RewardMean)} | {F(lastStep?.Accuracy)} |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.Steps.Count} | {state} | {bupo} | {F(first)} → {F(last)} | {F(lastStep?.RewardMean)} | {F(lastStep?.Accuracy)} |");
         }
         sb.AppendLine().AppendLine("Folders: " + string.Join(", ", runs.Select(r => $"`{r.Directory}`")) + ". Each line is one run's `metrics.jsonl`.").AppendLine();
         foreach (var c in Curves)
         {
             var path = Path.Combine(outDir, c.File + ".png");
             if (!SavePlot(path, c, runs)) continue;
-            sb.AppendLine($"## {c.Title}").AppendLine().AppendLine($"![{c.File}]({c.File}.png)").AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"## {c.Title}").AppendLine().AppendLine(CultureInfo.InvariantCulture, $"![{c.File}]({c.File}.png)").AppendLine();
         }
         var report = Path.Combine(outDir, "report.md");
         AtomicFile.WriteAllText(report, sb.ToString());

@@ -448,7 +448,7 @@ public sealed class GgufTokenizer : ITextTokenizer
             var utf8 = Encoding.UTF8.GetBytes(text.Substring(i, len));
             i += len - 1;
             var sb = new StringBuilder("[UNK_BYTE_0x");
-            foreach (var b in utf8) sb.Append(b.ToString("x2"));
+            foreach (var b in utf8) sb.Append(b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture));
             sb.Append(text).Append(']');
             bytes.AddRange(Encoding.UTF8.GetBytes(sb.ToString()));
         }

@@ -57,7 +57,7 @@ public sealed class ExportTests : IDisposable
         var diff = MaxDiff(LlamaLogits(src, seqs), LlamaLogits(outPath, seqs));
         _out.WriteLine($"F32 export of unchanged weights: max |Δlogit| llama.cpp(source) vs llama.cpp(export) = {diff:E2}");
         Assert.True(diff <= 1e-5);
-        Assert.Empty(Directory.GetFiles(_dir).Where(f => f.Contains(".tmp", StringComparison.Ordinal)));
+        Assert.DoesNotContain(Directory.GetFiles(_dir), f => f.Contains(".tmp", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -104,7 +104,7 @@ public sealed class RunIntegrityTests : IDisposable
     }
 
     [Fact]
-    public void ASecondRunOnTheSameFolderIsRefused()
+    public async Task ASecondRunOnTheSameFolderIsRefused()
     {
         // As found: two runs on one --output both exited "done", leaving one's metrics and the other's checkpoints.
         var o = Options("twice", 2);
@@ -127,7 +127,7 @@ public sealed class RunIntegrityTests : IDisposable
         {
             release.Set();
         }
-        Assert.Equal(2, first.GetAwaiter().GetResult().LastStep);
+        Assert.Equal(2, (await first).LastStep);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.CommandLine;
 using System.Text.Json;
 using BuPO.Hybrid.Gguf;
@@ -136,7 +137,7 @@ public static class BenchCommand
 
         var table = new Table().AddColumns("batch", "generated", "raw llama.cpp tok/s", "engine tok/s", "engine/raw", "raw s (decode)", "engine s (decode, sample)");
         foreach (var r in rows)
-            table.AddRow(r.Batch.ToString(), r.GeneratedTokens.ToString(), CliConsole.F(r.RawTokensPerSecond, "F1"), CliConsole.F(r.EngineTokensPerSecond, "F1"),
+            table.AddRow(r.Batch.ToString(CultureInfo.InvariantCulture), r.GeneratedTokens.ToString(CultureInfo.InvariantCulture), CliConsole.F(r.RawTokensPerSecond, "F1"), CliConsole.F(r.EngineTokensPerSecond, "F1"),
                 CliConsole.F(r.Ratio, "F3"), $"{CliConsole.F(r.GeneratedTokens / r.RawTokensPerSecond, "F2")} ({CliConsole.F(r.RawDecodeSeconds, "F2")})",
                 $"{CliConsole.F(r.GeneratedTokens / r.EngineTokensPerSecond, "F2")} ({CliConsole.F(r.EngineDecodeSeconds, "F2")}, {CliConsole.F(r.EngineSampleSeconds, "F2")})");
         console.Write(table);
@@ -171,7 +172,7 @@ public static class BenchCommand
                     engine_sample_seconds = r.EngineSampleSeconds,
                 }),
             };
-            BuPO.Hybrid.AtomicFile.WriteAllText(json.FullName, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+            BuPO.Hybrid.AtomicFile.WriteAllText(json.FullName, JsonSerializer.Serialize(doc, JsonFormat.Indented));
             console.WriteLine($"wrote {json.FullName}");
         }
         return 0;

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.CommandLine;
 using System.Text.Json;
 using BuPO.Hybrid.Data;
@@ -144,9 +145,9 @@ public static class EvalCommand
         var table = new Table().AddColumns(new[] { "dataset", "problems", $"avg@{options.K}" }.Concat(ks.Select(x => $"pass@{x}")).Append("tokens").ToArray());
         foreach (var r in results)
         {
-            var cells = new List<string> { r.Dataset, r.Score.Problems.ToString(), CliConsole.F(100 * r.Score.AvgAtK, "F2") };
+            var cells = new List<string> { r.Dataset, r.Score.Problems.ToString(CultureInfo.InvariantCulture), CliConsole.F(100 * r.Score.AvgAtK, "F2") };
             cells.AddRange(ks.Select(x => r.Score.PassAtKByK.TryGetValue(x, out var v) ? CliConsole.F(100 * v, "F2") : ""));
-            cells.Add(r.Stats.GeneratedTokens.ToString());
+            cells.Add(r.Stats.GeneratedTokens.ToString(CultureInfo.InvariantCulture));
             table.AddRow(cells.ToArray());
         }
         if (results.Count > 1)
@@ -173,7 +174,7 @@ public static class EvalCommand
                     total_samples = r.Score.TotalSamples,
                     total_correct = r.Score.TotalCorrect,
                     avg_at_k = r.Score.AvgAtK,
-                    pass_at_k = r.Score.PassAtKByK.ToDictionary(kv => kv.Key.ToString(), kv => kv.Value),
+                    pass_at_k = r.Score.PassAtKByK.ToDictionary(kv => kv.Key.ToString(CultureInfo.InvariantCulture), kv => kv.Value),
                     generated_tokens = r.Stats.GeneratedTokens,
                     seconds = r.Stats.Seconds,
                     tokens_per_second = r.Stats.TokensPerSecond,
@@ -190,7 +191,7 @@ public static class EvalCommand
                     }),
                 }),
             };
-            BuPO.Hybrid.AtomicFile.WriteAllText(json.FullName, JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+            BuPO.Hybrid.AtomicFile.WriteAllText(json.FullName, JsonSerializer.Serialize(doc, JsonFormat.Indented));
             console.WriteLine($"wrote {json.FullName}");
         }
         return 0;

@@ -77,7 +77,7 @@ public static class GenerateCommand
                     stop = r.Finish == FinishReason.EndOfSequence ? "eog" : "max_tokens",
                 }),
             };
-            stdout.WriteLine(JsonSerializer.Serialize(doc, new JsonSerializerOptions { WriteIndented = true }));
+            stdout.WriteLine(JsonSerializer.Serialize(doc, JsonFormat.Indented));
         }
         else
         {

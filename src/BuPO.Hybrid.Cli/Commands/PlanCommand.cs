@@ -54,7 +54,7 @@ public static class PlanCommand
             o.Validate(needDataset: false);
             var plan = MemoryPlan.Compute(shape, o);
             var stdout = parse.InvocationConfiguration.Output;
-            if (parse.GetValue(json)) stdout.WriteLine(ToJson(plan).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            if (parse.GetValue(json)) stdout.WriteLine(ToJson(plan).ToJsonString(JsonFormat.Indented));
             else Render(plan, stdout);
             return 0;
         });

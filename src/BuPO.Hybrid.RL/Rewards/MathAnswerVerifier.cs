@@ -187,7 +187,7 @@ public sealed partial class MathAnswerVerifier
         var s = answer.Replace('\n', ' ').Replace('\r', ' ').Replace('\t', ' ').Trim();
         if (keepSpacedLists) s = CommaThinSpaceRegex().Replace(s, ",");
         s = s.Replace("\\$", "").Replace("$", "");
-        if (s.StartsWith("\\(") && s.EndsWith("\\)") || s.StartsWith("\\[") && s.EndsWith("\\]")) s = s[2..^2];
+        if (s.StartsWith("\\(", StringComparison.Ordinal) && s.EndsWith("\\)", StringComparison.Ordinal) || s.StartsWith("\\[", StringComparison.Ordinal) && s.EndsWith("\\]", StringComparison.Ordinal)) s = s[2..^2];
         s = SpacingRegex().Replace(s, " ");
         s = LeftRightRegex().Replace(s, "");
         s = s.Replace("dfrac", "frac").Replace("tfrac", "frac");
@@ -333,7 +333,7 @@ public sealed partial class MathAnswerVerifier
         if (WordRegex().IsMatch(a) && WordRegex().IsMatch(b)) return string.Equals(a, b, StringComparison.OrdinalIgnoreCase);
 
         // Sets \{...\}: unordered.
-        if (a.StartsWith("\\{") && a.EndsWith("\\}") && b.StartsWith("\\{") && b.EndsWith("\\}"))
+        if (a.StartsWith("\\{", StringComparison.Ordinal) && a.EndsWith("\\}", StringComparison.Ordinal) && b.StartsWith("\\{", StringComparison.Ordinal) && b.EndsWith("\\}", StringComparison.Ordinal))
             return ListsMatch(SplitTopLevel(a[2..^2]), SplitTopLevel(b[2..^2]), ordered: false);
         // Tuples and intervals: same brackets, element-wise in order.
         if (a.Length >= 2 && b.Length >= 2 && a[0] is '(' or '[' && a[^1] is ')' or ']' && EnclosesAll(a) && EnclosesAll(b))

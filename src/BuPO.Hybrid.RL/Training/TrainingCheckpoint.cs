@@ -73,7 +73,7 @@ public sealed class TrainingCheckpoint
                 ["files"] = files,
                 ["saved_at"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
             };
-            File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            File.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(JsonFormat.Indented));
             // Replace an older checkpoint of this step (a step run again after a resume): move it aside, move the new one
             // in, then delete the old. A crash in between leaves a dot-folder that the next start removes.
             string? old = null;
@@ -235,7 +235,7 @@ public sealed class TrainingCheckpoint
             foreach (var (name, p) in model.GgufParameters.Concat(lora?.Parameters ?? []))
             {
                 if (!weights.TryGetValue(name, out var t))
-                    throw new BupoException($"{Directory}: the checkpoint has no weights for '{name}' (a different model{(name.EndsWith(".lora_a") || name.EndsWith(".lora_b") ? " or LoRA setting" : "")}?)");
+                    throw new BupoException($"{Directory}: the checkpoint has no weights for '{name}' (a different model{(name.EndsWith(".lora_a", StringComparison.Ordinal) || name.EndsWith(".lora_b", StringComparison.Ordinal) ? " or LoRA setting" : "")}?)");
                 if (!t.shape.SequenceEqual(p.shape)) throw new BupoException($"{Directory}: '{name}' has shape [{string.Join(", ", t.shape)}], the model's is [{string.Join(", ", p.shape)}]");
                 if (FirstNonFinite([(name, t)]) != null) throw new BupoException($"{Path.Combine(Directory, "model.bin")}: the weights of '{name}' hold non-finite values");
                 p.copy_(t.to(p.dtype));
@@ -259,7 +259,7 @@ public sealed class TrainingCheckpoint
     }
 
     [DllImport("libc", EntryPoint = "link", SetLastError = true)]
-    private static extern int Link(string oldPath, string newPath);
+    private static extern int Link([MarshalAs(UnmanagedType.LPUTF8Str)] string oldPath, [MarshalAs(UnmanagedType.LPUTF8Str)] string newPath);
 
     /// <summary>A hard link (no copy of a multi-GB file) where the file system allows, else a copy.</summary>
     internal static void LinkOrCopy(string source, string dest)

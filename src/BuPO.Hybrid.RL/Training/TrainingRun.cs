@@ -530,7 +530,7 @@ public static class TrainingRun
             });
         }
         root[TrainConfig.ResumesKey] = resumes;
-        AtomicFile.WriteAllText(path, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+        AtomicFile.WriteAllText(path, root.ToJsonString(JsonFormat.IndentedUnescaped));
     }
 
     private static void TryDeleteEmptyFolder(string dir)

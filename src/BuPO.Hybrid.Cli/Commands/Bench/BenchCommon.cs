@@ -107,7 +107,7 @@ public static class BenchCommon
 
     public static void WriteJson(FileInfo file, JsonObject doc, IAnsiConsole console)
     {
-        var text = doc.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        var text = doc.ToJsonString(JsonFormat.IndentedUnescaped);
         try { AtomicFile.WriteAllText(file.FullName, text + "\n"); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Numerics;
 using System.Text;
 
@@ -303,5 +304,5 @@ internal readonly record struct Rational(BigInteger Num, BigInteger Den)
         return Num.Sign * Math.Exp(BigInteger.Log(BigInteger.Abs(Num)) - BigInteger.Log(Den));
     }
 
-    public override string ToString() => Den.IsOne ? Num.ToString() : $"{Num}/{Den}";
+    public override string ToString() => Den.IsOne ? Num.ToString(CultureInfo.InvariantCulture) : string.Create(CultureInfo.InvariantCulture, $"{Num}/{Den}");
 }
