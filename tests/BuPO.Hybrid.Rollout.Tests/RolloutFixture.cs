@@ -15,6 +15,7 @@ public sealed class RolloutFixture : IDisposable
 {
     private readonly object _gate = new();
     private string? _tinyLlama;
+    private string? _storiesShaped;
     private string? _qwenTiny;
 
     public RolloutFixture()
@@ -31,6 +32,15 @@ public sealed class RolloutFixture : IDisposable
 
     /// <summary>stories260K (skipped when ../shared is absent).</summary>
     public string Stories => SharedAssets.RequireFile(SharedAssets.StoriesModel);
+
+    /// <summary>
+    /// A random model of stories260K's shape with the generated 512-token SentencePiece vocabulary
+    /// (<see cref="RandomTestModels.StoriesShape"/>): always available, for what any model shows.
+    /// </summary>
+    public string StoriesShaped
+    {
+        get { lock (_gate) return _storiesShaped ??= RandomTestModels.StoriesShaped(Dir); }
+    }
 
     /// <summary>A random llama-tiny with the generated 512-token vocabulary: always available.</summary>
     public string TinyLlama
