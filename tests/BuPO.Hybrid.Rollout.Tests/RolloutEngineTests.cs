@@ -225,9 +225,16 @@ public class RolloutEngineTests(RolloutFixture fx)
         var prompts = Encode(e, StoryPrompts);
         var s = new RolloutSampling { MaxTokens = 60, IgnoreEndOfSequence = false };
         var free = e.Generate(new RolloutRequest(prompts, 2, s, Seed: 21));
-        // a stop string taken from the middle of one rollout's text
-        var source = free.First(r => r.Text.Length > 40);
-        var stop = source.Text.Substring(20, 6);
+        // a stop string taken from the middle of one rollout's text: six printable ASCII characters (a random model
+        // also samples lone byte tokens, whose invalid UTF-8 decodes to U+FFFD, which the raw pieces do not hold)
+        static int PlainAt(string text)
+        {
+            for (int i = 20; i + 6 <= text.Length; i++)
+                if (!text.AsSpan(i, 6).ContainsAnyExceptInRange(' ', '~')) return i;
+            return -1;
+        }
+        var source = free.First(r => PlainAt(r.Text) >= 0);
+        var stop = source.Text.Substring(PlainAt(source.Text), 6);
         var stopped = e.Generate(new RolloutRequest(prompts, 2, s with { StopStrings = [stop] }, Seed: 21));
         AssertWellFormed(stopped, 3, 2, s with { StopStrings = [stop] }, e.Model.Vocab);
         for (int i = 0; i < free.Count; i++)
@@ -421,10 +428,14 @@ public class RolloutEngineTests(RolloutFixture fx)
         return path;
     }
 
-    [Fact]
-    public void LargeVocabularyRandomModel()
+    /// <summary>151,936 tokens: the real Qwen2 vocabulary (skipped without ../shared) or a generated SentencePiece one.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void LargeVocabularyRandomModel(bool qwen2Vocab)
     {
-        using var e = Engine(fx.QwenTiny, parallel: 6, f32: true);
+        using var e = Engine(qwen2Vocab ? fx.QwenTiny : fx.LargeVocabQwenTiny, parallel: 6, f32: true);
+        Assert.Equal(151_936, e.Model.VocabSize);
         var prompts = new[] { e.Tokenizer.Encode("What is 1+1?", false), e.Tokenizer.Encode("Hello", false) };
         var s = new RolloutSampling { MaxTokens = 12 };
         var rollouts = e.Generate(new RolloutRequest(prompts, 4, s, Seed: 1));

@@ -16,6 +16,7 @@ public sealed class RolloutFixture : IDisposable
     private readonly object _gate = new();
     private string? _tinyLlama;
     private string? _storiesShaped;
+    private string? _largeVocabQwenTiny;
     private string? _qwenTiny;
 
     public RolloutFixture()
@@ -49,6 +50,16 @@ public sealed class RolloutFixture : IDisposable
         {
             lock (_gate)
                 return _tinyLlama ??= BenchModels.RandomModel("llama-tiny", Dir, BenchModels.WriteTinyVocab(Path.Combine(Dir, "tiny-vocab.gguf")));
+        }
+    }
+
+    /// <summary>A random qwen3-tiny with a generated SentencePiece vocabulary as large as Qwen2's (151,936 tokens): always available.</summary>
+    public string LargeVocabQwenTiny
+    {
+        get
+        {
+            lock (_gate)
+                return _largeVocabQwenTiny ??= RandomTestModels.Write(Dir, RandomModelSpec.Named("qwen3-tiny"), vocabGguf: RandomTestModels.LargeSpmVocab(Dir));
         }
     }
 
