@@ -20,12 +20,12 @@ public class GgufFuzzTests(ITestOutputHelper output)
     private const int HeaderAllocationFactor = 12;
     private const int Iterations = 10_000;
 
-    /// <summary>The fuzz seed: stories260K's metadata (tokenizer arrays included), every value type, nested arrays,
-    /// and small tensors of several types; about 20 KB.</summary>
+    /// <summary>The fuzz seed: a random model's metadata (stories260K's shape and 512-token tokenizer arrays included),
+    /// every value type, nested arrays, and small tensors of several types; about 20 KB.</summary>
     private static byte[] SeedFile(TempDir tmp)
     {
         var w = new GgufWriter();
-        using (var f = GgufFile.Open(SharedAssets.RequireFile(SharedAssets.StoriesModel)))
+        using (var f = GgufFile.Open(RandomTestModels.StoriesShaped(tmp.File("model"))))
             foreach (var kv in f.Metadata) w.Set(kv.Key, kv.Value);
         w.Set("test.u8", GgufValue.Of((byte)1)).Set("test.i16", GgufValue.Of((short)-2)).Set("test.u64", GgufValue.Of(3UL))
          .Set("test.f64", GgufValue.Of(0.5)).Set("test.bool", GgufValue.Of(true)).Set("test.bools", GgufValue.OfArray(new[] { true, false }))
@@ -223,10 +223,15 @@ public class GgufFuzzTests(ITestOutputHelper output)
         }, TestContext.Current.CancellationToken);
     }
 
-    [Fact]
-    public void HeaderOnlyVocabAllocatesAFewTimesItsSize()
+    /// <summary>The real Qwen2 vocabulary (tokens and merges; skipped without ../shared) and a generated SentencePiece
+    /// vocabulary of as many tokens.</summary>
+    [Theory]
+    [InlineData("qwen2-vocab")]
+    [InlineData("generated-151936")]
+    public void HeaderOnlyVocabAllocatesAFewTimesItsSize(string which)
     {
-        var path = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);
+        using var tmp = new TempDir();
+        var path = which == "qwen2-vocab" ? SharedAssets.RequireFile(SharedAssets.Qwen2Vocab) : RandomTestModels.LargeSpmVocab(tmp.Path);
         using (GgufFile.Open(path)) { } // warm up
         var before = GC.GetAllocatedBytesForCurrentThread();
         using var f = GgufFile.Open(path);

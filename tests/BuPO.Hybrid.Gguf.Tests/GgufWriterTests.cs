@@ -13,13 +13,21 @@ public class GgufWriterTests
         Assert.True(i == a.Length, $"first difference at byte {i}");
     }
 
+    /// <summary>Files written by llama.cpp's converters (stories260K, the Qwen2 vocabulary; skipped without ../shared)
+    /// and a random model of stories260K's shape written by <see cref="RandomGgufModel"/>.</summary>
     [Theory]
     [InlineData("stories")]
     [InlineData("qwen2-vocab")]
+    [InlineData("random-stories-shape")]
     public void ReadWriteReadIsByteIdentical(string which)
     {
-        var src = SharedAssets.RequireFile(which == "stories" ? SharedAssets.StoriesModel : SharedAssets.Qwen2Vocab);
         using var tmp = new TempDir();
+        var src = which switch
+        {
+            "stories" => SharedAssets.RequireFile(SharedAssets.StoriesModel),
+            "qwen2-vocab" => SharedAssets.RequireFile(SharedAssets.Qwen2Vocab),
+            _ => RandomTestModels.StoriesShaped(tmp.File("model")),
+        };
         var dst = tmp.File("copy.gguf");
         using (var f = GgufFile.Open(src))
         {
@@ -228,8 +236,8 @@ public class GgufWriterTests
     [Fact]
     public void CopyWithChangesKeepsTheRestAndAppliesEdits()
     {
-        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
         using var tmp = new TempDir();
+        var src = RandomTestModels.StoriesShaped(tmp.File("model"));
         var dst = tmp.File("edited.gguf");
         using var f = GgufFile.Open(src);
         var newEmbd = Enumerable.Range(0, 64 * 512).Select(i => (float)Math.Sin(i)).ToArray();
@@ -237,7 +245,7 @@ public class GgufWriterTests
         {
             w.SetString("general.name", "edited");                 // override in place
             w.SetUInt32("bupo.step", 42);                           // add
-            Assert.True(w.Remove("tokenizer.ggml.seperator_token_id")); // remove
+            Assert.True(w.Remove("tokenizer.ggml.unknown_token_id")); // remove
             w.ReplaceTensor("token_embd.weight", GgmlType.F16, GgufTensorData.FromFloats(newEmbd));
             w.ConvertTensor("blk.0.attn_q.weight", GgmlType.Q8_0);
             w.ConvertTensor("blk.0.ffn_down.weight", GgmlType.BF16);
@@ -247,7 +255,7 @@ public class GgufWriterTests
         Assert.Equal("edited", g.GetString("general.name"));
         Assert.Equal(f.Metadata.ToList().FindIndex(kv => kv.Key == "general.name"), g.Metadata.ToList().FindIndex(kv => kv.Key == "general.name"));
         Assert.Equal(42, g.GetInt("bupo.step"));
-        Assert.False(g.Has("tokenizer.ggml.seperator_token_id"));
+        Assert.False(g.Has("tokenizer.ggml.unknown_token_id"));
         Assert.Equal(f.Tensors.Select(t => t.Name), g.Tensors.Select(t => t.Name));
 
         var embd = g.GetTensor("token_embd.weight");

@@ -48,7 +48,8 @@ public class RandomGgufModelTests
     [InlineData("llama-tiny", "llama", 3, 16, false)]
     public void TinyModelsHaveLlamaCppTensorsAndMetadata(string shape, string arch, int layers, int headDim, bool tied)
     {
-        var vocabPath = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        using var vocabDir = new TempDir();
+        var vocabPath = RandomTestModels.SpmVocab(vocabDir.Path); // 512 SentencePiece tokens, as stories260K has
         using var tmp = new TempDir();
         var path = tmp.File($"{shape}.gguf");
         var spec = RandomModelSpec.Named(shape) with { TensorType = GgmlType.F16, Seed = 7 };
@@ -93,7 +94,8 @@ public class RandomGgufModelTests
     [Fact]
     public void WeightsHaveTheRequestedScaleAndAreDeterministic()
     {
-        var vocabPath = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        using var vocabDir = new TempDir();
+        var vocabPath = RandomTestModels.SpmVocab(vocabDir.Path); // 512 SentencePiece tokens, as stories260K has
         using var tmp = new TempDir();
         var spec = RandomModelSpec.Named("qwen3-tiny") with { Seed = 3, WeightStd = 0.05f, NormNoise = 0.1f };
         RandomGgufModel.Write(tmp.File("a.gguf"), spec, vocabPath);
@@ -166,7 +168,8 @@ public class RandomGgufModelTests
     public void BadSpecsAreUserErrors()
     {
         Assert.Throws<BupoException>(() => RandomModelSpec.Named("gpt5-huge"));
-        var vocabPath = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        using var vocabDir = new TempDir();
+        var vocabPath = RandomTestModels.SpmVocab(vocabDir.Path); // 512 SentencePiece tokens, as stories260K has
         using var tmp = new TempDir();
         var good = RandomModelSpec.Named("qwen2-tiny");
         Assert.Throws<BupoException>(() => RandomGgufModel.Write(tmp.File("x.gguf"), good with { Architecture = "mamba" }, vocabPath));

@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Tests.Support;
 
 namespace BuPO.Hybrid.Llama.Tests;
@@ -8,17 +9,23 @@ public class ContextTests(LlamaFixture fx)
     [Fact]
     public void ModelMetadata()
     {
-        var m = fx.Stories;
+        var m = fx.StoriesShaped;
+        var spec = RandomTestModels.StoriesShape;
         Assert.Equal("llama", m.Architecture);
-        Assert.Equal(5, m.LayerCount);
-        Assert.Equal(64, m.EmbeddingSize);
-        Assert.Equal(512, m.VocabSize);
-        Assert.Equal("5", m.GetMetadata("llama.block_count"));
+        Assert.Equal(spec.Layers, m.LayerCount);
+        Assert.Equal(spec.Embedding, m.EmbeddingSize);
+        Assert.Equal(spec.Heads, m.HeadCount);
+        Assert.Equal(spec.KvHeads, m.HeadCountKv);
+        Assert.Equal(RandomTestModels.VocabSize, m.VocabSize);
+        Assert.Equal(spec.ContextLength, m.TrainContextSize);
+        Assert.Equal(spec.Layers.ToString(), m.GetMetadata("llama.block_count"));
         Assert.Null(m.GetMetadata("no.such.key"));
         Assert.Contains("general.architecture", m.Metadata.Keys);
         Assert.Equal("llama", m.Metadata["general.architecture"]);
-        Assert.True(m.ParameterCount > 200_000);
-        Assert.Null(m.ChatTemplate); // stories260K has none
+        long elements;
+        using (var g = GgufFile.Open(fx.StoriesShapedPath)) elements = g.Tensors.Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
+        Assert.Equal(elements, (long)m.ParameterCount);
+        Assert.Null(m.ChatTemplate); // the generated vocabulary has none
         Assert.Throws<BupoException>(() => m.ApplyChatTemplate([new LlamaChatMessage("user", "hi")], true));
         // A built-in template by name (ChatML).
         var text = m.ApplyChatTemplate([new LlamaChatMessage("system", "Be brief."), new LlamaChatMessage("user", "hi")], true, "chatml");
@@ -38,7 +45,9 @@ public class ContextTests(LlamaFixture fx)
             e = Assert.Throws<BupoException>(() => LlamaModel.Load(text));
             Assert.Contains("not a GGUF file", e.Message);
             // A truncated GGUF never reaches llama.cpp: our reader names the file and the field that runs past its end.
-            File.WriteAllBytes(text, File.ReadAllBytes(SharedAssets.RequireFile(SharedAssets.StoriesModel)).AsSpan(0, 2000).ToArray());
+            var whole = File.ReadAllBytes(fx.StoriesShapedPath);
+            int cut = whole.AsSpan().IndexOf("tokenizer.ggml.tokens"u8) + 2000; // inside the 512-token array (about 6 KB)
+            File.WriteAllBytes(text, whole.AsSpan(0, cut).ToArray());
             e = Assert.ThrowsAny<BupoException>(() => LlamaModel.Load(text));
             Assert.Contains(text, e.Message);
             Assert.Contains("tokenizer.ggml.tokens", e.Message);
@@ -49,7 +58,7 @@ public class ContextTests(LlamaFixture fx)
     [Fact]
     public void SequenceCopySharesThePrefix()
     {
-        var model = fx.Stories;
+        var model = fx.StoriesShaped;
         using var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 512, MaxSequences = 3 });
         var prompt = model.Vocab.Encode("Once upon a time, there was");
         using var batch = new LlamaBatch(64, 3);
@@ -88,7 +97,7 @@ public class ContextTests(LlamaFixture fx)
     [Fact]
     public void DecodeErrorsAreExceptionsWithTheCode()
     {
-        var model = fx.Stories;
+        var model = fx.StoriesShaped;
         using var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 256, BatchSize = 256 });
         Assert.Equal(256, ctx.ContextSize);
         using var batch = new LlamaBatch(256);
@@ -117,13 +126,13 @@ public class ContextTests(LlamaFixture fx)
     [Fact]
     public void ContextKeepsTheModelAlive()
     {
-        using var model = LlamaModel.Load(SharedAssets.RequireFile(SharedAssets.StoriesModel));
+        using var model = LlamaModel.Load(fx.StoriesShapedPath);
         var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 256 });
         model.Dispose(); // freed only after the context
         using var batch = new LlamaBatch(8);
         batch.Add(1, 0, 0, true);
         ctx.Decode(batch);
-        Assert.Equal(512, ctx.GetLogits(0).Length);
+        Assert.Equal(RandomTestModels.VocabSize, ctx.GetLogits(0).Length);
         ctx.Dispose();
         Assert.Throws<ObjectDisposedException>(() => ctx.Decode(batch));
     }
@@ -135,8 +144,8 @@ public class ContextTests(LlamaFixture fx)
         var dir = Directory.CreateTempSubdirectory("bupo-rewrite-").FullName;
         try
         {
-            var copy = Path.Combine(dir, "stories.gguf");
-            File.Copy(SharedAssets.RequireFile(SharedAssets.StoriesModel), copy);
+            var copy = Path.Combine(dir, "model.gguf");
+            File.Copy(fx.StoriesShapedPath, copy);
             using var model = LlamaModel.Load(copy);
             using var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 64 });
             using (var f = new FileStream(copy, FileMode.Open)) f.SetLength(0);

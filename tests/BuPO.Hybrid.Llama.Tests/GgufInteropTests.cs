@@ -19,10 +19,12 @@ public class GgufInteropTests(LlamaFixture fx)
     public void RandomModelsLoadAndDecodeInLlamaCpp(string shape, GgmlType type, bool qwenVocab)
     {
         _ = fx;
-        var vocabPath = SharedAssets.RequireFile(qwenVocab ? SharedAssets.Qwen2Vocab : SharedAssets.StoriesModel);
+        // The generated SentencePiece vocabulary, or the real Qwen2 one (151k tokens; skipped without ../shared).
+        var qwen2 = qwenVocab ? SharedAssets.RequireFile(SharedAssets.Qwen2Vocab) : null;
         var dir = TempDir();
         try
         {
+            var vocabPath = qwen2 ?? RandomTestModels.SpmVocab(dir);
             var path = Path.Combine(dir, "m.gguf");
             var spec = RandomModelSpec.Named(shape) with { TensorType = type, Seed = 11 };
             RandomGgufModel.Write(path, spec, vocabPath);
@@ -62,14 +64,13 @@ public class GgufInteropTests(LlamaFixture fx)
     public void OurQ8_0F16AndCopiesMatchLlamaModelQuantize()
     {
         _ = fx;
-        var stories = SharedAssets.RequireFile(SharedAssets.StoriesModel);
         var dir = TempDir();
         try
         {
-            // llama.cpp 815a2a59 refuses Q8_0 for stories260K (its 172-wide ffn_down rows): compare Q8_0 on a random
-            // llama model whose rows all divide into 32-element blocks, F16 and BF16 on stories260K.
-            var tiny = Path.Combine(dir, "llama-tiny-f32.gguf");
-            RandomGgufModel.Write(tiny, RandomModelSpec.Named("llama-tiny") with { TensorType = GgmlType.F32, Seed = 5 }, stories);
+            // llama.cpp 815a2a59 refuses Q8_0 for stories260K's shape (its 172-wide ffn_down rows): compare Q8_0 on a random
+            // llama model whose rows all divide into 32-element blocks, F16 and BF16 on a random model of stories260K's shape.
+            var tiny = RandomTestModels.Write(dir, RandomModelSpec.Named("llama-tiny"), seed: 5);
+            var stories = RandomTestModels.StoriesShaped(dir, seed: 5);
             var compared = new Dictionary<GgmlType, int>();
             foreach (var (src, target) in new[] { (tiny, "Q8_0"), (stories, "F16"), (stories, "BF16") })
             {

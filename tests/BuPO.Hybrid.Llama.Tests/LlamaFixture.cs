@@ -2,22 +2,40 @@ using BuPO.Hybrid.Tests.Support;
 
 namespace BuPO.Hybrid.Llama.Tests;
 
-/// <summary>Every test that calls into llama.cpp runs in this collection (one at a time, one loaded stories260K).</summary>
+/// <summary>Every test that calls into llama.cpp runs in this collection (one at a time, one loaded model of each kind).</summary>
 [CollectionDefinition(Name)]
 public sealed class LlamaCollection : ICollectionFixture<LlamaFixture>
 {
     public const string Name = "llama.cpp";
 }
 
-/// <summary>Initializes llama.cpp once and loads stories260K lazily (null model when the shared asset is absent).</summary>
+/// <summary>
+/// Initializes llama.cpp once; loads stories260K lazily (the test skips when the shared asset is absent) and a random
+/// model of its shape (<see cref="RandomTestModels.StoriesShape"/>, always available) for tests of properties any model has.
+/// </summary>
 public sealed class LlamaFixture : IDisposable
 {
     private LlamaModel? _stories;
+    private LlamaModel? _storiesShaped;
     private readonly object _gate = new();
 
     public LlamaFixture()
     {
         LlamaBackend.Initialize(log: (level, line) => Log.Add($"{level}: {line}"), minLevel: LlamaLogLevel.Warning);
+        Dir = Directory.CreateTempSubdirectory("bupo-llama-tests-").FullName;
+        StoriesShapedPath = RandomTestModels.StoriesShaped(Dir);
+    }
+
+    /// <summary>Scratch folder holding the random model, deleted at the end.</summary>
+    public string Dir { get; }
+
+    /// <summary>The file of <see cref="StoriesShaped"/>: random weights of stories260K's shape, the generated 512-token SentencePiece vocabulary.</summary>
+    public string StoriesShapedPath { get; }
+
+    /// <summary>The random model of stories260K's shape, loaded once.</summary>
+    public LlamaModel StoriesShaped
+    {
+        get { lock (_gate) return _storiesShaped ??= LlamaModel.Load(StoriesShapedPath); }
     }
 
     /// <summary>Warnings and errors llama.cpp logged.</summary>
@@ -60,5 +78,10 @@ public sealed class LlamaFixture : IDisposable
         return (tokens, logProbs);
     }
 
-    public void Dispose() => _stories?.Dispose();
+    public void Dispose()
+    {
+        _stories?.Dispose();
+        _storiesShaped?.Dispose();
+        try { Directory.Delete(Dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
 }

@@ -19,7 +19,7 @@ public class ProbeTests(LlamaFixture fx)
     [InlineData(4)]   // the batch is split into micro-batches: rows are appended in order
     public void CapturesResidualStreamAndReproducesLogits(int ubatch)
     {
-        var model = fx.Stories;
+        var model = fx.StoriesShaped;
         int L = model.LayerCount, d = model.EmbeddingSize, V = model.VocabSize;
         var names = Enumerable.Range(0, L).Select(i => $"l_out-{i}")
             .Concat(["result_norm", "embd", "attn_norm-0", "attn_out-0", "ffn_inp-0", "ffn_norm-0", "ffn_out-0", "no_such_tensor"]).ToArray();
@@ -44,9 +44,9 @@ public class ProbeTests(LlamaFixture fx)
         Assert.False(probe.TryGet("no_such_tensor", out _));
         Assert.Throws<KeyNotFoundException>(() => probe.Get("l_out-999"));
 
-        using var gguf = GgufFile.Open(SharedAssets.RequireFile(SharedAssets.StoriesModel));
+        using var gguf = GgufFile.Open(fx.StoriesShapedPath);
         var tokEmbd = gguf.ReadTensorFloat("token_embd.weight");                // [V rows x d]
-        var unembed = gguf.FindTensor("output.weight") is { } o ? gguf.ReadTensorFloat(o) : tokEmbd; // stories260K: tied
+        var unembed = gguf.FindTensor("output.weight") is { } o ? gguf.ReadTensorFloat(o) : tokEmbd; // tied or not
         var outNorm = gguf.ReadTensorFloat("output_norm.weight");
         var eps = (float)gguf.RequireFloat("llama.attention.layer_norm_rms_epsilon");
 
@@ -114,7 +114,7 @@ public class ProbeTests(LlamaFixture fx)
     [Fact]
     public void LastBlockKeepsOnlyRequestedRows()
     {
-        var model = fx.Stories;
+        var model = fx.StoriesShaped;
         var probe = new TensorProbe($"l_out-{model.LayerCount - 2}", $"l_out-{model.LayerCount - 1}", "result_norm");
         using var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 256, Probe = probe });
         var tokens = model.Vocab.Encode("Once upon a time there was");
@@ -129,7 +129,7 @@ public class ProbeTests(LlamaFixture fx)
     [Fact]
     public void EmptyProbeInstallsNoCallback()
     {
-        using var ctx = LlamaContext.Create(fx.Stories, new LlamaContextOptions { Threads = 1, ContextSize = 256, Probe = new TensorProbe() });
+        using var ctx = LlamaContext.Create(fx.StoriesShaped, new LlamaContextOptions { Threads = 1, ContextSize = 256, Probe = new TensorProbe() });
         Assert.Null(ctx.Probe);
     }
 }

@@ -7,7 +7,7 @@ public class SamplingTests(LlamaFixture fx)
     /// <summary>A context holding the logits of the prompt's last token at batch entry <c>Index</c>.</summary>
     private (LlamaContext Context, int Index) Decoded(string prompt)
     {
-        var model = fx.Stories;
+        var model = fx.StoriesShaped;
         var ctx = LlamaContext.Create(model, new LlamaContextOptions { Threads = 1, ContextSize = 256 });
         var tokens = model.Vocab.Encode(prompt);
         using var batch = new LlamaBatch(64);
@@ -52,7 +52,7 @@ public class SamplingTests(LlamaFixture fx)
             var drawsB = Enumerable.Range(0, 40).Select(_ => b.Sample(ctx, index)).ToArray();
             Assert.Equal(drawsA, drawsB);
             Assert.True(drawsA.Distinct().Count() > 1, "40 draws at T=1.5 should not all give the same token");
-            Assert.All(drawsA, t => Assert.InRange(t, 0, fx.Stories.VocabSize - 1));
+            Assert.All(drawsA, t => Assert.InRange(t, 0, fx.StoriesShaped.VocabSize - 1));
         }
     }
 

@@ -67,7 +67,7 @@ public class RolloutEngineTests(RolloutFixture fx)
     [Fact]
     public void SameSeedSameRolloutsWithRefill()
     {
-        using var e = Engine(fx.Stories, parallel: 4);
+        using var e = Engine(fx.StoriesShaped, parallel: 4);
         var prompts = Encode(e, StoryPrompts);
         var s = new RolloutSampling { MaxTokens = 40 };
         var req = new RolloutRequest(prompts, 3, s, Seed: 1234);   // 9 rollouts through 4 slots
@@ -80,7 +80,7 @@ public class RolloutEngineTests(RolloutFixture fx)
 
         var b = e.Generate(req);
         AssertSame(a, b);
-        using var e2 = Engine(fx.Stories, parallel: 4);
+        using var e2 = Engine(fx.StoriesShaped, parallel: 4);
         AssertSame(a, e2.Generate(req));
 
         var c = e.Generate(req with { Seed = 1235 });
@@ -94,7 +94,7 @@ public class RolloutEngineTests(RolloutFixture fx)
     [InlineData(true)]
     public void FannedOutSamplesMatchIndependentGeneration(bool unified)
     {
-        using var e = Engine(fx.Stories, parallel: 5, unified: unified, f32: true);
+        using var e = Engine(fx.StoriesShaped, parallel: 5, unified: unified, f32: true);
         var prompts = Encode(e, StoryPrompts);
         var s = new RolloutSampling { MaxTokens = 30 };
         var rollouts = e.Generate(new RolloutRequest(prompts, 4, s, Seed: 99));   // 12 rollouts, 5 slots
@@ -122,7 +122,7 @@ public class RolloutEngineTests(RolloutFixture fx)
     public void MoreSamplesThanSlots(bool unified)
     {
         // G = 5 > Parallel = 2: the prompt's KV cells stay with whichever slot of the group is alive until every sample started
-        using var e = Engine(fx.Stories, parallel: 2, unified: unified, f32: true);
+        using var e = Engine(fx.StoriesShaped, parallel: 2, unified: unified, f32: true);
         var prompts = Encode(e, StoryPrompts[0], StoryPrompts[2]);
         var s = new RolloutSampling { MaxTokens = 20 };
         var rollouts = e.Generate(new RolloutRequest(prompts, 5, s, Seed: 42));
@@ -139,7 +139,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         IReadOnlyList<RolloutResult>? first = null;
         foreach (var parallel in new[] { 1, 3, 8 })
         {
-            using var e = Engine(fx.Stories, parallel, f32: true);
+            using var e = Engine(fx.StoriesShaped, parallel, f32: true);
             var r = e.Generate(new RolloutRequest(Encode(e, StoryPrompts), 2, s, Seed: 5));
             if (first == null) { first = r; continue; }
             for (int i = 0; i < r.Count; i++)
@@ -153,7 +153,7 @@ public class RolloutEngineTests(RolloutFixture fx)
     [Fact]
     public void RawLogProbsEqualLogSoftmaxOfFullLogits()
     {
-        using var e = Engine(fx.Stories, parallel: 4, f32: true);
+        using var e = Engine(fx.StoriesShaped, parallel: 4, f32: true);
         var prompts = Encode(e, StoryPrompts);
         foreach (var temperature in new[] { 1.0, 0.7 })
         {
@@ -175,7 +175,7 @@ public class RolloutEngineTests(RolloutFixture fx)
     [Fact]
     public void TruncatedSamplingStaysInsideTheKeptSet()
     {
-        using var e = Engine(fx.Stories, parallel: 4, f32: true);
+        using var e = Engine(fx.StoriesShaped, parallel: 4, f32: true);
         var prompts = Encode(e, StoryPrompts);
         var s = new RolloutSampling { MaxTokens = 16, TopK = 3, Temperature = 0.8 };
         foreach (var r in e.Generate(new RolloutRequest(prompts, 2, s, Seed: 3)))
@@ -221,13 +221,20 @@ public class RolloutEngineTests(RolloutFixture fx)
     [Fact]
     public void StopStringEndsTheRolloutWhereItsTextAppears()
     {
-        using var e = Engine(fx.Stories, parallel: 4);
+        using var e = Engine(fx.StoriesShaped, parallel: 4);
         var prompts = Encode(e, StoryPrompts);
         var s = new RolloutSampling { MaxTokens = 60, IgnoreEndOfSequence = false };
         var free = e.Generate(new RolloutRequest(prompts, 2, s, Seed: 21));
-        // a stop string taken from the middle of one rollout's text
-        var source = free.First(r => r.Text.Length > 40);
-        var stop = source.Text.Substring(20, 6);
+        // a stop string taken from the middle of one rollout's text: six printable ASCII characters (a random model
+        // also samples lone byte tokens, whose invalid UTF-8 decodes to U+FFFD, which the raw pieces do not hold)
+        static int PlainAt(string text)
+        {
+            for (int i = 20; i + 6 <= text.Length; i++)
+                if (!text.AsSpan(i, 6).ContainsAnyExceptInRange(' ', '~')) return i;
+            return -1;
+        }
+        var source = free.First(r => PlainAt(r.Text) >= 0);
+        var stop = source.Text.Substring(PlainAt(source.Text), 6);
         var stopped = e.Generate(new RolloutRequest(prompts, 2, s with { StopStrings = [stop] }, Seed: 21));
         AssertWellFormed(stopped, 3, 2, s with { StopStrings = [stop] }, e.Model.Vocab);
         for (int i = 0; i < free.Count; i++)
@@ -255,14 +262,14 @@ public class RolloutEngineTests(RolloutFixture fx)
     [Fact]
     public void PromptsThatDoNotFitNameTheirIndex()
     {
-        using var e = Engine(fx.Stories, parallel: 4, contextSize: 256);
+        using var e = Engine(fx.StoriesShaped, parallel: 4, contextSize: 256);
         var prompts = Encode(e, StoryPrompts).ToList();
         prompts.Insert(1, Enumerable.Repeat(prompts[0][^1], 250).Prepend(1).ToArray());
         var ex = Assert.Throws<BupoException>(() => e.Generate(new RolloutRequest(prompts, 2, new RolloutSampling { MaxTokens = 16 }, 1)));
         Assert.Contains("prompt 1", ex.Message);
         Assert.Contains("context size 256", ex.Message);
 
-        using var derived = Engine(fx.Stories, parallel: 4);
+        using var derived = Engine(fx.StoriesShaped, parallel: 4);
         var tooLong = Enumerable.Repeat(prompts[0][^1], derived.Model.TrainContextSize + 1).ToArray();
         ex = Assert.Throws<BupoException>(() => derived.Generate(new RolloutRequest([prompts[0], prompts[2], tooLong], 1, new RolloutSampling(), 1)));
         Assert.Contains("prompt 2", ex.Message);
@@ -277,20 +284,20 @@ public class RolloutEngineTests(RolloutFixture fx)
         Assert.Contains("top-p", ex.Message);
         // still usable after the errors
         Assert.Equal(2, derived.Generate(new RolloutRequest([prompts[0]], 2, new RolloutSampling { MaxTokens = 4 }, 1)).Count);
-        Assert.Throws<BupoException>(() => new RolloutEngine(fx.Stories, new RolloutEngineOptions { Parallel = 257 }));
+        Assert.Throws<BupoException>(() => new RolloutEngine(fx.StoriesShaped, new RolloutEngineOptions { Parallel = 257 }));
     }
 
     [Fact]
     public void FixedContextUsesTheSlotsThatFit()
     {
         // 3 prompts x 3 samples with room for only 2 sequences of (prompt + 100) cells
-        using var e = Engine(fx.Stories, parallel: 9, contextSize: 256, f32: true);
+        using var e = Engine(fx.StoriesShaped, parallel: 9, contextSize: 256, f32: true);
         var prompts = Encode(e, StoryPrompts);
         var s = new RolloutSampling { MaxTokens = 100, IgnoreEndOfSequence = true };
         var rollouts = e.Generate(new RolloutRequest(prompts, 3, s, Seed: 2));
         AssertWellFormed(rollouts, 3, 3, s, e.Model.Vocab);
         Assert.InRange(e.ContextSize, 256, 512);   // llama.cpp pads each stream to 256 cells
-        using var big = Engine(fx.Stories, parallel: 9, f32: true);
+        using var big = Engine(fx.StoriesShaped, parallel: 9, f32: true);
         var reference = big.Generate(new RolloutRequest(prompts, 3, s, Seed: 2));
         for (int i = 0; i < rollouts.Count; i++) Assert.Equal(reference[i].ResponseTokens, rollouts[i].ResponseTokens);
     }
@@ -298,15 +305,15 @@ public class RolloutEngineTests(RolloutFixture fx)
     [Fact]
     public void ReloadModelSwapsTheWeights()
     {
-        var q8 = Path.Combine(fx.Dir, "stories-q8_0.gguf");
-        if (!File.Exists(q8)) LlamaQuantizer.Quantize(fx.Stories, q8, "q8_0");
-        using var e = Engine(fx.Stories, parallel: 4);
+        var q8 = Path.Combine(fx.Dir, "stories-shape-q8_0.gguf");
+        if (!File.Exists(q8)) LlamaQuantizer.Quantize(fx.StoriesShaped, q8, "q8_0");
+        using var e = Engine(fx.StoriesShaped, parallel: 4);
         var prompts = Encode(e, StoryPrompts);
         var s = new RolloutSampling { MaxTokens = 32, IgnoreEndOfSequence = true };
         var req = new RolloutRequest(prompts, 2, s, Seed: 8);
         var before = e.Generate(req);
 
-        e.ReloadModel(fx.Stories);
+        e.ReloadModel(fx.StoriesShaped);
         AssertSame(before, e.Generate(req));
 
         e.ReloadModel(q8);
@@ -329,11 +336,11 @@ public class RolloutEngineTests(RolloutFixture fx)
     [Fact]
     public void LoraHotSwap()
     {
-        using var e = Engine(fx.Stories, parallel: 4);
+        using var e = Engine(fx.StoriesShaped, parallel: 4);
         var prompts = Encode(e, StoryPrompts);
         var req = new RolloutRequest(prompts, 2, new RolloutSampling { MaxTokens = 24, IgnoreEndOfSequence = true }, Seed: 4);
         var plain = e.Generate(req);
-        var lora = WriteLora(e.Model, Path.Combine(fx.Dir, "stories-lora.gguf"));
+        var lora = WriteLora(e.Model, Path.Combine(fx.Dir, "stories-shape-lora.gguf"));
         e.SetLora(lora, 4f);
         Assert.Equal(Path.GetFullPath(lora), e.LoraPath);
         var adapted = e.Generate(req);
@@ -343,7 +350,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         AssertSame(plain, e.Generate(req));
         // a reload drops the adapter (it belongs to the old model)
         e.SetLora(lora, 4f);
-        e.ReloadModel(fx.Stories);
+        e.ReloadModel(fx.StoriesShaped);
         Assert.Null(e.LoraPath);
         AssertSame(plain, e.Generate(req));
         Assert.Throws<BupoException>(() => e.SetLora(Path.Combine(fx.Dir, "missing-lora.gguf")));
@@ -352,9 +359,9 @@ public class RolloutEngineTests(RolloutFixture fx)
     [Fact]
     public void SleepFreesTheContextAndTheModelAndWakesToTheSameRollouts()
     {
-        using var e = Engine(fx.Stories, parallel: 4);
+        using var e = Engine(fx.StoriesShaped, parallel: 4);
         var req = new RolloutRequest(Encode(e, StoryPrompts), 2, new RolloutSampling { MaxTokens = 24, IgnoreEndOfSequence = true }, Seed: 4);
-        var lora = WriteLora(e.Model, Path.Combine(fx.Dir, "stories-lora-sleep.gguf"));
+        var lora = WriteLora(e.Model, Path.Combine(fx.Dir, "stories-shape-lora-sleep.gguf"));
         e.SetLora(lora, 4f);
         var before = e.Generate(req);
         Assert.True(e.ContextSize > 0);
@@ -367,7 +374,7 @@ public class RolloutEngineTests(RolloutFixture fx)
 
         e.Sleep(unloadModel: true);
         Assert.True(e.IsModelUnloaded);
-        Assert.Equal(Path.GetFullPath(fx.Stories), e.ModelPath);  // known while asleep, and reading it does not wake the engine
+        Assert.Equal(Path.GetFullPath(fx.StoriesShaped), e.ModelPath);  // known while asleep, and reading it does not wake the engine
         Assert.True(e.IsModelUnloaded);
         AssertSame(before, e.Generate(req));                      // the adapter came back with the model
         Assert.False(e.IsModelUnloaded);
@@ -376,7 +383,7 @@ public class RolloutEngineTests(RolloutFixture fx)
 
         // A weight sync while asleep loads the new model only (and drops the old model's adapter).
         e.Sleep(unloadModel: true);
-        e.ReloadModel(fx.Stories);
+        e.ReloadModel(fx.StoriesShaped);
         Assert.False(e.IsModelUnloaded);
         Assert.Null(e.LoraPath);
     }
@@ -405,7 +412,7 @@ public class RolloutEngineTests(RolloutFixture fx)
         return bytes!.Value;
     }
 
-    /// <summary>A LoRA for stories260K's first output projection (random low-rank delta).</summary>
+    /// <summary>A LoRA for the model's first attention output projection (random low-rank delta).</summary>
     private static string WriteLora(LlamaModel model, string path)
     {
         int n = model.EmbeddingSize, r = 2;
@@ -421,10 +428,14 @@ public class RolloutEngineTests(RolloutFixture fx)
         return path;
     }
 
-    [Fact]
-    public void LargeVocabularyRandomModel()
+    /// <summary>151,936 tokens: the real Qwen2 vocabulary (skipped without ../shared) or a generated SentencePiece one.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void LargeVocabularyRandomModel(bool qwen2Vocab)
     {
-        using var e = Engine(fx.QwenTiny, parallel: 6, f32: true);
+        using var e = Engine(qwen2Vocab ? fx.QwenTiny : fx.LargeVocabQwenTiny, parallel: 6, f32: true);
+        Assert.Equal(151_936, e.Model.VocabSize);
         var prompts = new[] { e.Tokenizer.Encode("What is 1+1?", false), e.Tokenizer.Encode("Hello", false) };
         var s = new RolloutSampling { MaxTokens = 12 };
         var rollouts = e.Generate(new RolloutRequest(prompts, 4, s, Seed: 1));

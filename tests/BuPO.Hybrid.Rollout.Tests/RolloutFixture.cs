@@ -15,6 +15,8 @@ public sealed class RolloutFixture : IDisposable
 {
     private readonly object _gate = new();
     private string? _tinyLlama;
+    private string? _storiesShaped;
+    private string? _largeVocabQwenTiny;
     private string? _qwenTiny;
 
     public RolloutFixture()
@@ -32,6 +34,15 @@ public sealed class RolloutFixture : IDisposable
     /// <summary>stories260K (skipped when ../shared is absent).</summary>
     public string Stories => SharedAssets.RequireFile(SharedAssets.StoriesModel);
 
+    /// <summary>
+    /// A random model of stories260K's shape with the generated 512-token SentencePiece vocabulary
+    /// (<see cref="RandomTestModels.StoriesShape"/>): always available, for what any model shows.
+    /// </summary>
+    public string StoriesShaped
+    {
+        get { lock (_gate) return _storiesShaped ??= RandomTestModels.StoriesShaped(Dir); }
+    }
+
     /// <summary>A random llama-tiny with the generated 512-token vocabulary: always available.</summary>
     public string TinyLlama
     {
@@ -39,6 +50,16 @@ public sealed class RolloutFixture : IDisposable
         {
             lock (_gate)
                 return _tinyLlama ??= BenchModels.RandomModel("llama-tiny", Dir, BenchModels.WriteTinyVocab(Path.Combine(Dir, "tiny-vocab.gguf")));
+        }
+    }
+
+    /// <summary>A random qwen3-tiny with a generated SentencePiece vocabulary as large as Qwen2's (151,936 tokens): always available.</summary>
+    public string LargeVocabQwenTiny
+    {
+        get
+        {
+            lock (_gate)
+                return _largeVocabQwenTiny ??= RandomTestModels.Write(Dir, RandomModelSpec.Named("qwen3-tiny"), vocabGguf: RandomTestModels.LargeSpmVocab(Dir));
         }
     }
 
