@@ -95,7 +95,8 @@ public class TrainConfigTests
     [Fact]
     public void ChoicesReadTheirAliasesAndWriteTheCanonicalName()
     {
-        var o = TrainConfig.ApplyJson(new TrainOptions(), """{"dtype": "BFloat16", "loss-agg": "Seq-Mean-Token-Sum-Norm"}""");
+        var o = TrainConfig.ApplyJson(new TrainOptions(), """{"dtype": "BFloat16", "loss-agg": "Seq-Mean-Token-Sum-Norm", "reward": "Command", "lr-schedule": "COSINE"}""");
+        Assert.Equal((RewardKind.Command, LrScheduleShape.Cosine), (o.Reward, o.LrSchedule));
         Assert.Equal(TrainPrecision.BFloat16Mixed, o.Dtype);
         Assert.Equal(LossAggregation.SeqMeanTokenSumNorm, o.LossAgg);
         using var doc = System.Text.Json.JsonDocument.Parse(TrainConfig.ToJson(o));
@@ -224,7 +225,7 @@ public class OptimizerAndScheduleTests
         Assert.Equal(0.25, LrSchedule.At(w, 1));
         Assert.Equal(1.0, LrSchedule.At(w, 4));
         Assert.Equal(1.0, LrSchedule.At(w, 5));
-        var c = o with { LrSchedule = "cosine", MinLrRatio = 0.1 };
+        var c = o with { LrSchedule = LrScheduleShape.Cosine, MinLrRatio = 0.1 };
         Assert.Equal(1.0, LrSchedule.At(c, 1), 12);
         Assert.Equal(0.1 + 0.9 * 0.5, LrSchedule.At(c, 6), 12); // halfway: (6-1)/10
         Assert.Equal(0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * 0.9)), LrSchedule.At(c, 10), 12);

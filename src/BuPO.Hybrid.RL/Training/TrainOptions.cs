@@ -36,7 +36,7 @@ public sealed record TrainOptions
 
     public int MaxPromptTokens { get; init; } = 1024;
 
-    public string Reward { get; init; } = "math";
+    public RewardKind Reward { get; init; } = RewardKind.Math;
 
     public string? RewardCommand { get; init; }
 
@@ -119,7 +119,7 @@ public sealed record TrainOptions
 
     public int WarmupSteps { get; init; }
 
-    public string LrSchedule { get; init; } = "constant";
+    public LrScheduleShape LrSchedule { get; init; } = LrScheduleShape.Constant;
 
     public double MinLrRatio { get; init; }
 
@@ -206,8 +206,7 @@ public sealed record TrainOptions
         if (!PromptTemplate.Equals("auto", StringComparison.OrdinalIgnoreCase) && !PromptTemplates.Names.Contains(PromptTemplate.Trim().ToLowerInvariant().Replace('-', '_')))
             throw new BupoException($"--prompt-template: '{PromptTemplate}' is not auto, {string.Join(", ", PromptTemplates.Names)}");
         Positive(MaxPromptTokens, "max-prompt-tokens");
-        if (Reward.ToLowerInvariant() is not ("math" or "command")) throw new BupoException($"--reward: '{Reward}' is not math or command");
-        if (Reward.Equals("command", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(RewardCommand))
+        if (Reward == RewardKind.Command && string.IsNullOrWhiteSpace(RewardCommand))
             throw new BupoException("--reward command needs --reward-command");
         if (string.IsNullOrWhiteSpace(Output)) throw new BupoException("--output: empty folder name");
         Positive(Steps, "steps");
@@ -243,7 +242,6 @@ public sealed record TrainOptions
         if (!(AdamEps > 0)) throw new BupoException($"--adam-eps must be > 0, got {AdamEps}");
         NonNegative(WeightDecay, "weight-decay");
         if (WarmupSteps < 0) throw new BupoException($"--warmup-steps must be >= 0, got {WarmupSteps}");
-        if (LrSchedule.ToLowerInvariant() is not ("constant" or "cosine")) throw new BupoException($"--lr-schedule: '{LrSchedule}' is not constant or cosine");
         if (!(MinLrRatio >= 0 && MinLrRatio <= 1)) throw new BupoException($"--min-lr-ratio must be in [0, 1], got {MinLrRatio}");
         NonNegative(GradClip, "grad-clip");
         Positive(MiniBatchPrompts, "mini-batch-prompts");
@@ -270,6 +268,15 @@ public sealed record TrainOptions
     {
         if (!(v >= 0) || !double.IsFinite(v)) throw new BupoException($"--{name} must be >= 0, got {v}");
     }
+}
+
+/// <summary>Where a training run's rewards come from (<c>--reward</c>).</summary>
+public enum RewardKind
+{
+    /// <summary>The last <c>\boxed{}</c> answer checked against the reference: 1 or 0 (<c>math</c>).</summary>
+    Math,
+    /// <summary>A shell command scoring JSON lines (<c>command</c>, with --reward-command).</summary>
+    Command,
 }
 
 /// <summary>

@@ -11,9 +11,6 @@ namespace BuPO.Hybrid.RL.Training;
 /// </summary>
 public static class TrainSettings
 {
-    /// <summary>The names of <see cref="TrainOptions.LossAgg"/>'s values, in the enum's order.</summary>
-    private static readonly string[] LossAggregationNames = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"];
-
     /// <summary>All settings, in the order help lists them.</summary>
     public static IReadOnlyList<TrainSetting> All { get; } =
     [
@@ -36,7 +33,7 @@ public static class TrainSettings
             o => o.PromptTemplate, (o, v) => o with { PromptTemplate = v }),
         Int("max-prompt-tokens", "Prompts longer than this many tokens are left-truncated",
             o => o.MaxPromptTokens, (o, v) => o with { MaxPromptTokens = v }),
-        Text("reward", "Reward: math (last \\boxed{} answer vs the reference, 1/0) or command (--reward-command)",
+        RewardChoice("reward", "Reward: math (last \\boxed{} answer vs the reference, 1/0) or command (--reward-command)",
             o => o.Reward, (o, v) => o with { Reward = v }),
         NullableText("reward-command", "Shell command computing rewards (JSON lines on stdin/stdout), for --reward command",
             o => o.RewardCommand, (o, v) => o with { RewardCommand = v }),
@@ -119,7 +116,7 @@ public static class TrainSettings
             o => o.WeightDecay, (o, v) => o with { WeightDecay = v }),
         Int("warmup-steps", "Linear warm-up steps of the learning rate",
             o => o.WarmupSteps, (o, v) => o with { WarmupSteps = v }),
-        Text("lr-schedule", "Learning-rate schedule after warm-up: constant or cosine",
+        LrScheduleChoice("lr-schedule", "Learning-rate schedule after warm-up: constant or cosine",
             o => o.LrSchedule, (o, v) => o with { LrSchedule = v }),
         Double("min-lr-ratio", "Cosine schedule: final learning rate as a fraction of --lr",
             o => o.MinLrRatio, (o, v) => o with { MinLrRatio = v }),
@@ -171,16 +168,6 @@ public static class TrainSettings
     /// <summary>The setting of a name (without dashes), or null.</summary>
     public static TrainSetting? Find(string name) => ByName.GetValueOrDefault(name);
 
-    /// <summary>The canonical name of a loss aggregation (its <c>--loss-agg</c> value).</summary>
-    public static string LossAggregationName(LossAggregation aggregation) => LossAggregationNames[(int)aggregation];
-
-    private static bool TryParseLossAggregation(string text, out LossAggregation value)
-    {
-        var i = Array.IndexOf(LossAggregationNames, text.Trim().ToLowerInvariant());
-        value = i < 0 ? default : (LossAggregation)i;
-        return i >= 0;
-    }
-
     // ------------------------------------------------------------------ one factory per value type
 
     private static TrainSetting<int> Int(string name, string description, Func<TrainOptions, int> get, Func<TrainOptions, int, TrainOptions> set) =>
@@ -215,5 +202,24 @@ public static class TrainSettings
             Enum.GetValues<TrainPrecision>().Select(ModelDevice.PrecisionName).ToArray(), ModelDevice.TryParsePrecision, ModelDevice.PrecisionName));
 
     private static TrainSetting<LossAggregation> LossAggregationChoice(string name, string description, Func<TrainOptions, LossAggregation> get, Func<TrainOptions, LossAggregation, TrainOptions> set) =>
-        Choice(name, description, get, set, new SettingChoices<LossAggregation>(LossAggregationNames, TryParseLossAggregation, LossAggregationName));
+        Choice(name, description, get, set, Named<LossAggregation>("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"));
+
+    private static TrainSetting<RewardKind> RewardChoice(string name, string description, Func<TrainOptions, RewardKind> get, Func<TrainOptions, RewardKind, TrainOptions> set) =>
+        Choice(name, description, get, set, Named<RewardKind>("math", "command"));
+
+    private static TrainSetting<LrScheduleShape> LrScheduleChoice(string name, string description, Func<TrainOptions, LrScheduleShape> get, Func<TrainOptions, LrScheduleShape, TrainOptions> set) =>
+        Choice(name, description, get, set, Named<LrScheduleShape>("constant", "cosine"));
+
+    /// <summary>Choices named by <paramref name="names"/>, one per value of <typeparamref name="T"/> in declaration order (case-insensitive).</summary>
+    private static SettingChoices<T> Named<T>(params string[] names) where T : struct, Enum
+    {
+        var values = Enum.GetValues<T>();
+        if (values.Length != names.Length) throw new InvalidOperationException($"{typeof(T).Name}: {values.Length} values, {names.Length} names");
+        return new SettingChoices<T>(names, (string text, out T value) =>
+        {
+            var i = Array.IndexOf(names, text.Trim().ToLowerInvariant());
+            value = i < 0 ? default : values[i];
+            return i >= 0;
+        }, v => names[Array.IndexOf(values, v)]);
+    }
 }

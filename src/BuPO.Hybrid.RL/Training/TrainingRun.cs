@@ -66,9 +66,9 @@ public sealed record TrainingResult
 public static class TrainingRun
 {
     /// <summary>The reward of --reward (math or command).</summary>
-    public static IRewardFunction CreateReward(TrainOptions o) => o.Reward.ToLowerInvariant() switch
+    public static IRewardFunction CreateReward(TrainOptions o) => o.Reward switch
     {
-        "command" => new ExternalCommandReward(o.RewardCommand!),
+        RewardKind.Command => new ExternalCommandReward(o.RewardCommand!),
         _ => new MathReward(),
     };
 
