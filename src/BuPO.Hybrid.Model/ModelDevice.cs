@@ -58,15 +58,33 @@ public static class ModelDevice
 
     /// <summary>
     /// Parses the trainer's <c>--dtype</c>: fp32/float32/f32, bf16/bfloat16 (mixed: float32 masters, bf16 compute) and
-    /// bf16-pure/bfloat16-pure (bf16 weights and optimizer state). The one place these strings map to a precision.
+    /// bf16-pure/bfloat16-pure (bf16 weights and optimizer state). The one place these strings map to a precision
+    /// (<see cref="PrecisionName"/> is the way back).
     /// </summary>
     /// <exception cref="BupoException">Any other value.</exception>
-    public static TrainPrecision ParsePrecision(string? spec) => (spec ?? "fp32").Trim().ToLowerInvariant() switch
+    public static TrainPrecision ParsePrecision(string? spec) => TryParsePrecision(spec ?? "fp32", out var p)
+        ? p
+        : throw new BupoException($"--dtype {spec}: unknown type (use float32, bf16 for float32 master weights with bfloat16 compute, or bf16-pure for bfloat16 weights and optimizer state)");
+
+    /// <summary>Parses a <c>--dtype</c> name as <see cref="ParsePrecision"/> does (case-insensitive); false for any other text.</summary>
+    public static bool TryParsePrecision(string spec, out TrainPrecision precision)
     {
-        "fp32" or "float32" or "f32" => TrainPrecision.Float32,
-        "bf16" or "bfloat16" => TrainPrecision.BFloat16Mixed,
-        "bf16-pure" or "bfloat16-pure" => TrainPrecision.BFloat16Pure,
-        _ => throw new BupoException($"--dtype {spec}: unknown type (use float32, bf16 for float32 master weights with bfloat16 compute, or bf16-pure for bfloat16 weights and optimizer state)"),
+        ArgumentNullException.ThrowIfNull(spec);
+        switch (spec.Trim().ToLowerInvariant())
+        {
+            case "fp32" or "float32" or "f32": precision = TrainPrecision.Float32; return true;
+            case "bf16" or "bfloat16": precision = TrainPrecision.BFloat16Mixed; return true;
+            case "bf16-pure" or "bfloat16-pure": precision = TrainPrecision.BFloat16Pure; return true;
+            default: precision = default; return false;
+        }
+    }
+
+    /// <summary>The canonical <c>--dtype</c> name of a precision (what config files and checkpoints store): float32, bf16, bf16-pure.</summary>
+    public static string PrecisionName(TrainPrecision precision) => precision switch
+    {
+        TrainPrecision.BFloat16Mixed => "bf16",
+        TrainPrecision.BFloat16Pure => "bf16-pure",
+        _ => "float32",
     };
 
     /// <summary>True when a CUDA device can be used.</summary>

@@ -82,14 +82,14 @@ public sealed class PlanCommandTests(ITestOutputHelper output) : IDisposable
         const long d = 1024, nq = 2048, nkv = 1024, ff = 3072, vocab = 151_936, layers = 28;
         var shape = Qwen3_06B;
         long p = shape.ParameterCount;
-        var bf16 = MemoryPlan.Compute(shape, new TrainOptions { Model = "m", Dtype = "bf16" });
+        var bf16 = MemoryPlan.Compute(shape, new TrainOptions { Model = "m", Dtype = TrainPrecision.BFloat16Mixed });
         Assert.Equal(4 * p, bf16[MemoryPart.Weights]); // the float32 masters
         Assert.Equal(8 * p, bf16[MemoryPart.AdamWState]);
         Assert.Equal(4 * p, bf16[MemoryPart.Gradients]);
         const long blockWeights = d * nq + 2 * d * nkv + nq * d + 3 * d * ff + 2 * d + 2 * 128;
         Assert.Equal(2 * (layers * blockWeights + vocab * d), bf16[MemoryPart.ComputeCopies]);
         Assert.Equal(2 * (6 * d + 5 * nq + 2 * (nq + nkv) + 4 * ff) + 2 * (2 * d + nq + nkv), MemoryPlan.ActivationBytesPerTokenPerBlock(shape.Config, 2));
-        var pure = MemoryPlan.Compute(shape, new TrainOptions { Model = "m", Dtype = "bf16-pure" });
+        var pure = MemoryPlan.Compute(shape, new TrainOptions { Model = "m", Dtype = TrainPrecision.BFloat16Pure });
         Assert.Equal(2 * p, pure[MemoryPart.Weights]);
         Assert.Equal(4 * p, pure[MemoryPart.AdamWState]);
 

@@ -149,4 +149,65 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(CliHost.Failure, code);
         Assert.Contains("--samples-per-prompt is 2 here but 4", OneLine(err));
     }
+
+    [Theory]
+    [InlineData("train", "--steps", "many")] // int
+    [InlineData("train", "--lr", "fast")] // double
+    [InlineData("train", "--dtype", "fp16")] // choice (enum)
+    [InlineData("train", "--loss-agg", "sum")] // choice (enum)
+    [InlineData("plan", "--micro-batch-tokens", "4k")] // plan takes the same typed options
+    public void MalformedValuesAreUsageErrorsNamingTheOption(string command, string option, string value)
+    {
+        var output = Path.Combine(_dir, "out-usage");
+        var (code, _, err) = Run(command, "--model", "m.gguf", "--dataset", "x.jsonl", "--output", output, option, value);
+        Assert.Equal(CliHost.UsageError, code);
+        var line = OneLine(err);
+        Assert.StartsWith("error:", line);
+        Assert.Contains(option, line);
+        Assert.Contains(value, line);
+        Assert.False(Directory.Exists(output));
+    }
+
+    [Fact]
+    public void AWrongTypedConfigValueIsOneLineNamingTheFileAndKey()
+    {
+        var cfg = Write("typed.json", """{"model": "m.gguf", "steps": "many"}""");
+        var (code, _, err) = Run("train", "--config", cfg, "--print-config");
+        Assert.Equal(CliHost.Failure, code);
+        var line = OneLine(err);
+        Assert.Contains(cfg, line);
+        Assert.Contains("'steps': expected an integer", line);
+    }
+
+    [Fact]
+    public void ChoicesAcceptTheirAliasesAndPrintTheCanonicalName()
+    {
+        var (code, output, err) = Run("train", "--model", "m.gguf", "--dtype", "BFloat16", "--loss-agg", "seq-mean-token-mean", "--print-config");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal("bf16", doc.RootElement.GetProperty("dtype").GetString());
+        Assert.Equal("seq-mean-token-mean", doc.RootElement.GetProperty("loss-agg").GetString());
+    }
+
+    [Fact]
+    public void EverySettingIsATypedOptionWithItsDefaultInTheHelp()
+    {
+        var options = TrainCommand.Create().Options.ToDictionary(o => o.Name);
+        Assert.All(RL.Training.TrainSettings.All, s => Assert.Contains("--" + s.Name, options.Keys));
+        Assert.IsType<Option<int>>(options["--steps"]);
+        Assert.IsType<Option<double>>(options["--lr"]);
+        Assert.IsType<Option<bool>>(options["--tis"]);
+        Assert.IsType<Option<long>>(options["--seed"]);
+        Assert.IsType<Option<int?>>(options["--limit"]);
+        Assert.IsType<Option<Model.TrainPrecision>>(options["--dtype"]);
+        Assert.IsType<Option<RL.Algorithms.LossAggregation>>(options["--loss-agg"]);
+        Assert.EndsWith("(default 300)", options["--steps"].Description);
+        Assert.EndsWith("(default 1E-06)", options["--lr"].Description);
+        Assert.EndsWith("(default true)", options["--tis"].Description);
+        Assert.EndsWith("(default float32)", options["--dtype"].Description);
+        Assert.EndsWith("(default token-mean)", options["--loss-agg"].Description);
+        Assert.DoesNotContain("(default", options["--model"].Description);
+        Assert.EndsWith("(repeatable)", options["--stop"].Description);
+    }
 }
+

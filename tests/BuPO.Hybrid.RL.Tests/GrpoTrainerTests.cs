@@ -1,5 +1,6 @@
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Model;
+using BuPO.Hybrid.RL.Algorithms;
 using BuPO.Hybrid.RL.Training;
 using BuPO.Hybrid.Tests.Support;
 using TorchSharp;
@@ -109,7 +110,7 @@ public class GrpoTrainerTests : IClassFixture<TinyModelFixture>
     [Fact]
     public void MicroBatchAccumulationEqualsOneBatch()
     {
-        foreach (var agg in new[] { "token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm" })
+        foreach (var agg in Enum.GetValues<LossAggregation>())
         {
             using var a = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);
             using var b = TransformerModel.FromGguf(_fx.Path, dtype: ScalarType.Float64);

@@ -140,7 +140,7 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
         using var model = TransformerModel.FromGguf(ModelPath, CPU, TrainPrecision.BFloat16Mixed);
         using var optimizer = new AdamW(model.GgufParameters);
         for (var i = 0; i < 2; i++) Step(model, optimizer, batch, 1e-6);
-        var options = new TrainOptions { Model = ModelPath, Dtype = "bf16" };
+        var options = new TrainOptions { Model = ModelPath, Dtype = TrainPrecision.BFloat16Mixed };
         var dir = TrainingCheckpoint.Save(Path.Combine(_dir, "checkpoints"), 2, options, null, model, optimizer, ModelPath, samplerIsSource: true);
 
         // What is on disk is float32, and not the bf16 copies: after steps of 1e-6 most masters fall between bf16 values.
@@ -237,7 +237,7 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
     public void TrainingRunWarnsAboutPureBf16Only()
     {
         var prompts = new[] { new BuPO.Hybrid.Data.PromptItem("p0", "Once upon a time", null), new BuPO.Hybrid.Data.PromptItem("p1", "One day", null) };
-        foreach (var (dtype, warns) in new[] { ("bf16-pure", true), ("bf16", false) })
+        foreach (var (dtype, warns) in new[] { (TrainPrecision.BFloat16Pure, true), (TrainPrecision.BFloat16Mixed, false) })
         {
             var options = new TrainOptions
             {
@@ -250,8 +250,9 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
             Assert.Single(result.Steps);
             Assert.Equal(warns, observer.Lines.Contains(TrainPrecisionTypes.PureBf16Warning));
         }
-        Assert.Throws<BupoException>(() => new TrainOptions { Model = "m.gguf", Dtype = "fp16" }.Validate(needDataset: false));
-        new TrainOptions { Model = "m.gguf", Dtype = "bf16-pure" }.Validate(needDataset: false);
+        // The names: fp16 is none of them; bf16-pure is one.
+        Assert.Throws<BupoException>(() => TrainConfig.ApplyJson(new TrainOptions { Model = "m.gguf" }, """{"dtype": "fp16"}"""));
+        TrainConfig.ApplyJson(new TrainOptions { Model = "m.gguf" }, """{"dtype": "bf16-pure"}""").Validate(needDataset: false);
     }
 
     /// <summary>3 groups of 3 responses with advantages ±1 and sampler log-probs near uniform.</summary>
@@ -280,7 +281,7 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
         foreach (var p in reference.TrainableParameters()) p.requires_grad = false;
         var options = new TrainOptions
         {
-            Model = ModelPath, Dtype = "bf16", Lr = 1e-6, MiniBatchPrompts = 3, KlCoef = 0.1, Seed = 2,
+            Model = ModelPath, Dtype = TrainPrecision.BFloat16Mixed, Lr = 1e-6, MiniBatchPrompts = 3, KlCoef = 0.1, Seed = 2,
             SharedPrefix = sharedPrefixAndCheckpointing, GradientCheckpointing = sharedPrefixAndCheckpointing,
         };
         var before = model.GgufParameters.ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());

@@ -237,4 +237,21 @@ public sealed class RunIntegrityTests : IDisposable
         Assert.Equal(["offload-sampler", "sampler-sleep"], changes.Select(c => c.Name).Order(StringComparer.Ordinal));
         Assert.All(changes, c => Assert.Contains(c.Name, TrainingRun.MayChangeOnResume));
     }
+
+    [Fact]
+    public void ACheckpointWithAChoiceSpeltAnotherWayResumes()
+    {
+        // Checkpoints store what was written: "bfloat16" or "BF16" for --dtype, "Token-Mean" for --loss-agg (strings before
+        // these settings were enums). They are the same settings as the canonical names, and a real change still counts.
+        var o = new TrainOptions { Model = "m.gguf", Dataset = "d.jsonl", Dtype = BuPO.Hybrid.Model.TrainPrecision.BFloat16Mixed };
+        var old = JsonNode.Parse(TrainConfig.ToJson(o))!.AsObject();
+        old["dtype"] = "bfloat16";
+        old["loss-agg"] = "Token-Mean";
+        old["bupo-layer"] = null;
+        Assert.Empty(TrainingRun.SettingChanges(old, o));
+        var changes = TrainingRun.SettingChanges(old, o with { Dtype = BuPO.Hybrid.Model.TrainPrecision.BFloat16Pure });
+        Assert.Equal(("dtype", "\"bf16\"", "\"bf16-pure\""), Assert.Single(changes));
+        // The resume's start: the checkpoint's settings read back.
+        Assert.Equal(o.Dtype, TrainConfig.ApplyJson(new TrainOptions(), old.ToJsonString()).Dtype);
+    }
 }

@@ -1,3 +1,4 @@
+using BuPO.Hybrid.Model;
 using BuPO.Hybrid.RL.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -25,6 +26,8 @@ public class TrainConfigTests
         Assert.Equal(30, (o with { BupoLayer = "5" }).EffectiveBupoSteps);
     }
 
+    private static TrainSetting<T> Setting<T>(string name) => Assert.IsType<TrainSetting<T>>(TrainSettings.Find(name));
+
     [Fact]
     public void ConfigFileThenOverrides()
     {
@@ -34,8 +37,9 @@ public class TrainConfigTests
         Assert.Equal(5, o.FixedBupoLayer);
         Assert.False(o.Tis);
         Assert.Equal(["\n\n"], o.Stop);
-        o = TrainConfig.Set(o, "lr", "2e-3");
-        o = TrainConfig.Set(o, "bupo-steps", "7");
+        // Overrides (what the CLI's typed options set) go through the settings' setters.
+        o = Setting<double>("lr").Set(o, 2e-3);
+        o = Setting<int?>("bupo-steps").Set(o, 7);
         Assert.Equal(0.002, o.Lr);
         Assert.Equal(7, o.EffectiveBupoSteps);
         // The printed config reads back to the same settings.
@@ -48,7 +52,7 @@ public class TrainConfigTests
     {
         var o = new TrainOptions();
         _ = TrainConfig.ApplyJson(o, """{"lr": 0.5}""");
-        _ = TrainConfig.Set(o, "steps", "3");
+        _ = Setting<int>("steps").Set(o, 3);
         Assert.Equal(1e-6, o.Lr);
         Assert.Equal(300, o.Steps);
     }
@@ -61,24 +65,91 @@ public class TrainConfigTests
         Assert.Contains("'lr'", e.Message);
         e = Assert.Throws<BupoException>(() => TrainConfig.ApplyJson(new TrainOptions(), """{"steps": "many"}""", "cfg.json"));
         Assert.Contains("'steps'", e.Message);
-        e = Assert.Throws<BupoException>(() => TrainConfig.Set(new TrainOptions(), "lr", "fast"));
-        Assert.Contains("--lr", e.Message);
+        // A malformed --lr on the command line: TrainCommandTests.MalformedValuesAreUsageErrorsNamingTheOption.
         e = Assert.Throws<BupoException>(() => (new TrainOptions { Model = "m", BupoLayer = "x" }).Validate(needDataset: false));
         Assert.Contains("--bupo-layer", e.Message);
         e = Assert.Throws<BupoException>(() => (new TrainOptions { Model = "m", BupoSteps = 3 }).Validate(needDataset: false));
         Assert.Contains("--bupo-steps", e.Message);
-        e = Assert.Throws<BupoException>(() => (new TrainOptions { Model = "m", LossAgg = "sum" }).Validate(needDataset: false));
-        Assert.Contains("--loss-agg", e.Message);
+        e = Assert.Throws<BupoException>(() => TrainConfig.ApplyJson(new TrainOptions { Model = "m" }, """{"loss-agg": "sum"}""", "cfg.json"));
+        Assert.Contains("'loss-agg'", e.Message);
+        Assert.Contains("token-mean", e.Message);
         e = Assert.Throws<BupoException>(() => (new TrainOptions { Model = "m" }).Validate(needDataset: true));
         Assert.Contains("--dataset", e.Message);
     }
 
-    [Fact]
-    public void EveryPropertyHasAnOptionName()
+    [Theory]
+    [InlineData("""{"steps": 2.5}""", "'steps': expected an integer")]
+    [InlineData("""{"lr": "fast"}""", "'lr': expected a number")]
+    [InlineData("""{"tis": "yes"}""", "'tis': expected true or false")]
+    [InlineData("""{"dtype": 16}""", "'dtype': expected float32, bf16 or bf16-pure")]
+    [InlineData("""{"stop": [1]}""", "'stop': expected a list of strings")]
+    [InlineData("""{"seed": null}""", "'seed': cannot be null")]
+    public void AWrongTypedConfigValueNamesTheFileAndKey(string json, string expect)
     {
-        Assert.Contains(TrainOptions.Infos, i => i.Name == "bupo-layer");
-        Assert.Contains(TrainOptions.Infos, i => i.Name == "mini-batch-prompts");
-        Assert.Equal(TrainOptions.Infos.Count, TrainOptions.Infos.Select(i => i.Name).Distinct().Count());
+        var e = Assert.Throws<BupoException>(() => TrainConfig.ApplyJson(new TrainOptions(), json, "cfg.json"));
+        Assert.StartsWith("cfg.json: ", e.Message);
+        Assert.Contains(expect, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void ChoicesReadTheirAliasesAndWriteTheCanonicalName()
+    {
+        var o = TrainConfig.ApplyJson(new TrainOptions(), """{"dtype": "BFloat16", "loss-agg": "Seq-Mean-Token-Sum-Norm", "reward": "Command", "lr-schedule": "COSINE"}""");
+        Assert.Equal((RewardKind.Command, LrScheduleShape.Cosine), (o.Reward, o.LrSchedule));
+        Assert.Equal(TrainPrecision.BFloat16Mixed, o.Dtype);
+        Assert.Equal(LossAggregation.SeqMeanTokenSumNorm, o.LossAgg);
+        using var doc = System.Text.Json.JsonDocument.Parse(TrainConfig.ToJson(o));
+        Assert.Equal("bf16", doc.RootElement.GetProperty("dtype").GetString());
+        Assert.Equal("seq-mean-token-sum-norm", doc.RootElement.GetProperty("loss-agg").GetString());
+        Assert.Equal("float32", System.Text.Json.JsonDocument.Parse(TrainConfig.ToJson(new TrainOptions())).RootElement.GetProperty("dtype").GetString());
+    }
+
+    [Fact]
+    public void EveryPropertyHasExactlyOneSetting()
+    {
+        static string Kebab(string name) => string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "-" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+        var properties = typeof(TrainOptions).GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)
+            .Where(p => p.SetMethod != null).ToDictionary(p => Kebab(p.Name));
+        var names = TrainSettings.All.Select(s => s.Name).ToArray();
+        Assert.Equal(names.Length, names.Distinct().Count());
+        Assert.Equal(properties.Keys.Order(), names.Order());
+        var defaults = new TrainOptions();
+        foreach (var setting in TrainSettings.All)
+        {
+            // The setter changes its own property and no other, and the changed value survives the config file's JSON.
+            var changed = setting.Accept(new ChangedValue());
+            foreach (var (name, p) in properties)
+                Assert.True(Same(p.GetValue(changed), p.GetValue(defaults)) != (name == setting.Name), $"{setting.Name} set, {name} {(name == setting.Name ? "unchanged" : "changed")}");
+            var read = TrainConfig.ApplyJson(new TrainOptions(), TrainConfig.ToJson(changed));
+            Assert.True(Same(properties[setting.Name].GetValue(read), properties[setting.Name].GetValue(changed)), $"{setting.Name} does not read back");
+        }
+    }
+
+    private static bool Same(object? a, object? b) => a is string[] x && b is string[] y ? x.SequenceEqual(y) : Equals(a, b);
+
+    /// <summary>The default record with one setting set to a value that is not its default.</summary>
+    private sealed class ChangedValue : ITrainSettingVisitor<TrainOptions>
+    {
+        public TrainOptions Visit<T>(TrainSetting<T> setting)
+        {
+            var d = setting.Default;
+            object value = setting.Choices is { } c
+                ? c.Names.Select(n => c.TryParse(n, out var v) ? v : d).First(v => !Equals(v, d))!
+                : d switch
+                {
+                    int i => i + 1,
+                    long l => l + 1,
+                    double x => x + 0.5,
+                    bool b => !b,
+                    string[] a => a.Append("changed").ToArray(),
+                    string s => s + "-changed",
+                    null when typeof(T) == typeof(int?) => 7,
+                    null => "changed",
+                    _ => throw new InvalidOperationException($"no changed value for {setting.Name}"),
+                };
+            return setting.Set(new TrainOptions(), (T)value);
+        }
     }
 }
 
@@ -154,7 +225,7 @@ public class OptimizerAndScheduleTests
         Assert.Equal(0.25, LrSchedule.At(w, 1));
         Assert.Equal(1.0, LrSchedule.At(w, 4));
         Assert.Equal(1.0, LrSchedule.At(w, 5));
-        var c = o with { LrSchedule = "cosine", MinLrRatio = 0.1 };
+        var c = o with { LrSchedule = LrScheduleShape.Cosine, MinLrRatio = 0.1 };
         Assert.Equal(1.0, LrSchedule.At(c, 1), 12);
         Assert.Equal(0.1 + 0.9 * 0.5, LrSchedule.At(c, 6), 12); // halfway: (6-1)/10
         Assert.Equal(0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * 0.9)), LrSchedule.At(c, 10), 12);

@@ -64,7 +64,7 @@ public static class PlanCommand
     private static string Label(MemoryPart part, MemoryPlan plan) => part switch
     {
         MemoryPart.ProcessOverhead => plan.Device == MemoryDevice.Cpu ? "process (.NET, libtorch, llama.cpp)" : "CUDA contexts",
-        MemoryPart.Weights => plan.Options.Precision == Model.TrainPrecision.BFloat16Mixed ? "fp32 master weights" : "trainer weights",
+        MemoryPart.Weights => plan.Options.Dtype == Model.TrainPrecision.BFloat16Mixed ? "fp32 master weights" : "trainer weights",
         MemoryPart.ComputeCopies => "bf16 compute copies",
         MemoryPart.AdamWState => "AdamW state",
         MemoryPart.Gradients => "gradients",
@@ -86,9 +86,9 @@ public static class PlanCommand
         var o = plan.Options;
         var c = plan.Model.Config;
         w.WriteLine(string.Format(inv, "memory plan: {0} ({1}, {2} blocks, d {3}, vocab {4:N0}, {5:N0} parameters) on {6}, --dtype {7}, {8}",
-            plan.Model.Name, c.Architecture, c.LayerCount, c.EmbeddingLength, c.VocabSize, plan.Model.ParameterCount, o.Device, o.Dtype,
+            plan.Model.Name, c.Architecture, c.LayerCount, c.EmbeddingLength, c.VocabSize, plan.Model.ParameterCount, o.Device, Model.ModelDevice.PrecisionName(o.Dtype),
             o.LoraRank > 0 ? $"LoRA rank {o.LoraRank} ({plan.TrainedParameters.ToString("N0", inv)} trained parameters)" : "full fine-tuning"));
-        if (o.Precision == Model.TrainPrecision.Float32) w.WriteLine("  (float32: the weights are the masters; no separate fp32 master copy)");
+        if (o.Dtype == Model.TrainPrecision.Float32) w.WriteLine("  (float32: the weights are the masters; no separate fp32 master copy)");
         var width = plan.Items.Max(i => Label(i.Part, plan).Length);
         foreach (var item in plan.Items)
         {

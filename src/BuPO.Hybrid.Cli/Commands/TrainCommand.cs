@@ -100,28 +100,25 @@ public static class TrainCommand
 }
 
 /// <summary>
-/// Every <see cref="TrainOptions"/> setting as an option of a command (kebab-case names, help with defaults) plus
-/// <c>--config FILE</c>, and their resolution: defaults (or a start) &lt; the config file &lt; the options given. Shared by
-/// <c>train</c> and <c>plan</c>, so both accept the same settings.
+/// Every <see cref="TrainOptions"/> setting (<see cref="TrainSettings.All"/>) as a typed option of a command (kebab-case
+/// names, help with defaults) plus <c>--config FILE</c>, and their resolution: defaults (or a start) &lt; the config file
+/// &lt; the options given. System.CommandLine parses each value, so a malformed one is a usage error naming the option.
+/// Shared by <c>train</c> and <c>plan</c>, so both accept the same settings.
 /// </summary>
 internal sealed class TrainOptionBinding
 {
     private readonly Option<FileInfo?> _config = new("--config") { Description = "JSON file of settings (keys: the option names without dashes); options given here override it" };
-    private readonly List<(OptionInfo Info, Option Option)> _options = [];
+    private readonly List<BoundOption> _options = [];
 
     /// <summary>Adds --config and every setting's option to <paramref name="cmd"/>.</summary>
     public TrainOptionBinding(Command cmd)
     {
         cmd.Options.Add(_config);
-        foreach (var info in TrainOptions.Infos)
+        foreach (var setting in TrainSettings.All)
         {
-            Option opt = info.IsFlag
-                ? new Option<bool?>("--" + info.Name) { Description = info.Description + $" (default {Default(info)})", Arity = ArgumentArity.ZeroOrOne }
-                : info.IsList
-                    ? new Option<string[]>("--" + info.Name) { Description = info.Description + " (repeatable)", AllowMultipleArgumentsPerToken = false }
-                    : new Option<string?>("--" + info.Name) { Description = info.Description + DefaultText(info), HelpName = HelpName(info) };
-            _options.Add((info, opt));
-            cmd.Options.Add(opt);
+            var bound = setting.Accept(OptionFactory.Instance);
+            _options.Add(bound);
+            cmd.Options.Add(bound.Option);
         }
         // A malformed size is a usage error (exit 2), found before anything is read.
         this["memory"].Validators.Add(r =>
@@ -133,7 +130,7 @@ internal sealed class TrainOptionBinding
     }
 
     /// <summary>The option of a setting (by its name without dashes).</summary>
-    public Option this[string name] => _options.First(o => o.Info.Name == name).Option;
+    public Option this[string name] => _options.First(o => o.Setting.Name == name).Option;
 
     /// <summary>
     /// <paramref name="start"/> with the config file's values and then the options given applied; on --resume the
@@ -143,44 +140,60 @@ internal sealed class TrainOptionBinding
     {
         var resolved = start;
         if (parse.GetValue(_config) is { } file) resolved = TrainConfig.ApplyFile(resolved, file.FullName);
-        foreach (var (info, opt) in _options)
+        foreach (var bound in _options)
         {
-            var result = parse.GetResult(opt);
+            var result = parse.GetResult(bound.Option);
             if (result is null || result.Implicit) continue;
-            object? value = opt switch
-            {
-                Option<bool?> b => parse.GetValue(b) ?? true,
-                Option<string[]> l => parse.GetValue(l) ?? [],
-                Option<string?> s => parse.GetValue(s),
-                _ => null,
-            };
-            resolved = TrainConfig.Set(resolved, info.Name, value);
+            resolved = bound.Apply(parse, resolved);
         }
         return resolved;
     }
 
-    private static string Default(OptionInfo info) => info.Property.GetValue(new TrainOptions()) switch
-    {
-        bool b => b ? "true" : "false",
-        _ => "",
-    };
+    /// <summary>A setting's option and how its parsed value is set on the record.</summary>
+    private sealed record BoundOption(TrainSetting Setting, Option Option, Func<ParseResult, TrainOptions, TrainOptions> Apply);
 
-    private static string DefaultText(OptionInfo info)
+    /// <summary>Makes the <c>Option&lt;T&gt;</c> of a <see cref="TrainSetting{T}"/>.</summary>
+    private sealed class OptionFactory : ITrainSettingVisitor<BoundOption>
     {
-        var v = info.Property.GetValue(new TrainOptions());
-        return v switch
+        public static readonly OptionFactory Instance = new();
+
+        public BoundOption Visit<T>(TrainSetting<T> setting)
         {
-            null => "",
-            string s when s.Length == 0 => "",
-            IFormattable f => $" (default {f.ToString(null, CultureInfo.InvariantCulture)})",
-            _ => $" (default {v})",
+            var option = new Option<T>("--" + setting.Name) { Description = Help(setting), HelpName = HelpName(setting) };
+            if (typeof(T) == typeof(string[])) option.AllowMultipleArgumentsPerToken = false;
+            if (setting.Choices is { } choices)
+            {
+                // Choices have names that are not C# identifiers (bf16-pure, token-mean): parsed by the setting's own table.
+                option.CustomParser = r =>
+                {
+                    var text = r.Tokens.Count == 1 ? r.Tokens[0].Value : "";
+                    if (choices.TryParse(text, out var value)) return value;
+                    r.AddError($"--{setting.Name}: '{text}' is not {choices.Expected}");
+                    return default!;
+                };
+                option.CompletionSources.Add(choices.Names.ToArray());
+            }
+            return new BoundOption(setting, option, (parse, o) =>
+            {
+                var value = parse.GetValue(option);
+                // A bare flag (--tis) means true; Option<bool> gives that. A list given on the command line replaces the file's.
+                return setting.Set(o, value is null && typeof(T) == typeof(string[]) ? (T)(object)Array.Empty<string>() : value!);
+            });
+        }
+
+        private static string Help<T>(TrainSetting<T> setting) =>
+            typeof(T) == typeof(string[]) ? setting.Description + " (repeatable)"
+            : setting.DefaultText is { } d ? $"{setting.Description} (default {d})"
+            : setting.Description;
+
+        private static string? HelpName<T>(TrainSetting<T> setting) => setting switch
+        {
+            { Choices: { } c } => string.Join("|", c.Names),
+            _ when typeof(T) == typeof(bool) => null,
+            _ when typeof(T) == typeof(int) || typeof(T) == typeof(int?) || typeof(T) == typeof(long) => "N",
+            _ when typeof(T) == typeof(double) => "X",
+            { Name: "model" or "dataset" or "output" or "data-dir" or "resume" } => "PATH",
+            _ => "VALUE",
         };
     }
-
-    private static string HelpName(OptionInfo info) => info.ValueType switch
-    {
-        var t when t == typeof(int) || t == typeof(long) => "N",
-        var t when t == typeof(double) => "X",
-        _ => info.Name is "model" or "dataset" or "output" or "data-dir" or "resume" ? "PATH" : "VALUE",
-    };
 }

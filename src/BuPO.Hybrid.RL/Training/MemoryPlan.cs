@@ -198,7 +198,7 @@ public sealed record MemoryPlan
         ArgumentNullException.ThrowIfNull(options);
         var o = options.Resolved();
         var device = DeviceOf(o.Device);
-        var precision = o.Precision;
+        var precision = o.Dtype;
         var c = model.Config;
         var all = Enum.GetValues<PlanPhase>().ToHashSet();
         var update = new[] { PlanPhase.Update }.ToHashSet();
@@ -356,7 +356,7 @@ public sealed record MemoryPlan
         foreach (var mb in new[] { 8192, 4096, 2048, 1024 })
             steps.Add(($"--micro-batch-tokens {mb}", x => x.MicroBatchTokens > mb ? x with { MicroBatchTokens = mb } : null));
         steps.Add(("--lora-rank 16", x => x.LoraRank > 0 ? null : x with { LoraRank = 16 }));
-        steps.Add(("--dtype bf16", x => x.Precision != TrainPrecision.Float32 ? null : x with { Dtype = "bf16" }));
+        steps.Add(("--dtype bf16", x => x.Dtype != TrainPrecision.Float32 ? null : x with { Dtype = TrainPrecision.BFloat16Mixed }));
         steps.Add(("--sampler-sleep true", x => x.SamplerSleep ? null : x with { SamplerSleep = true }));
         steps.Add(("--offload-sampler", x => x.OffloadSampler ? null : x with { SamplerSleep = true, OffloadSampler = true }));
         foreach (var par in new[] { 32, 16, 8 })

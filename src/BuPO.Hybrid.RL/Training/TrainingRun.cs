@@ -66,9 +66,9 @@ public sealed record TrainingResult
 public static class TrainingRun
 {
     /// <summary>The reward of --reward (math or command).</summary>
-    public static IRewardFunction CreateReward(TrainOptions o) => o.Reward.ToLowerInvariant() switch
+    public static IRewardFunction CreateReward(TrainOptions o) => o.Reward switch
     {
-        "command" => new ExternalCommandReward(o.RewardCommand!),
+        RewardKind.Command => new ExternalCommandReward(o.RewardCommand!),
         _ => new MathReward(),
     };
 
@@ -166,6 +166,9 @@ public static class TrainingRun
     /// <summary>The settings of <paramref name="current"/> that differ from a checkpoint's (name, checkpoint value, current value), all of them.</summary>
     public static IReadOnlyList<(string Name, string Before, string After)> SettingChanges(JsonObject checkpointOptions, TrainOptions current)
     {
+        ArgumentNullException.ThrowIfNull(checkpointOptions);
+        // Compared in canonical form: a choice spelt differently (bfloat16, BF16) is the same setting.
+        checkpointOptions = TrainConfig.Canonical(checkpointOptions);
         var now = JsonNode.Parse(TrainConfig.ToJson(current))!.AsObject();
         var changes = new List<(string, string, string)>();
         foreach (var (name, value) in now)
@@ -188,8 +191,8 @@ public static class TrainingRun
         TorchRuntime.EnsureInitialized();
         if (o.TrainThreads > 0) torch.set_num_threads(o.TrainThreads);
         var device = ModelDevice.Parse(o.Device);
-        var precision = o.Precision;
-        observer.OnMessage($"loading {o.Model} ({config.Architecture}, {config.LayerCount} blocks) for training on {o.Device} ({o.Dtype})");
+        var precision = o.Dtype;
+        observer.OnMessage($"loading {o.Model} ({config.Architecture}, {config.LayerCount} blocks) for training on {o.Device} ({ModelDevice.PrecisionName(o.Dtype)})");
         if (precision == TrainPrecision.BFloat16Pure) observer.OnMessage(TrainPrecisionTypes.PureBf16Warning);
         using var model = TransformerModel.FromGguf(o.Model!, device, precision);
         // The frozen reference never updates: it needs no float32 masters to compute what the policy computed at the start.
