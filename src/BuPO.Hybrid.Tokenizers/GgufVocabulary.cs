@@ -60,17 +60,31 @@ internal sealed class GgufVocabulary
     /// <summary>Texts of the special tokens recognized without parseSpecial (user-defined), or null.</summary>
     public SearchValues<string>? SpecialSearchUser { get; }
 
+    /// <summary>Beginning-of-sequence id, or -1.</summary>
     public int BosId { get; }
+
+    /// <summary>End-of-sequence id, or -1.</summary>
     public int EosId { get; }
+
+    /// <summary>End-of-turn id, or -1.</summary>
     public int EotId { get; }
+
+    /// <summary>tokenizer.ggml.add_bos_token, else the model's default.</summary>
     public bool AddsBos { get; }
+
+    /// <summary>tokenizer.ggml.add_eos_token, else false.</summary>
     public bool AddsEos { get; }
+
+    /// <summary>tokenizer.ggml.add_space_prefix, else the model's default (SPM: true).</summary>
     public bool AddSpacePrefix { get; }
+
+    /// <summary>Whether detokenizing applies llama.cpp's clean_spaces passes (by pre-tokenizer type).</summary>
     public bool CleanSpaces { get; }
 
     /// <summary>Tokens that end generation, ascending.</summary>
     public int[] EndOfGenerationIds => _eogIds;
 
+    /// <summary>True for the ids in <see cref="EndOfGenerationIds"/>.</summary>
     public bool IsEndOfGeneration(int id) => (uint)id < (uint)_eog.Length && _eog[id];
 
     /// <summary>Reads a string metadata value ("" when absent); a value of another type is a <see cref="BupoException"/>.</summary>
