@@ -46,6 +46,16 @@ public class DependencyTests
     }
 
     [Fact]
+    public void TheManagedTokenizerReferencesOnlyGgufCoreAndMicrosoftMlTokenizers()
+    {
+        // The GGUF reader and Core below it, and Microsoft.ML.Tokenizers (its Tokenizer is the public tokenizer's base).
+        var tokenizers = OurAssemblies().Single(a => a.Assembly == "BuPO.Hybrid.Tokenizers");
+        var beyondTheRuntime = tokenizers.References.Where(r => !r.StartsWith("System", StringComparison.Ordinal) && r is not ("netstandard" or "mscorlib"))
+            .Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(["BuPO.Hybrid.Core", "BuPO.Hybrid.Gguf", "Microsoft.ML.Tokenizers"], beyondTheRuntime);
+    }
+
+    [Fact]
     public void RolloutsHaveOneLayerBetweenLlamaCppAndItsUsers()
     {
         var all = OurAssemblies().ToDictionary(a => a.Assembly, a => a.References);

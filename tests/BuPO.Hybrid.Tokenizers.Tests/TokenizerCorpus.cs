@@ -1,7 +1,7 @@
 using System.Text.Json;
 using BuPO.Hybrid.Tests.Support;
 
-namespace BuPO.Hybrid.Llama.Tests.Tokenizers;
+namespace BuPO.Hybrid.Tokenizers.Tests;
 
 /// <summary>Texts the tokenizer tests compare on.</summary>
 internal static class TokenizerCorpus

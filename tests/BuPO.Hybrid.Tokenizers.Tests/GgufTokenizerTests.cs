@@ -1,9 +1,9 @@
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Tests.Support;
 using BuPO.Hybrid.Tokenizers;
-using static BuPO.Hybrid.Llama.Tests.Tokenizers.GgufVocabWriter;
+using static BuPO.Hybrid.Tokenizers.Tests.GgufVocabWriter;
 
-namespace BuPO.Hybrid.Llama.Tests.Tokenizers;
+namespace BuPO.Hybrid.Tokenizers.Tests;
 
 /// <summary>The managed tokenizer on its own (no llama.cpp): reference ids, special tokens, errors, factory.</summary>
 public class GgufTokenizerTests
@@ -34,7 +34,7 @@ public class GgufTokenizerTests
     {
         var tok = Qwen2();
         Assert.Equal("gpt2", tok.Model);
-        Assert.Equal("qwen2", tok.PreTokenizer);
+        Assert.Equal("qwen2", tok.PreTokenizerName);
         Assert.Equal(151936, tok.VocabSize);
         Assert.Equal(151643, tok.BosId);
         Assert.Equal(151643, tok.EosId);
@@ -180,7 +180,7 @@ public class GgufTokenizerTests
             var stub = new StubTokenizer();
             Assert.Same(stub, TokenizerFactory.Create(unsupported, () => stub));
             Assert.Throws<UnsupportedTokenizerException>(() => TokenizerFactory.Create(unsupported));
-            Assert.IsType<GgufTokenizer>(TokenizerFactory.Create(supported, () => stub));
+            Assert.IsType<GgufBpeTokenizer>(TokenizerFactory.Create(supported, () => stub));
             Assert.Throws<BupoException>(() => TokenizerFactory.Create(unsupported + ".missing", () => stub));
         }
         finally

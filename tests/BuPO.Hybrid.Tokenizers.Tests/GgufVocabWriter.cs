@@ -1,7 +1,7 @@
 using System.Text;
 using BuPO.Hybrid.Gguf;
 
-namespace BuPO.Hybrid.Llama.Tests.Tokenizers;
+namespace BuPO.Hybrid.Tokenizers.Tests;
 
 /// <summary>
 /// Writes metadata-only GGUF v3 files (a vocabulary without tensors), for tests: copies of a real vocabulary

@@ -1,8 +1,9 @@
 using System.Text;
+using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.Tests.Support;
 using BuPO.Hybrid.Tokenizers;
 
-namespace BuPO.Hybrid.Llama.Tests.Tokenizers;
+namespace BuPO.Hybrid.Tokenizers.Tests;
 
 /// <summary>The managed tokenizer against llama.cpp's (<see cref="LlamaVocab"/>) on the same vocabularies.</summary>
 [Collection(LlamaCollection.Name)]
@@ -11,7 +12,7 @@ public class TokenizerVsLlamaTests(LlamaFixture fx)
     private static readonly (bool AddSpecial, bool ParseSpecial)[] EncodeModes = [(false, false), (true, false), (true, true)];
     private static readonly (bool RemoveSpecial, bool UnparseSpecial)[] DecodeModes = [(false, false), (true, false), (false, true), (true, true)];
 
-    private static LlamaModel LoadVocab(string path) => LlamaModel.Load(path, new LlamaModelOptions { VocabOnly = true });
+    private static LlamaModel LoadVocab(string path) => LlamaFixture.LoadVocab(path);
 
     /// <summary>Compares encode (every mode) and decode (every mode) on each text; returns the mismatch descriptions.</summary>
     private static List<string> Compare(ITextTokenizer managed, LlamaVocab llama, IEnumerable<string> texts, bool fullModes = true)
@@ -131,7 +132,7 @@ public class TokenizerVsLlamaTests(LlamaFixture fx)
         try
         {
             var managed = GgufTokenizer.FromGguf(path);
-            Assert.Equal(pre, managed.PreTokenizer);
+            Assert.Equal(pre, managed.PreTokenizerName);
             using var model = LoadVocab(path);
             var texts = lines.Where((_, i) => i % 8 == 0)
                 .Concat(TokenizerCorpus.Tricky)
