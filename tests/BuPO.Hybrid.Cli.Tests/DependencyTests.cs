@@ -40,8 +40,20 @@ public class DependencyTests
     [Fact]
     public void TheManagedTokenizerSitsBesideTheLibrariesNotBelowThem()
     {
-        // ITextTokenizer lives in Core; the managed tokenizer is used by bench tokenize (and its tests) only.
+        // ITextTokenizer lives in Core; the managed tokenizer is measured by the Bench library (bench tokenize) only.
         var users = OurAssemblies().Where(a => a.References.Contains("BuPO.Hybrid.Tokenizers")).Select(a => a.Assembly).ToArray();
+        Assert.Equal(["BuPO.Hybrid.Bench"], users);
+    }
+
+    [Fact]
+    public void BenchReferencesWhatItMeasuresAndOnlyTheCliReferencesBench()
+    {
+        var all = OurAssemblies().ToDictionary(a => a.Assembly, a => a.References);
+        // Rollouts, the managed tokenizer, the trainer (RL over Model), weight sync and the lens analysis (Analysis).
+        foreach (var measured in new[] { "BuPO.Hybrid.Rollout", "BuPO.Hybrid.Tokenizers", "BuPO.Hybrid.RL", "BuPO.Hybrid.Model", "BuPO.Hybrid.Analysis", "BuPO.Hybrid.Llama" })
+            Assert.Contains(measured, all["BuPO.Hybrid.Bench"]);
+        Assert.DoesNotContain(all["BuPO.Hybrid.Bench"], r => r is "bupo-hybrid" or "BuPO.Hybrid.Demo" or "BuPO.Hybrid.Reports" or "System.CommandLine" or "Spectre.Console");
+        var users = all.Where(a => a.Value.Contains("BuPO.Hybrid.Bench")).Select(a => a.Key).ToArray();
         Assert.Equal(["bupo-hybrid"], users);
     }
 

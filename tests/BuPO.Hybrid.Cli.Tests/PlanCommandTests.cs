@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using BuPO.Hybrid.Bench.Models;
 using BuPO.Hybrid.Cli.Commands.Bench;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Model;

@@ -4,6 +4,7 @@ using System.Text.Json;
 using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
 using Spectre.Console;
+using BuPO.Hybrid.Bench.Rollouts;
 using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.Cli.Commands;

@@ -1,8 +1,7 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using BuPO.Hybrid.Analysis;
-using BuPO.Hybrid.Gguf;
+using BuPO.Hybrid.Bench.LensAnalysis;
 using BuPO.Hybrid.Llama;
 using BuPO.Hybrid.Model;
 using Spectre.Console;
@@ -11,11 +10,8 @@ using static TorchSharp.torch;
 namespace BuPO.Hybrid.Cli.Commands.Bench;
 
 /// <summary>
-/// <c>bupo-hybrid bench analyze</c>: tokens/s of the full internal-policy lens over every block (what <c>analyze</c> does:
-/// per position the embedding, each block's residual, attention and FFN outputs and inputs, and the final policy: 5L + 2
-/// unembedding rows), with the states from the TorchSharp model (torch engine) and from llama.cpp's graph (llama engine).
-/// Inputs are random token ids (no tokenization); the time runs from the analyzer's first progress report (model loaded)
-/// to its last, after an untimed warm-up run of each engine.
+/// <c>bupo-hybrid bench analyze</c>: parses the options of <see cref="AnalyzeBenchmark"/> (the all-block internal-policy
+/// lens, torch engine vs llama.cpp engine) and renders its result as a table and JSON.
 /// </summary>
 public static class BenchAnalyzeCommand
 {
@@ -65,95 +61,56 @@ public static class BenchAnalyzeCommand
             LlamaBackend.Initialize(parse.GetValue(libDir), minLevel: LlamaLogLevel.Error);
             if (nThreads > 0) TorchSharp.torch.set_num_threads(nThreads);
             var model = source.Resolve(parse, m => BenchCommon.Log(stderr, m));
-            var config = TransformerConfig.FromGguf(model.Path);
-            var ctxLength = ReadContextLength(model.Path, config.Architecture);
+            var ctxLength = AnalyzeBenchmark.ContextLength(model.Path);
             if (ctxLength > 0 && len > ctxLength) throw new BupoException($"--seq {len} exceeds the model's context of {ctxLength} tokens");
 
-            var gen = new Random(parse.GetValue(seed));
-            var seqs = Enumerable.Range(0, nSeq).Select(_ => new AnalysisSequence(Enumerable.Range(0, len).Select(_ => gen.Next(config.VocabSize)).ToArray(), 1)).ToArray();
-            var warm = new[] { new AnalysisSequence(seqs[0].Tokens[..Math.Min(16, len)], 1) };
-
-            TransformerModel? torchModel = null;
-            try
+            var result = AnalyzeBenchmark.Run(model, new AnalyzeBenchmarkSettings
             {
-                if (list.Contains("torch"))
+                Engines = list.Select(e => e == "torch" ? AnalysisEngine.Torch : AnalysisEngine.Llama).ToArray(),
+                Sequences = nSeq, Seq = len, ChunkSize = chunkSize, Device = parse.GetValue(device)!, DType = parse.GetValue(dtype)!,
+                LlamaBatch = batch, GpuLayers = layers, Rounds = rounds, Seed = parse.GetValue(seed), Threads = nThreads,
+            }, m => BenchCommon.Log(stderr, m));
+            var tokens = result.Tokens;
+            var lensRows = result.LensRowsPerToken;
+            var table = new Table
+            {
+                Title = new TableTitle(Markup.Escape($"bench analyze: {model.Label}, {result.LayerCount} blocks, {nSeq} x {len} tokens, chunk {chunkSize}, lens on {dev}")),
+            };
+            table.AddColumns("engine", "states from", "seconds", "tokens/s", "lens rows/s", "vs torch");
+            foreach (var c in table.Columns.Skip(2)) c.RightAligned();
+            var rows = new JsonArray();
+            foreach (var engine in result.Engines)
+            {
+                var e = AnalyzeBenchmark.Name(engine.Engine);
+                var s = engine.Seconds;
+                var from = e == "torch" ? $"TorchSharp model ({TypeName(type)}, {dev})" : $"llama.cpp graph ({(layers == 0 ? "CPU" : $"gpu-layers {layers}")})";
+                var vs = result.SpeedupVsTorch(engine);
+                table.AddRow(e, Markup.Escape(from), BenchCommon.F(s, 3), BenchCommon.F(result.TokensPerSecond(engine), 0), BenchCommon.F(result.LensRowsPerSecond(engine), 0), BenchCommon.Ratio(vs));
+                rows.Add(new JsonObject
                 {
-                    BenchCommon.Log(stderr, $"loading {model.Label} into TorchSharp ({type}, {dev})");
-                    torchModel = TransformerModel.FromGguf(model.Path, dev, type);
-                }
-                AnalyzeOptions Options(string engine) => new()
-                {
-                    ModelPath = model.Path,
-                    Model = engine == "torch" ? torchModel : null,
-                    Engine = engine == "torch" ? AnalysisEngine.Torch : AnalysisEngine.Llama,
-                    Device = parse.GetValue(device)!,
-                    ChunkSize = chunkSize,
-                    LlamaBatchSize = batch,
-                    Threads = nThreads,
-                    GpuLayers = layers,
-                    ContextSize = Math.Max(len, 16),
-                };
-                var best = list.ToDictionary(e => e, _ => double.PositiveInfinity);
-                foreach (var e in list)
-                {
-                    BenchCommon.Log(stderr, $"warm-up: {e} engine");
-                    InternalEntropyAnalyzer.Analyze(Options(e), warm);
-                }
-                for (var r = 0; r < rounds; r++)
-                    foreach (var e in list)
-                    {
-                        var timer = new AnalyzeTimer();
-                        InternalEntropyAnalyzer.Analyze(Options(e), seqs, timer);
-                        best[e] = Math.Min(best[e], timer.Seconds);
-                        BenchCommon.Log(stderr, FormattableString.Invariant($"round {r + 1}/{rounds} {e}: {timer.Seconds:F3} s ({(long)nSeq * len / timer.Seconds:F0} tokens/s)"));
-                    }
-
-                var tokens = (long)nSeq * len;
-                var lensRows = 5 * config.LayerCount + 2;
-                var table = new Table
-                {
-                    Title = new TableTitle(Markup.Escape($"bench analyze: {model.Label}, {config.LayerCount} blocks, {nSeq} x {len} tokens, chunk {chunkSize}, lens on {dev}")),
-                };
-                table.AddColumns("engine", "states from", "seconds", "tokens/s", "lens rows/s", "vs torch");
-                foreach (var c in table.Columns.Skip(2)) c.RightAligned();
-                var rows = new JsonArray();
-                var torchSeconds = best.GetValueOrDefault("torch", double.NaN);
-                foreach (var e in list)
-                {
-                    var s = best[e];
-                    var from = e == "torch" ? $"TorchSharp model ({TypeName(type)}, {dev})" : $"llama.cpp graph ({(layers == 0 ? "CPU" : $"gpu-layers {layers}")})";
-                    var vs = torchSeconds / s;
-                    table.AddRow(e, Markup.Escape(from), BenchCommon.F(s, 3), BenchCommon.F(tokens / s, 0), BenchCommon.F(tokens * lensRows / s, 0), BenchCommon.Ratio(vs));
-                    rows.Add(new JsonObject
-                    {
-                        ["engine"] = e,
-                        ["states_from"] = from,
-                        ["seconds"] = BenchCommon.Num(s),
-                        ["tokens"] = tokens,
-                        ["tokens_per_second"] = BenchCommon.Num(tokens / s, 1),
-                        ["lens_rows_per_token"] = lensRows,
-                        ["speedup_vs_torch"] = BenchCommon.Num(vs),
-                    });
-                }
-                console.Write(table);
-                console.WriteLine($"lens rows per token: 5L + 2 = {lensRows} (embedding, per block the residual, attention and FFN outputs and inputs, final policy), each a [{config.VocabSize:N0}]-way softmax entropy; " +
-                                  $"best of {rounds} timed run(s) after a warm-up; model load not timed.");
-                console.WriteLine("H100 anchor (PLATFORM_NOTES, PyTorch bf16, 28 layers, chunks of 1024): 9,713 tokens/s for the all-layer lens entropy.");
-                console.WriteLine(model.Note);
-                console.WriteLine(BenchCommon.MachineNote());
-                if (parse.GetValue(json) is { } file)
-                {
-                    var settings = new JsonObject
-                    {
-                        ["sequences"] = nSeq, ["seq"] = len, ["chunk_size"] = chunkSize, ["device"] = dev.ToString(), ["dtype"] = TypeName(type),
-                        ["llama_batch"] = batch, ["gpu_layers"] = layers, ["rounds"] = rounds, ["threads"] = nThreads, ["n_layer"] = config.LayerCount,
-                    };
-                    BenchCommon.WriteJson(file, BenchCommon.Document("analyze", model, settings, rows), console);
-                }
+                    ["engine"] = e,
+                    ["states_from"] = from,
+                    ["seconds"] = BenchCommon.Num(s),
+                    ["tokens"] = tokens,
+                    ["tokens_per_second"] = BenchCommon.Num(result.TokensPerSecond(engine), 1),
+                    ["lens_rows_per_token"] = lensRows,
+                    ["speedup_vs_torch"] = BenchCommon.Num(vs),
+                });
             }
-            finally
+            console.Write(table);
+            console.WriteLine($"lens rows per token: 5L + 2 = {lensRows} (embedding, per block the residual, attention and FFN outputs and inputs, final policy), each a [{result.VocabSize:N0}]-way softmax entropy; " +
+                              $"best of {rounds} timed run(s) after a warm-up; model load not timed.");
+            console.WriteLine("H100 anchor (PLATFORM_NOTES, PyTorch bf16, 28 layers, chunks of 1024): 9,713 tokens/s for the all-layer lens entropy.");
+            console.WriteLine(model.Note);
+            console.WriteLine(BenchCommon.MachineNote());
+            if (parse.GetValue(json) is { } file)
             {
-                torchModel?.Dispose();
+                var settings = new JsonObject
+                {
+                    ["sequences"] = nSeq, ["seq"] = len, ["chunk_size"] = chunkSize, ["device"] = dev.ToString(), ["dtype"] = TypeName(type),
+                    ["llama_batch"] = batch, ["gpu_layers"] = layers, ["rounds"] = rounds, ["threads"] = nThreads, ["n_layer"] = result.LayerCount,
+                };
+                BenchCommon.WriteJson(file, BenchCommon.Document("analyze", model, settings, rows), console);
             }
             return 0;
         });
@@ -161,24 +118,4 @@ public static class BenchAnalyzeCommand
     }
 
     private static string TypeName(ScalarType t) => t switch { ScalarType.BFloat16 => "bf16", ScalarType.Float64 => "f64", _ => "f32" };
-
-    private static int ReadContextLength(string path, string arch)
-    {
-        using var f = GgufFile.Open(path);
-        return (int)(f.GetInt($"{arch}.context_length") ?? 0);
-    }
-
-    /// <summary>Seconds from the analyzer's first "analyze" report (models loaded) to its last.</summary>
-    private sealed class AnalyzeTimer : IProgress<AnalyzeProgress>
-    {
-        private readonly Stopwatch _watch = new();
-        public double Seconds { get; private set; }
-
-        public void Report(AnalyzeProgress value)
-        {
-            if (value.Stage != "analyze") return;
-            if (value.Done == 0) _watch.Restart();
-            Seconds = _watch.Elapsed.TotalSeconds;
-        }
-    }
 }

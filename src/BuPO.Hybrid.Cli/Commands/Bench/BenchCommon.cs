@@ -1,17 +1,17 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using BuPO.Hybrid.Data;
+using BuPO.Hybrid.Bench;
+using BuPO.Hybrid.Bench.Models;
 using Spectre.Console;
 
 namespace BuPO.Hybrid.Cli.Commands.Bench;
 
 /// <summary>
 /// What the <c>bench</c> subcommands of this folder (train, sync, analyze, tokenize; registered in
-/// <see cref="Commands.BenchCommand.Subcommands"/>) share: JSON output, number formats, option checks, asset lookup (the console is <see cref="CliConsole.Create"/>).
+/// <see cref="Commands.BenchCommand.Subcommands"/>) share: JSON output, number formats, option checks (the console is <see cref="CliConsole.Create"/>).
 /// </summary>
 public static class BenchCommon
 {
@@ -70,37 +70,35 @@ public static class BenchCommon
             ["created_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
             ["machine"] = Machine(),
         };
-        if (model != null) doc["model"] = model.ToJson();
+        if (model != null) doc["model"] = ModelJson(model);
         doc["settings"] = settings;
         doc["results"] = results;
         return doc;
     }
+
+    /// <summary>The "model" object of the JSON document.</summary>
+    internal static JsonObject ModelJson(BenchModel model) => new()
+    {
+        ["path"] = model.Path,
+        ["label"] = model.Label,
+        ["random_shape"] = model.RandomShape,
+        ["vocab"] = model.Vocab,
+        ["vocab_size"] = model.VocabSize,
+        ["vocab_kind"] = model.VocabKind.ToString().ToLowerInvariant(),
+    };
 
     public static JsonObject Machine() => new()
     {
         ["os"] = System.Runtime.InteropServices.RuntimeInformation.OSDescription,
         ["processors"] = Environment.ProcessorCount,
         ["dotnet"] = Environment.Version.ToString(),
-        ["load_average_1m"] = LoadAverage() is { } l ? Num(l, 2) : null,
+        ["load_average_1m"] = BenchMachine.LoadAverage() is { } l ? Num(l, 2) : null,
     };
-
-    /// <summary>The 1-minute load average (Linux), or null: recorded because this machine is often shared.</summary>
-    public static double? LoadAverage()
-    {
-        try
-        {
-            if (!File.Exists("/proc/loadavg")) return null;
-            var first = File.ReadAllText("/proc/loadavg").Split(' ')[0];
-            return double.TryParse(first, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : null;
-        }
-        catch (IOException) { return null; }
-        catch (UnauthorizedAccessException) { return null; }
-    }
 
     /// <summary>A note to print under each table: processors and load (measurements on a loaded machine are noisy).</summary>
     public static string MachineNote()
     {
-        var load = LoadAverage();
+        var load = BenchMachine.LoadAverage();
         return $"machine: {Environment.ProcessorCount} processors" + (load is { } l ? FormattableString.Invariant($", load average {l:F1}") : "") +
                (load is { } l2 && l2 > Environment.ProcessorCount ? " (busy: absolute numbers are noisy, compare the ratios measured side by side; --threads 1 avoids thread contention collapsing throughput)" : "");
     }
@@ -114,59 +112,5 @@ public static class BenchCommon
             throw new BupoException($"{file.FullName}: cannot write: {e.Message}");
         }
         console.WriteLine($"wrote {file.FullName}");
-    }
-
-    /// <summary>
-    /// The shared assets folder (models, vocab, data) beside the checkout: BUPO_SHARED_DIR, else the parent of the data
-    /// folder <see cref="PromptDataset.FindDataRoot"/> finds (BUPO_DATA_DIR or ../shared/data); null when absent.
-    /// </summary>
-    public static string? SharedDir()
-    {
-        if (SharedFolder.Find() is { } shared) return shared;
-        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(SharedFolder.EnvironmentVariable))) return null;
-        string? data;
-        try { data = PromptDataset.FindDataRoot(); }
-        catch (BupoException) { data = null; }
-        return data is null ? null : Path.GetDirectoryName(Path.GetFullPath(data).TrimEnd(Path.DirectorySeparatorChar));
-    }
-
-    /// <summary>The data folder (GSM8K, MATH500 JSONL), or null.</summary>
-    public static string? DataDir()
-    {
-        try { return PromptDataset.FindDataRoot(); }
-        catch (BupoException) { return null; }
-    }
-
-    /// <summary>Synchronizes a CUDA device so a timer read afterwards covers the queued kernels (no-op on the CPU).</summary>
-    public static void Sync(TorchSharp.torch.Device device)
-    {
-        if (device.type == TorchSharp.DeviceType.CUDA) TorchSharp.torch.cuda.synchronize(device);
-    }
-
-    /// <summary>Current resident memory of this process in GiB (Linux /proc/self/status VmRSS), or null.</summary>
-    public static double? RssGiB()
-    {
-        try
-        {
-            if (!File.Exists("/proc/self/status")) return null;
-            foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmRSS:", StringComparison.Ordinal)
-                    && long.TryParse(line[6..].Trim().Split(' ')[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var kb))
-                    return kb / (1024.0 * 1024);
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return null;
-    }
-
-    /// <summary>Peak resident memory of this process in GiB (Linux VmHWM), or null.</summary>
-    public static double? PeakRssGiB()
-    {
-        try
-        {
-            using var p = Process.GetCurrentProcess();
-            return p.PeakWorkingSet64 > 0 ? p.PeakWorkingSet64 / (1024.0 * 1024 * 1024) : null;
-        }
-        catch (InvalidOperationException) { return null; }
     }
 }

@@ -1,15 +1,15 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using BuPO.Hybrid.Bench;
+using BuPO.Hybrid.Bench.Tokenization;
 using BuPO.Hybrid.Llama;
-using BuPO.Hybrid.Tokenizers;
 using Spectre.Console;
 
 namespace BuPO.Hybrid.Cli.Commands.Bench;
 
 /// <summary>
-/// <c>bupo-hybrid bench tokenize</c>: encode throughput of the managed tokenizer (<see cref="GgufTokenizer"/>) against
-/// llama.cpp's (<see cref="LlamaVocab"/>, a vocab-only load) on the same texts, and the number of texts whose ids differ,
-/// which must be 0: a non-zero count is printed and makes the exit code 1.
+/// <c>bupo-hybrid bench tokenize</c>: parses the options of <see cref="TokenizerBenchmark"/> (managed vs llama.cpp
+/// tokenization on the same texts) and renders its result; texts whose ids differ are printed and make the exit code 1.
 /// </summary>
 public static class BenchTokenizeCommand
 {
@@ -41,32 +41,17 @@ public static class BenchTokenizeCommand
             LlamaBackend.Initialize(parse.GetValue(libDir), minLevel: LlamaLogLevel.Error);
             var model = source.Resolve(parse, m => BenchCommon.Log(stderr, m));
 
-            IReadOnlyList<string> texts;
-            string textSource;
-            var shared = parse.GetValue(generated) ? null : BenchText.SharedLines(BenchCommon.DataDir());
-            if (shared is { } s) (texts, textSource) = s;
-            else
-            {
-                texts = BenchText.Generated(limit ?? 2000);
-                textSource = "generated word problems" + (parse.GetValue(generated) ? "" : " (no GSM8K/MATH500 test files found)");
-            }
-            if (limit is { } n && texts.Count > n)
-            {
-                textSource = $"the first {n} of {texts.Count} texts: {textSource}";
-                texts = texts.Take(n).ToArray();
-            }
-
-            GgufTokenizer managed;
-            try { managed = GgufTokenizer.FromGguf(model.Path); }
-            catch (UnsupportedTokenizerException e) { throw new BupoException($"the managed tokenizer does not support this vocabulary: {e.Message}"); }
-            using var llm = LlamaModel.Load(model.Path, new LlamaModelOptions { VocabOnly = true });
             var add = parse.GetValue(addSpecial);
             var special = parse.GetValue(parseSpecial);
-            BenchCommon.Log(stderr, $"tokenizing {texts.Count} texts, at least {seconds:0.##} s per tokenizer");
-            var r = TokenizerBenchmark.Run(managed, llm.Vocab, texts, add, special, seconds, "managed (GgufTokenizer)", "llama.cpp (llama_tokenize)");
-
-            var chars = texts.Sum(t => (long)t.Length);
-            var table = new Table { Title = new TableTitle(Markup.Escape($"bench tokenize: {model.Label}, {texts.Count} texts ({chars:N0} chars)")) };
+            var result = TokenizerBenchmark.Run(model, new TokenizeBenchmarkSettings
+            {
+                Lines = limit, MinSeconds = seconds, AddSpecial = add, ParseSpecial = special, GeneratedText = parse.GetValue(generated),
+                DataDir = parse.GetValue(generated) ? null : BenchAssets.DataDir(),
+            }, m => BenchCommon.Log(stderr, m));
+            var r = result.Comparison;
+            var textSource = result.TextSource;
+            var chars = result.Chars;
+            var table = new Table { Title = new TableTitle(Markup.Escape($"bench tokenize: {model.Label}, {result.Texts} texts ({chars:N0} chars)")) };
             table.AddColumns("tokenizer", "tokens", "seconds", "tokens/s", "vs llama.cpp");
             foreach (var c in table.Columns.Skip(1)) c.RightAligned();
             var rows = new JsonArray();
@@ -93,7 +78,7 @@ public static class BenchTokenizeCommand
             {
                 var settings = new JsonObject
                 {
-                    ["texts"] = texts.Count, ["chars"] = chars, ["text_source"] = textSource, ["min_seconds"] = seconds,
+                    ["texts"] = result.Texts, ["chars"] = chars, ["text_source"] = textSource, ["min_seconds"] = seconds,
                     ["add_special"] = add, ["parse_special"] = special, ["mismatched_lines"] = r.MismatchedLines,
                     ["speedup_managed_vs_llama"] = BenchCommon.Num(r.Speedup),
                 };

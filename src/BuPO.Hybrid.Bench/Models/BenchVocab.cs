@@ -1,8 +1,9 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using BuPO.Hybrid.Bench.Text;
 using BuPO.Hybrid.Gguf;
 
-namespace BuPO.Hybrid.Cli.Commands.Bench;
+namespace BuPO.Hybrid.Bench.Models;
 
 /// <summary>
 /// A small generated vocabulary for benchmarks on a fresh clone (no ../shared): a byte-level BPE in the GPT-2/Qwen2

@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using BuPO.Hybrid.Llama;
+using BuPO.Hybrid.Rollout;
 
-namespace BuPO.Hybrid.Rollout;
+namespace BuPO.Hybrid.Bench.Rollouts;
 
 /// <summary>Settings of <see cref="RolloutBenchmark"/>.</summary>
 public sealed record RolloutBenchmarkOptions

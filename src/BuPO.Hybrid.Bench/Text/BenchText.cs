@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace BuPO.Hybrid.Cli.Commands.Bench;
+namespace BuPO.Hybrid.Bench.Text;
 
 /// <summary>Text for the benchmarks: GSM8K and MATH500 lines from the shared data folder, or generated word problems.</summary>
 public static class BenchText
