@@ -3,10 +3,10 @@ using BuPO.Hybrid.Gguf;
 namespace BuPO.Hybrid.Cli.Tests;
 
 /// <summary>
-/// A llama GGUF (the generated 512-token SentencePiece vocabulary) that writes "\boxed{4}" over and over after any prompt,
+/// A llama GGUF (the generated 512-token SentencePiece vocabulary) that writes "\boxed{4}" (9 tokens) over and over after any prompt,
 /// at any temperature: every block's attention and FFN output is zero, so the last hidden state is the current token's
 /// embedding; the embeddings are one-hot (after RMSNorm, 8 on one of 64 axes) and output.weight maps each axis to the
-/// next token of the cycle \boxed → { → 4 → } → \boxed (any other token → \boxed) with a logit margin of 80.
+/// next character of the cycle \ → b → o → x → e → d → { → 4 → } → \ (any other token → \) with a logit margin of 80.
 /// </summary>
 internal static class BoxedAnswerModel
 {
@@ -21,7 +21,7 @@ internal static class BoxedAnswerModel
         using var src = GgufFile.Open(random);
         var tokens = (string[])((GgufArray)src.Get("tokenizer.ggml.tokens")!.Value!).Items;
         int Id(string piece) => Array.IndexOf(tokens, piece) is var i and >= 0 ? i : throw new InvalidOperationException($"no token '{piece}'");
-        int[] cycle = [Id("\\boxed"), Id("{"), Id("4"), Id("}")];
+        int[] cycle = "\\boxed{4}".Select(c => Id(c.ToString())).ToArray();   // single-character pieces
         int n = tokens.Length, embd = spec.Embedding;
         var embedding = new float[n * embd];
         for (int t = 0; t < n; t++) embedding[t * embd + (Array.IndexOf(cycle, t) + 1)] = 1f;   // axis 0 for tokens off the cycle

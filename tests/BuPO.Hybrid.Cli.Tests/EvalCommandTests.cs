@@ -23,7 +23,7 @@ public sealed class EvalCommandTests : IDisposable
         File.WriteAllLines(data, new[] { ("2+2", "4"), ("3+3", "6"), ("1+2", "3") }.Select(r => JsonSerializer.Serialize(new { problem = r.Item1, answer = r.Item2 })));
         var json = Path.Combine(_dir, "eval.json");
         var (code, stdout, err) = CliRunner.Run("eval", "--model", model, "--dataset", data, "--dataset", data, "--k", "4", "--limit", "2",
-            "--max-tokens", "8", "--parallel", "4", "--threads", "1", "--seed", "7", "--json", json);
+            "--max-tokens", "9", "--parallel", "4", "--threads", "1", "--seed", "7", "--json", json);
         Assert.True(code == 0, err);
         Assert.Contains("avg@4", stdout);
         Assert.Contains("pass@4", stdout);
@@ -44,7 +44,7 @@ public sealed class EvalCommandTests : IDisposable
             Assert.Equal(0.5, d.GetProperty("avg_at_k").GetDouble(), 12);
             Assert.Equal(["1", "2", "4"], d.GetProperty("pass_at_k").EnumerateObject().Select(p => p.Name));
             Assert.All(d.GetProperty("pass_at_k").EnumerateObject(), p => Assert.Equal(0.5, p.Value.GetDouble(), 12));
-            Assert.Equal(32, d.GetProperty("generated_tokens").GetInt64());
+            Assert.Equal(72, d.GetProperty("generated_tokens").GetInt64());
             var problems = d.GetProperty("per_problem");
             Assert.Equal("4", problems[0].GetProperty("answer").GetString());
             Assert.Equal(4, problems[0].GetProperty("correct").GetInt32());
@@ -54,7 +54,7 @@ public sealed class EvalCommandTests : IDisposable
             foreach (var p in problems.EnumerateArray())
             {
                 Assert.All(p.GetProperty("extracted").EnumerateArray(), x => Assert.Equal("4", x.GetString()));
-                Assert.All(p.GetProperty("response_tokens").EnumerateArray(), t => Assert.Equal(8, t.GetInt32()));
+                Assert.All(p.GetProperty("response_tokens").EnumerateArray(), t => Assert.Equal(9, t.GetInt32()));
                 Assert.All(p.GetProperty("finish").EnumerateArray(), f => Assert.Equal("MaxTokens", f.GetString()));
             }
         }

@@ -15,9 +15,9 @@ public class ModuleCaptureParityTests
     [Theory]
     [InlineData("stories")]
     [InlineData("random")]
-    public void LlamaModuleCapturesMatchLlamaCppNodes(string model)
+    public void LlamaModuleCapturesMatchLlamaCppNodes(string modelName)
     {
-        var path = TestModels.ParityModel(model);
+        var path = TestModels.ParityModel(modelName);
         using var model = TransformerModel.FromGguf(path);
         using var llama = LlamaModel.Load(path);
         var seq = TestModels.Sequences(512, 51, 19)[0];
