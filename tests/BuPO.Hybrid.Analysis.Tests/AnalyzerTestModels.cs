@@ -7,8 +7,10 @@ using TorchSharp;
 namespace BuPO.Hybrid.Analysis.Tests;
 
 /// <summary>
-/// The test models: stories260K (llama) and tiny random qwen2 (tied, Q/K/V biases) and qwen3 (own output.weight, Q/K
-/// norms, head_dim != n_embd/n_head) GGUFs with the real Qwen2 tokenizer, written once per test run.
+/// The test models: stories260K (llama, needs ../shared); tiny random llama, qwen2 (tied, Q/K/V biases) and qwen3 (own
+/// output.weight, Q/K norms, head_dim != n_embd/n_head) GGUFs with the generated 512-token SentencePiece vocabulary
+/// (<see cref="BenchModels.WriteTinyVocab"/>: runs everywhere); and "qwen3-qwen2vocab", the qwen3 with the real Qwen2
+/// tokenizer (151k tokens; needs ../shared). Written once per test run.
 /// </summary>
 public sealed class AnalyzerModels : IDisposable
 {
@@ -24,19 +26,22 @@ public sealed class AnalyzerModels : IDisposable
         torch.set_num_threads(1);
     }
 
-    public static IReadOnlyList<string> Names { get; } = ["stories", "qwen2", "qwen3"];
+    public static IReadOnlyList<string> Names { get; } = ["stories", "llama", "qwen2", "qwen3", "qwen3-qwen2vocab"];
 
     /// <summary>The GGUF of a test model (skips when ../shared is absent).</summary>
     public string Path(string name)
     {
         if (name == "stories") return SharedAssets.RequireFile(SharedAssets.StoriesModel);
-        var vocab = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);
+        var qwen2Vocab = name == "qwen3-qwen2vocab";
+        var shape = qwen2Vocab ? "qwen3" : name;
+        var vocab = qwen2Vocab ? SharedAssets.RequireFile(SharedAssets.Qwen2Vocab) : null;
         lock (_gate)
         {
             if (_paths.TryGetValue(name, out var p)) return p;
+            vocab ??= BenchModels.WriteTinyVocab(System.IO.Path.Combine(_dir, "tiny-vocab.gguf"));
             p = System.IO.Path.Combine(_dir, $"random-{name}.gguf");
-            var (tied, headDim) = name == "qwen2" ? (true, (int?)null) : (false, (int?)32);
-            var spec = RandomModelSpec.Named($"{name}-tiny") with { Layers = 3, HeadDim = headDim, TiedEmbeddings = tied, WeightStd = 0.125f, NormNoise = 0.2f, Seed = 3 };
+            var (tied, headDim) = shape switch { "qwen2" => (true, (int?)null), "qwen3" => (false, (int?)32), _ => (false, (int?)null) };
+            var spec = RandomModelSpec.Named($"{shape}-tiny") with { Layers = 3, HeadDim = headDim, TiedEmbeddings = tied, WeightStd = 0.125f, NormNoise = 0.2f, Seed = 3 };
             RandomGgufModel.Write(p, spec, vocab);
             return _paths[name] = p;
         }

@@ -14,7 +14,8 @@ public class AnalyzeCommandTests
 
     private static string OneLine(string err) => Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
 
-    private static string Stories => SharedAssets.RequireFile(SharedAssets.StoriesModel);
+    /// <summary>A random model of stories260K's shape (5 blocks, width 64, 512-token SentencePiece vocabulary): runs without ../shared.</summary>
+    private static string Model => TinyTrainingModels.StoriesShaped;
 
     private static void AssertOneLineError((int Code, string Out, string Err) r, params string[] contains)
     {
@@ -25,13 +26,13 @@ public class AnalyzeCommandTests
     }
 
     [Fact]
-    public void StoriesEndToEndWritesJsonCsvAndPlots()
+    public void EndToEndWritesJsonCsvAndPlots()
     {
         var dir = Directory.CreateTempSubdirectory("bupo-analyze-cli-").FullName;
         try
         {
             var json = Path.Combine(dir, "sub", "result.json");
-            var (code, output, err) = Run("--model", Stories, "--prompt", "Once upon a time", "--prompt", "Lily saw a cat.", "--out", dir,
+            var (code, output, err) = Run("--model", Model, "--prompt", "Once upon a time", "--prompt", "Lily saw a cat.", "--out", dir,
                 "--json", json, "--threads", "1", "--engine", "torch");
             Assert.True(code == 0, err);
             Assert.Contains("boundary layer", output);
@@ -45,7 +46,7 @@ public class AnalyzeCommandTests
             Assert.Equal("none", root.GetProperty("norm").GetString());
             Assert.Equal(5, root.GetProperty("n_layer").GetInt32());
             Assert.Equal(2, root.GetProperty("token_ids").GetArrayLength());
-            Assert.Equal(1, root.GetProperty("token_ids")[0][0].GetInt32()); // BOS: stories260K adds it
+            Assert.Equal(1, root.GetProperty("token_ids")[0][0].GetInt32()); // BOS: the vocabulary adds it
             Assert.False(root.TryGetProperty("per_token", out _)); // only with --per-token
             var layers = root.GetProperty("layers");
             Assert.Equal(5, layers.GetArrayLength());
@@ -64,7 +65,7 @@ public class AnalyzeCommandTests
         try
         {
             var json = Path.Combine(dir, "r.json");
-            var (code, _, err) = Run("--model", Stories, "--prompt", "Once upon a time", "--generate", "5", "--positions", "response", "--seed", "3",
+            var (code, _, err) = Run("--model", Model, "--prompt", "Once upon a time", "--generate", "5", "--positions", "response", "--seed", "3",
                 "--layers", "1,3-4", "--per-token", "--json", json, "--threads", "1", "--kv-type", "f32");
             Assert.True(code == 0, err);
             using var doc = JsonDocument.Parse(File.ReadAllText(json));
@@ -90,12 +91,12 @@ public class AnalyzeCommandTests
         {
             var txt = Path.Combine(dir, "p.txt");
             File.WriteAllLines(txt, ["Once upon a time", "", "Tom had a ball"]);
-            var (code, output, err) = Run("--model", Stories, "--prompts", txt, "--threads", "1");
+            var (code, output, err) = Run("--model", Model, "--prompts", txt, "--threads", "1");
             Assert.True(code == 0, err);
             Assert.Contains("2 sequence(s)", output);
             var jsonl = Path.Combine(dir, "p.jsonl");
             File.WriteAllLines(jsonl, ["{\"text\": \"Once upon a time\"}", "{\"text\": \"Tom had a ball\"}", "{\"text\": \"The sun\"}"]);
-            (code, output, err) = Run("--model", Stories, "--prompts", jsonl, "--field", "text", "--limit", "2", "--threads", "1");
+            (code, output, err) = Run("--model", Model, "--prompts", jsonl, "--field", "text", "--limit", "2", "--threads", "1");
             Assert.True(code == 0, err);
             Assert.Contains("2 sequence(s)", output);
         }
@@ -116,29 +117,29 @@ public class AnalyzeCommandTests
             AssertOneLineError(Run("--model", notGguf, "--prompt", "hi"), "not a GGUF file");
 
             var gpt2 = Path.Combine(dir, "gpt2.gguf");
-            using (var src = GgufFile.Open(Stories))
+            using (var src = GgufFile.Open(Model))
                 GgufWriter.Copy(src, gpt2, w => w.SetString("general.architecture", "gpt2"));
             AssertOneLineError(Run("--model", gpt2, "--prompt", "hi"), "architecture 'gpt2' is not supported");
 
             var empty = Path.Combine(dir, "empty.txt");
             File.WriteAllText(empty, "\n\n");
-            AssertOneLineError(Run("--model", Stories, "--prompts", empty), "no prompts");
-            AssertOneLineError(Run("--model", Stories, "--prompts", Path.Combine(dir, "none.txt")), "not found");
+            AssertOneLineError(Run("--model", Model, "--prompts", empty), "no prompts");
+            AssertOneLineError(Run("--model", Model, "--prompts", Path.Combine(dir, "none.txt")), "not found");
 
             var longPrompt = string.Join(' ', Enumerable.Repeat("once upon a time", 700));
-            AssertOneLineError(Run("--model", Stories, "--prompt", "hi", "--prompt", longPrompt, "--threads", "1"), "prompt 1 is", "context of 2048 tokens");
-            AssertOneLineError(Run("--model", Stories, "--prompt", "hi", "--generate", "10", "--ctx", "8"), "prompt 0 is", "10 tokens to generate", "context of 8 tokens");
+            AssertOneLineError(Run("--model", Model, "--prompt", "hi", "--prompt", longPrompt, "--threads", "1"), "prompt 1 is", "context of 2048 tokens");
+            AssertOneLineError(Run("--model", Model, "--prompt", "hi", "--generate", "10", "--ctx", "8"), "prompt 0 is", "10 tokens to generate", "context of 8 tokens");
 
-            AssertOneLineError(Run("--model", Stories, "--prompt", "hi", "--layers", "0,5"), "--layers", "out of range", "0..4");
-            AssertOneLineError(Run("--model", Stories, "--prompt", "hi", "--layers", "-1"), "--layers");
-            AssertOneLineError(Run("--model", Stories, "--prompt", " "), "empty");
-            AssertOneLineError(Run("--model", Stories), "exactly one of --prompt");
-            AssertOneLineError(Run("--model", Stories, "--prompt", "hi", "--positions", "response"), "--generate");
-            AssertOneLineError(Run("--model", Stories, "--prompt", "hi", "--protocol", "paper"), "--dataset");
-            AssertOneLineError(Run("--model", Stories, "--prompt", "hi", "--chat"), "chat template");
-            AssertOneLineError(Run("--model", Stories, "--prompt", "hi", "--device", "tpu"), "--device tpu");
+            AssertOneLineError(Run("--model", Model, "--prompt", "hi", "--layers", "0,5"), "--layers", "out of range", "0..4");
+            AssertOneLineError(Run("--model", Model, "--prompt", "hi", "--layers", "-1"), "--layers");
+            AssertOneLineError(Run("--model", Model, "--prompt", " "), "empty");
+            AssertOneLineError(Run("--model", Model), "exactly one of --prompt");
+            AssertOneLineError(Run("--model", Model, "--prompt", "hi", "--positions", "response"), "--generate");
+            AssertOneLineError(Run("--model", Model, "--prompt", "hi", "--protocol", "paper"), "--dataset");
+            AssertOneLineError(Run("--model", Model, "--prompt", "hi", "--chat"), "chat template");
+            AssertOneLineError(Run("--model", Model, "--prompt", "hi", "--device", "tpu"), "--device tpu");
 
-            var usage = Run("--model", Stories, "--prompt", "hi", "--engine", "onnx");
+            var usage = Run("--model", Model, "--prompt", "hi", "--engine", "onnx");
             Assert.Equal(CliHost.UsageError, usage.Code);
             Assert.Contains("onnx", OneLine(usage.Err));
         }
@@ -153,7 +154,7 @@ public class AnalyzeCommandTests
         try
         {
             var nan = Path.Combine(dir, "nan.gguf");
-            using (var src = GgufFile.Open(Stories))
+            using (var src = GgufFile.Open(Model))
             {
                 var t = src.GetTensor("blk.2.ffn_up.weight");
                 var values = src.ReadTensorFloat(t);

@@ -74,35 +74,6 @@ public class EvalAndBenchCommandTests : IDisposable
     }
 
     [Fact]
-    public void EvalWritesTableAndJson()
-    {
-        var model = SharedAssets.RequireFile(SharedAssets.StoriesModel);
-        var data = Jsonl(("2+2", "4"), ("3+3", "6"), ("1+2", "3"));
-        var json = Path.Combine(_dir, "eval.json");
-        var (code, stdout, err) = Run("eval", "--model", model, "--dataset", data, "--dataset", data, "--k", "4", "--limit", "2",
-            "--max-tokens", "8", "--parallel", "4", "--threads", "1", "--seed", "7", "--json", json);
-        Assert.True(code == 0, err);
-        Assert.Contains("avg@4", stdout);
-        Assert.Contains("pass@4", stdout);
-        Assert.Contains("average", stdout);   // two datasets
-        using var doc = JsonDocument.Parse(File.ReadAllText(json));
-        var root = doc.RootElement;
-        Assert.Equal(4, root.GetProperty("k").GetInt32());
-        Assert.Equal("boxed", root.GetProperty("template").GetString());
-        var ds = root.GetProperty("datasets");
-        Assert.Equal(2, ds.GetArrayLength());
-        var first = ds[0];
-        Assert.Equal(2, first.GetProperty("problems").GetInt32());
-        Assert.Equal(8, first.GetProperty("total_samples").GetInt32());
-        Assert.Equal(0.0, first.GetProperty("avg_at_k").GetDouble());
-        Assert.Equal(["1", "2", "4"], first.GetProperty("pass_at_k").EnumerateObject().Select(p => p.Name));
-        var problems = first.GetProperty("per_problem");
-        Assert.Equal("4", problems[0].GetProperty("answer").GetString());
-        Assert.Equal(4, problems[0].GetProperty("response_tokens").GetArrayLength());
-        Assert.True(problems[0].GetProperty("response_tokens").EnumerateArray().All(t => t.GetInt32() is >= 1 and <= 8));
-    }
-
-    [Fact]
     public void BenchBadInputsAreOneLineErrors()
     {
         var (code, _, err) = Run("bench", "rollout");

@@ -43,7 +43,7 @@ public class GenerateCommandTests
     [Fact]
     public void BadOptionsAreOneLineErrors()
     {
-        var model = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var model = TinyTrainingModels.StoriesShaped;
         var (code, _, err) = Run("generate", model, "--prompt", "hi", "--max-tokens", "0");
         Assert.Equal(CliHost.Failure, code);
         Assert.Contains("--max-tokens", OneLine(err));

@@ -15,7 +15,7 @@ public class InspectCommandTests
     [Fact]
     public void JsonListsEveryTensorWithShapeTypeAndBytes()
     {
-        var path = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var path = TinyTrainingModels.StoriesShaped;
         var (code, stdout, stderr) = Run("inspect", path, "--json");
         Assert.True(code == 0, stderr);
         Assert.Equal("", stderr);
@@ -99,7 +99,7 @@ public class InspectCommandTests
     [Fact]
     public void TablesShowHyperparametersTokenizerAndTensors()
     {
-        var path = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var path = TinyTrainingModels.StoriesShaped;
         var (code, stdout, stderr) = Run("inspect", path);
         Assert.True(code == 0, stderr);
         foreach (var s in new[] { "llama.block_count", "llama.rope.dimension_count", "blk.4.ffn_down.weight", "172 x 64", "total (48)", "Tokenizer", "</s>" })
@@ -121,7 +121,7 @@ public class InspectCommandTests
             {
                 case "text": File.WriteAllText(path, "This is not a GGUF file, it is a long enough piece of text."); break;
                 case "truncated":
-                    var src = File.ReadAllBytes(SharedAssets.RequireFile(SharedAssets.StoriesModel));
+                    var src = File.ReadAllBytes(TinyTrainingModels.StoriesShaped);
                     File.WriteAllBytes(path, src[..(src.Length / 2)]);
                     break;
                 case "directory": Directory.CreateDirectory(path); break;
@@ -145,7 +145,7 @@ public class InspectCommandTests
     [Fact]
     public void TruncatedFileNamesTheFieldOrTheData()
     {
-        var src = File.ReadAllBytes(SharedAssets.RequireFile(SharedAssets.StoriesModel));
+        var src = File.ReadAllBytes(TinyTrainingModels.StoriesShaped);
         var dir = TempDir();
         try
         {

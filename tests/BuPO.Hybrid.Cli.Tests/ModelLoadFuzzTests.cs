@@ -27,11 +27,14 @@ public sealed class ModelLoadFuzzTests(ITestOutputHelper output) : IDisposable
     public void StoriesMetadataMutationsNeverCrashTheProcess() => Fuzz(SharedAssets.RequireFile(SharedAssets.StoriesModel), seedBase: 1_000_000);
 
     [Fact]
+    public void RandomLlamaMetadataMutationsNeverCrashTheProcess() => Fuzz(TinyTrainingModels.StoriesShaped, seedBase: 3_000_000);
+
+    [Fact]
     public void Qwen3MetadataMutationsNeverCrashTheProcess()
     {
-        // A random qwen3 with Qwen's real tokenizer (llama.cpp loads a BPE vocabulary only with its merges).
+        // A random qwen3 with the generated SentencePiece vocabulary (llama.cpp loads a BPE vocabulary only with its merges).
         var model = Path.Combine(_dir, "qwen3-tiny.gguf");
-        using (var vocab = GgufFile.Open(SharedAssets.RequireFile(SharedAssets.Qwen2Vocab)))
+        using (var vocab = GgufFile.Open(TinyTrainingModels.Vocab))
             RandomGgufModel.Write(model, RandomModelSpec.Named("qwen3-tiny") with { Seed = 7 }, vocab);
         Fuzz(model, seedBase: 2_000_000);
     }
@@ -45,7 +48,7 @@ public sealed class ModelLoadFuzzTests(ITestOutputHelper output) : IDisposable
         // As found: block_count 100000 or 0 aborted generate and eval (GGML_ASSERT, rc 134, a gdb backtrace on stdout);
         // analyze aborted after 20 s and 650 MB, or threw an unexpected OverflowException naming no file.
         var model = Path.Combine(_dir, $"blocks-{blockCount}.gguf");
-        using (var source = GgufFile.Open(SharedAssets.RequireFile(SharedAssets.StoriesModel)))
+        using (var source = GgufFile.Open(TinyTrainingModels.StoriesShaped))
             GgufWriter.Copy(source, model, w => w.SetUInt32("llama.block_count", (uint)blockCount));
         var data = Path.Combine(_dir, "tiny.jsonl");
         File.WriteAllText(data, "{\"problem\": \"Once upon a time\", \"answer\": \"1\"}\n");

@@ -17,7 +17,7 @@ public class DeviceAndErrorTests
         try
         {
             var path = Path.Combine(dir, "gpt2-like.gguf");
-            using (var vocab = GgufFile.Open(SharedAssets.RequireFile(SharedAssets.Qwen2Vocab)))
+            using (var vocab = GgufFile.Open(TinyTrainingModels.Vocab))
                 GgufWriter.Copy(vocab, path, w => w.SetString("general.architecture", "gpt2"));
             var e = Assert.ThrowsAny<BupoException>(() => TransformerModel.FromGguf(path));
             _out.WriteLine(e.Message);
@@ -47,8 +47,8 @@ public class DeviceAndErrorTests
     public void Bf16ModelRunsForwardAndHeadGradients()
     {
         // bf16 is meant for CUDA; on CPU it checks the dtype plumbing (norm statistics in fp32, fp32 log-probs).
-        using var model = TestModels.Stories(ScalarType.BFloat16);
-        using var ref32 = TestModels.Stories();
+        using var model = TestModels.StoriesShaped(ScalarType.BFloat16);
+        using var ref32 = TestModels.StoriesShaped();
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(512, 9, 12, 5), side: PaddingSide.Left);
         using var r = model.Forward(batch, new ForwardOptions { Residuals = ForwardOptions.Blocks(2) });
@@ -68,9 +68,9 @@ public class DeviceAndErrorTests
     public void CudaForwardMatchesCpu()
     {
         if (!ModelDevice.CudaAvailable) Assert.Skip("no CUDA device visible to TorchSharp (CPU libtorch, or no GPU)");
-        var path = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var path = TinyTrainingModels.StoriesShaped;
         using var gpu = TransformerModel.FromGguf(path, ModelDevice.Parse("cuda"));
-        using var cpu = TestModels.Stories();
+        using var cpu = TestModels.StoriesShaped();
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(512, 10, 12, 7), side: PaddingSide.Left);
         using var gbatch = TokenBatch.Create(TestModels.Sequences(512, 10, 12, 7), gpu.Device, PaddingSide.Left);

@@ -41,9 +41,9 @@ public sealed class ExportTests : IDisposable
     [Fact]
     public void F32ExportKeepsMetadataTensorsAndLogits()
     {
-        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var src = TinyTrainingModels.StoriesShaped;
         var outPath = Path.Combine(_dir, "stories-f32.gguf");
-        using (var model = TestModels.Stories()) ModelExporter.Export(model, src, outPath, GgmlType.F32);
+        using (var model = TestModels.StoriesShaped()) ModelExporter.Export(model, src, outPath, GgmlType.F32);
         using (var a = GgufFile.Open(src))
         using (var b = GgufFile.Open(outPath))
         {
@@ -63,9 +63,9 @@ public sealed class ExportTests : IDisposable
     [Fact]
     public void ExportWritesTheCurrentWeights()
     {
-        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var src = TinyTrainingModels.StoriesShaped;
         var outPath = Path.Combine(_dir, "stories-trained.gguf");
-        using var model = TestModels.Stories();
+        using var model = TestModels.StoriesShaped();
         using var scope = NewDisposeScope();
         using (no_grad())
         {
@@ -95,9 +95,9 @@ public sealed class ExportTests : IDisposable
     [Fact]
     public void Q8_0ExportIsCloseToF32()
     {
-        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var src = TinyTrainingModels.StoriesShaped;
         var outPath = Path.Combine(_dir, "stories-q8_0.gguf");
-        using (var model = TestModels.Stories()) ModelExporter.Export(model, src, outPath, GgmlType.Q8_0);
+        using (var model = TestModels.StoriesShaped()) ModelExporter.Export(model, src, outPath, GgmlType.Q8_0);
         using (var f = GgufFile.Open(outPath))
         {
             Assert.Equal(7, f.RequireInt("general.file_type"));
@@ -124,9 +124,9 @@ public sealed class ExportTests : IDisposable
     [Fact]
     public void KQuantExportGoesThroughLlamaQuantize()
     {
-        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var src = TinyTrainingModels.StoriesShaped;
         var outPath = Path.Combine(_dir, "stories-q6_k.gguf");
-        using (var model = TestModels.Stories()) BuPO.Hybrid.RL.Training.WeightSync.Export(model, src, outPath, "Q6_K", threads: 2);
+        using (var model = TestModels.StoriesShaped()) BuPO.Hybrid.RL.Training.WeightSync.Export(model, src, outPath, "Q6_K", threads: 2);
         Assert.Single(Directory.GetFiles(_dir)); // the F16 intermediate is gone
         var seqs = Prompts().Take(2).ToArray();
         var kq = LlamaLogits(outPath, seqs);
@@ -143,11 +143,11 @@ public sealed class ExportTests : IDisposable
     [InlineData("Q6_K", true)]
     public void WeightSyncRun_ExportsThenReloadsThatFile_AndTimesEachStage(string type, bool quantized)
     {
-        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var src = TinyTrainingModels.StoriesShaped;
         var outPath = Path.Combine(_dir, $"sync-{type}.gguf");
         var reloaded = new List<string>();
         BuPO.Hybrid.RL.Training.WeightSyncTimes times;
-        using (var model = TestModels.Stories())
+        using (var model = TestModels.StoriesShaped())
             times = BuPO.Hybrid.RL.Training.WeightSync.Run(model, src, outPath, type, path =>
             {
                 Assert.True(File.Exists(path), "the file is written before the reload");
@@ -169,9 +169,9 @@ public sealed class ExportTests : IDisposable
     [Fact]
     public void MismatchedSourceAndUnknownTypeAreUserErrors()
     {
-        var src = SharedAssets.RequireFile(SharedAssets.StoriesModel);
-        using var model = TestModels.Stories();
-        var e1 = Assert.ThrowsAny<BupoException>(() => ModelExporter.Export(model, SharedAssets.RequireFile(SharedAssets.Qwen2Vocab), Path.Combine(_dir, "x.gguf"), GgmlType.F16));
+        var src = TinyTrainingModels.StoriesShaped;
+        using var model = TestModels.StoriesShaped();
+        var e1 = Assert.ThrowsAny<BupoException>(() => ModelExporter.Export(model, TinyTrainingModels.Vocab, Path.Combine(_dir, "x.gguf"), GgmlType.F16));
         var e2 = Assert.ThrowsAny<BupoException>(() => BuPO.Hybrid.RL.Training.WeightSync.Export(model, src, Path.Combine(_dir, "x.gguf"), "Q9_Z"));
         var e3 = Assert.ThrowsAny<BupoException>(() => ModelExporter.Export(model, src, src, GgmlType.F32));
         _out.WriteLine(e1.Message); _out.WriteLine(e2.Message); _out.WriteLine(e3.Message);

@@ -32,7 +32,7 @@ public class GradientTests
     [Fact]
     public void AutogradMatchesFiniteDifferencesForTheLayerLogProb()
     {
-        using var model = TestModels.Stories(ScalarType.Float64);
+        using var model = TestModels.StoriesShaped(ScalarType.Float64);
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(model.Config.VocabSize, 21, 6, 4), side: PaddingSide.Left);
         ClearGrads(model);
@@ -91,7 +91,7 @@ public class GradientTests
     [InlineData(true, true)]
     public void GradientsReachOnlyTheLowerBlocksEmbeddingAndUnembedding(bool stopEarly, bool checkpoint)
     {
-        using var model = TestModels.Stories(ScalarType.Float64);
+        using var model = TestModels.StoriesShaped(ScalarType.Float64);
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(model.Config.VocabSize, 22, 5, 8));
         ClearGrads(model);
@@ -111,7 +111,7 @@ public class GradientTests
     [Fact]
     public void CheckpointedBlocksGiveTheSameGradients()
     {
-        using var model = TestModels.Stories(ScalarType.Float64);
+        using var model = TestModels.StoriesShaped(ScalarType.Float64);
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(model.Config.VocabSize, 23, 7, 3), side: PaddingSide.Left);
         Dictionary<string, Tensor> Grads(bool checkpoint)

@@ -26,7 +26,7 @@ public class InternalPolicyHeadTests
     [InlineData(LensNorm.Final, 1.3, 16)]
     public void ChunkedValuesAndGradientsMatchTheUnchunkedReference(LensNorm norm, double temperature, int chunk)
     {
-        using var model = TestModels.Stories(ScalarType.Float64);
+        using var model = TestModels.StoriesShaped(ScalarType.Float64);
         using var scope = NewDisposeScope();
         var seqs = TestModels.Sequences(model.Config.VocabSize, 11, 12, 7, 9);
         using var batch = TokenBatch.Create(seqs);
@@ -56,7 +56,7 @@ public class InternalPolicyHeadTests
     [Fact]
     public void FullPolicyHeadOnTheLastResidualGivesTheModelsLogProbs()
     {
-        using var model = TestModels.Stories();
+        using var model = TestModels.StoriesShaped();
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(model.Config.VocabSize, 5, 10, 4));
         using var r = model.Forward(batch);
@@ -69,7 +69,7 @@ public class InternalPolicyHeadTests
     [Fact]
     public void Float32ChunkedEntropyMatchesReference()
     {
-        using var model = TestModels.Stories();
+        using var model = TestModels.StoriesShaped();
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(model.Config.VocabSize, 6, 33, 20));
         using var r = model.Forward(batch, new ForwardOptions { Residuals = ForwardOptions.AllBlocks(model.Config.LayerCount) });

@@ -39,15 +39,17 @@ public class LlamaParityTests
     }
 
     [Theory]
-    [InlineData(PaddingSide.Right)]
-    [InlineData(PaddingSide.Left)]
-    public void StoriesLogitsMatchLlamaCpp(PaddingSide side)
+    [InlineData(PaddingSide.Right, "stories")]
+    [InlineData(PaddingSide.Left, "stories")]
+    [InlineData(PaddingSide.Right, "random")]
+    [InlineData(PaddingSide.Left, "random")]
+    public void LlamaLogitsMatchLlamaCpp(PaddingSide side, string model)
     {
-        var path = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var path = TestModels.ParityModel(model);
         var seqs = TestModels.Sequences(512, 31, 24, 17, 31, 9);
         foreach (var s in seqs) s[0] = 1; // BOS first, like real prompts
         var (worst, positions) = CompareLogits(path, seqs, side, _out);
-        _out.WriteLine($"stories260K ({side} padding): max |Δlogit| torch vs llama.cpp = {worst:E2} over {positions} positions");
+        _out.WriteLine($"{model} ({side} padding): max |Δlogit| torch vs llama.cpp = {worst:E2} over {positions} positions");
         Assert.True(positions >= 64);
         Assert.True(worst <= 1e-3, $"max |Δlogit| {worst}");
     }
@@ -96,13 +98,15 @@ public class LlamaParityTests
         return worst;
     }
 
-    [Fact]
-    public void StoriesLayerEntropiesMatchLlamaCppProbe()
+    [Theory]
+    [InlineData("stories")]
+    [InlineData("random")]
+    public void LlamaLayerEntropiesMatchLlamaCppProbe(string model)
     {
-        var path = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var path = TestModels.ParityModel(model);
         var seqs = TestModels.Sequences(512, 32, 20, 13, 28, 7);
         var worst = CompareLayerEntropies(path, seqs, _out);
-        _out.WriteLine($"stories260K: max |Δentropy| per layer, both norms, torch vs llama.cpp l_out captures = {worst:E2} nats");
+        _out.WriteLine($"{model}: max |Δentropy| per layer, both norms, torch vs llama.cpp l_out captures = {worst:E2} nats");
         Assert.True(worst <= 1e-4, $"max |Δentropy| {worst}");
     }
 
@@ -119,10 +123,10 @@ public class LlamaParityTests
         var dir = Directory.CreateTempSubdirectory("bupo-qwen-").FullName;
         try
         {
-            // RandomGgufModel (gguf branch) with the real Qwen2 tokenizer; projections at 1/sqrt(d) so every block matters.
+            // RandomGgufModel (gguf branch) with the generated vocabulary; projections at 1/sqrt(d) so every block matters.
             var path = Path.Combine(dir, $"random-{arch}.gguf");
             var spec = RandomModelSpec.Named($"{arch}-tiny") with { Layers = 3, HeadDim = headDim, TiedEmbeddings = tied, WeightStd = 0.125f, NormNoise = 0.2f, Seed = 3 };
-            RandomGgufModel.Write(path, spec, SharedAssets.RequireFile(SharedAssets.Qwen2Vocab));
+            RandomGgufModel.Write(path, spec, TinyTrainingModels.Vocab);
             var config = TransformerConfig.FromGguf(path);
             _out.WriteLine(config.ToString());
             Assert.Equal(tied, config.TiedEmbeddings);

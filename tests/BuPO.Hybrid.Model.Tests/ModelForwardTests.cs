@@ -31,16 +31,16 @@ public class ModelForwardTests
     [Fact]
     public void NonModelGgufIsAUserError()
     {
-        // The qwen2 vocab file has an architecture but no weights: a one-line BupoException, not a crash.
-        var e = Assert.ThrowsAny<BupoException>(() => TransformerConfig.FromGguf(SharedAssets.RequireFile(SharedAssets.Qwen2Vocab)));
+        // A vocabulary file has an architecture but no weights: a one-line BupoException, not a crash.
+        var e = Assert.ThrowsAny<BupoException>(() => TransformerConfig.FromGguf(TinyTrainingModels.Vocab));
         _out.WriteLine(e.Message);
-        Assert.Contains("ggml-vocab-qwen2.gguf", e.Message);
+        Assert.Contains("tiny-vocab.gguf", e.Message);
     }
 
     [Fact]
     public void ForwardShapesAndCaptures()
     {
-        using var model = TestModels.Stories();
+        using var model = TestModels.StoriesShaped();
         using var scope = NewDisposeScope();
         var c = model.Config;
         using var batch = TokenBatch.Create(TestModels.Sequences(c.VocabSize, 1, 7, 3, 5));
@@ -65,7 +65,7 @@ public class ModelForwardTests
     [Fact]
     public void StopAfterBlockRunsOnlyTheLowerBlocks()
     {
-        using var model = TestModels.Stories();
+        using var model = TestModels.StoriesShaped();
         using var scope = NewDisposeScope();
         using var batch = TokenBatch.Create(TestModels.Sequences(model.Config.VocabSize, 2, 6, 4));
         using var full = model.Forward(batch, new ForwardOptions { Residuals = ForwardOptions.Blocks(1) });
@@ -81,7 +81,7 @@ public class ModelForwardTests
     [InlineData(PaddingSide.Left)]
     public void PaddedBatchGivesTheLogitsOfEachSequenceAlone(PaddingSide side)
     {
-        using var model = TestModels.Stories();
+        using var model = TestModels.StoriesShaped();
         using var scope = NewDisposeScope();
         var seqs = TestModels.Sequences(model.Config.VocabSize, 3, 9, 2, 5, 1);
         using var batch = TokenBatch.Create(seqs, side: side);

@@ -12,10 +12,12 @@ public class ModuleCaptureParityTests
     private readonly ITestOutputHelper _out;
     public ModuleCaptureParityTests(ITestOutputHelper output) { _out = output; LlamaReference.EnsureBackend(); }
 
-    [Fact]
-    public void StoriesModuleCapturesMatchLlamaCppNodes()
+    [Theory]
+    [InlineData("stories")]
+    [InlineData("random")]
+    public void LlamaModuleCapturesMatchLlamaCppNodes(string modelName)
     {
-        var path = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+        var path = TestModels.ParityModel(modelName);
         using var model = TransformerModel.FromGguf(path);
         using var llama = LlamaModel.Load(path);
         var seq = TestModels.Sequences(512, 51, 19)[0];

@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 
 namespace BuPO.Hybrid.RL.Tests;
 
-/// <summary>A random untied llama-tiny (3 blocks, d 64) with stories260K's 512-token vocabulary, written once.</summary>
+/// <summary>A random untied llama-tiny (3 blocks, d 64) with the generated 512-token vocabulary, written once.</summary>
 public sealed class TinyModelFixture : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("bupo-grpo-").FullName;
@@ -18,12 +18,12 @@ public sealed class TinyModelFixture : IDisposable
     {
         get
         {
-            var stories = SharedAssets.RequireFile(SharedAssets.StoriesModel);
+            var vocabPath = TinyTrainingModels.Vocab;
             lock (this)
             {
                 if (_path != null) return _path;
                 var p = System.IO.Path.Combine(_dir, "llama-tiny.gguf");
-                using var vocab = GgufFile.Open(stories);
+                using var vocab = GgufFile.Open(vocabPath);
                 RandomGgufModel.Write(p, RandomModelSpec.Named("llama-tiny") with { Seed = 3 }, vocab);
                 return _path = p;
             }

@@ -241,7 +241,7 @@ public sealed class MixedPrecisionTrainingTests : IDisposable
         {
             var options = new TrainOptions
             {
-                Model = SharedAssets.RequireFile(SharedAssets.StoriesModel), Output = Path.Combine(_dir, $"run-{dtype}"), Dtype = dtype,
+                Model = TinyTrainingModels.StoriesShaped, Output = Path.Combine(_dir, $"run-{dtype}"), Dtype = dtype,
                 Steps = 1, PromptsPerStep = 2, SamplesPerPrompt = 2, MaxResponseTokens = 6, MiniBatchPrompts = 2, Threads = 1, TrainThreads = 1,
                 PromptTemplate = "raw", CheckpointEvery = 0, KeepCheckpoints = 0,
             };

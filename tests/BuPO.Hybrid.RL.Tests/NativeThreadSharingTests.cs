@@ -33,8 +33,8 @@ public sealed class NativeThreadSharingTests : IDisposable
     [Fact]
     public void Q8DecodeAfterTorchBf16MatmulsOnTheSameThreadIsUnchanged()
     {
-        var source = SharedAssets.RequireFile(SharedAssets.StoriesModel);
-        var q8 = Path.Combine(_dir, "stories260K.Q8_0.gguf");
+        var source = TinyTrainingModels.StoriesShaped;
+        var q8 = Path.Combine(_dir, "stories-shape.Q8_0.gguf");
         using (var m = TransformerModel.FromGguf(source)) ModelExporter.Export(m, source, q8, GgmlType.Q8_0);
         using var model = LlamaModel.Load(q8);
         var tokens = Enumerable.Range(0, 16).Select(i => 10 + 7 * i).ToArray();

@@ -10,7 +10,7 @@ namespace BuPO.Hybrid.RL.Tests;
 /// <summary>
 /// A run folder never says something false: the defects found by probing runs as a hostile user would (re-run steps,
 /// corrupted checkpoints, two runs on one folder, resumes with other options, datasets without answers, failed starts,
-/// kill -9 leftovers), each reproduced as it was found. Real stories260K runs of 2-3 tiny steps.
+/// kill -9 leftovers), each reproduced as it was found. Runs of 2-3 tiny steps on a random model of stories260K's shape.
 /// </summary>
 [Collection(TrainingRunCollection.Name)]
 public sealed class RunIntegrityTests : IDisposable
@@ -27,7 +27,7 @@ public sealed class RunIntegrityTests : IDisposable
 
     private TrainOptions Options(string name, int steps) => new()
     {
-        Model = SharedAssets.RequireFile(SharedAssets.StoriesModel),
+        Model = TinyTrainingModels.StoriesShaped,
         Output = Path.Combine(_dir, name),
         Steps = steps,
         PromptsPerStep = 2,

@@ -33,9 +33,11 @@ public sealed class TrainingRunTests : IDisposable
 
     internal static readonly DelegateReward MentionsBoy = new((_, r) => Regex.IsMatch(r, @"\bboy\b", RegexOptions.IgnoreCase) ? 1.0 : 0.0, "mentions-boy");
 
-    private TrainOptions Options(string name, int steps, long seed) => new()
+    /// <summary>The run's settings; the model is a random one of stories260K's shape unless a test needs what stories260K
+    /// learns (a reward that rises), then <paramref name="model"/> is stories260K itself.</summary>
+    private TrainOptions Options(string name, int steps, long seed, string? model = null) => new()
     {
-        Model = SharedAssets.RequireFile(SharedAssets.StoriesModel),
+        Model = model ?? TinyTrainingModels.StoriesShaped,
         Output = Path.Combine(_dir, name),
         Steps = steps,
         PromptsPerStep = 4,
@@ -65,7 +67,7 @@ public sealed class TrainingRunTests : IDisposable
     [Fact]
     public void GrpoRaisesTheRewardSyncsAndWritesCompleteMetrics()
     {
-        var o = Options("grpo", 8, seed: 2);
+        var o = Options("grpo", 8, seed: 2, model: SharedAssets.RequireFile(SharedAssets.StoriesModel));
         var result = TrainingRun.Run(o, MentionsBoy, Prompts);
         Assert.False(result.Cancelled);
         Assert.Equal(8, result.Steps.Count);
@@ -174,7 +176,7 @@ public sealed class TrainingRunTests : IDisposable
     [Fact]
     public void LoraRunHotSwapsAdaptersThatMatchTheTrainer()
     {
-        var o = Options("lora", 8, seed: 2) with { LoraRank = 8, LoraAlpha = 16, Lr = 1e-2 };
+        var o = Options("lora", 8, seed: 2, model: SharedAssets.RequireFile(SharedAssets.StoriesModel)) with { LoraRank = 8, LoraAlpha = 16, Lr = 1e-2 };
         var result = TrainingRun.Run(o, MentionsBoy, Prompts);
         var first = result.Steps.Take(2).Average(s => s.RewardMean);
         var last = result.Steps.TakeLast(2).Average(s => s.RewardMean);

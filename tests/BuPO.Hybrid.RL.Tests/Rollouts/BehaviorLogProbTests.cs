@@ -36,7 +36,7 @@ public class BehaviorLogProbTests(RolloutFixture fx)
     [Fact]
     public void TisWeightsUseTheBehaviourDistributionAtT07TopP09()
     {
-        var path = fx.Stories;
+        var path = fx.TinyLlama;
         TorchRuntime.EnsureInitialized();
         torch.set_num_threads(1);
         var o = new TrainOptions { Model = path, Temperature = T, TopP = P, Tis = true, TisCap = 2.0, MiniBatchPrompts = 4, MicroBatchTokens = 512, Seed = 5 };

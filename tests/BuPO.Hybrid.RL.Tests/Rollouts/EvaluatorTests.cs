@@ -48,22 +48,76 @@ public class EvaluatorTests(RolloutFixture fx)
         Assert.Equal(counts.Average(c => PassAtK.Estimate(8, c, 3)), again.Score.PassAtKByK[3], 12);
     }
 
+    /// <summary>Answers from a script instead of a model: prompt i's sample g says <c>texts[i][g]</c>.</summary>
+    private sealed class ScriptedGenerator(string[][] texts) : IRolloutGenerator
+    {
+        public List<RolloutRequest> Requests { get; } = [];
+
+        public RolloutStats LastStats { get; private set; } = new(0, 0);
+
+        public IReadOnlyList<RolloutResult> Generate(RolloutRequest request, IProgress<int>? completed = null, CancellationToken ct = default)
+        {
+            Requests.Add(request);
+            var results = new List<RolloutResult>();
+            for (int i = 0; i < request.PromptTokens.Count; i++)
+                for (int g = 0; g < request.SamplesPerPrompt; g++)
+                    results.Add(new RolloutResult(i, g, request.PromptTokens[i], [5, 6, 7], [0f, 0f, 0f], [0f, 0f, 0f], texts[i][g], FinishReason.MaxTokens));
+            LastStats = new RolloutStats(results.Count * 3, 1);
+            return results;
+        }
+    }
+
     [Fact]
     public void TheMathVerifierScoresBoxedAnswers()
     {
-        var path = WriteJsonl(("2+2", "4"), ("3+3", "6"));
-        using var engine = new RolloutEngine(fx.Stories, new RolloutEngineOptions { Parallel = 4, Threads = 1 });
-        var r = Evaluator.Run(engine, path, new EvalOptions { K = 2, Sampling = new RolloutSampling { MaxTokens = 8 } });
+        var path = WriteJsonl(("2+2", "4"), ("3+3", "6"), ("1+2", "3"));
+        using var engine = new RolloutEngine(fx.TinyLlama, new RolloutEngineOptions { Parallel = 4, Threads = 1 });
+        // Known verdicts: 2 of 4 right on the first problem (one wrong box, one unboxed), 1 of 4 on the second (the last box
+        // counts), none on the third: avg@4 = (2/4 + 1/4 + 0) / 3 = 0.25. Unwired or always-wrong scoring gives 0.
+        var generator = new ScriptedGenerator([
+            ["so \\boxed{4}", "\\boxed{5}", "4", "The answer is \\boxed{4}."],
+            ["\\boxed{6} no, \\boxed{7}", "\\boxed{7} no, \\boxed{6}", "six", "\\boxed{}"],
+            ["\\boxed{4}", "\\boxed{2}", "3", "\\boxed{33}"],
+        ]);
+        var r = Evaluator.Run(engine, path, new EvalOptions { K = 4, Sampling = new RolloutSampling { MaxTokens = 8 } }, generator: generator);
         Assert.Equal("boxed", r.Template);              // no chat template, not qwen3
-        Assert.Equal(0, r.Score.AvgAtK);                // a story model writes no \boxed{}
-        Assert.All(r.Problems, p => Assert.All(p.Extracted, x => Assert.Null(x)));
+        var request = Assert.Single(generator.Requests);
+        Assert.Equal(4, request.SamplesPerPrompt);
+        Assert.Equal(PromptTemplates.Encode("boxed", "3+3", engine), request.PromptTokens[1]);
+        Assert.Equal([[true, false, false, true], [false, true, false, false], [false, false, false, false]], r.Problems.Select(p => p.Correct));
+        Assert.Equal(["4", "5", null, "4"], r.Problems[0].Extracted);
+        Assert.Equal("6", r.Problems[1].Extracted[1]);
+        Assert.Equal(0.25, r.Score.AvgAtK, 12);
+        Assert.Equal(3, r.Score.TotalCorrect);
+        Assert.Equal((PassAtK.Estimate(4, 2, 1) + PassAtK.Estimate(4, 1, 1)) / 3, r.Score.PassAtKByK[1], 12);
+        Assert.Equal(2.0 / 3, r.Score.PassAtKByK[4], 12);
+        Assert.Equal(36, r.Stats.GeneratedTokens);      // the generator's stats, not the unused engine's
+    }
+
+    [Fact]
+    public void OnTheEngineEachVerdictIsTheVerifiersOnTheSampledText()
+    {
+        // The engine path end to end: llama.cpp samples, and each verdict and extraction is the verifier's on that text.
+        var path = WriteJsonl(("2+2", "4"), ("3+3", "6"));
+        using var engine = new RolloutEngine(fx.TinyLlama, new RolloutEngineOptions { Parallel = 4, Threads = 1 });
+        var r = Evaluator.Run(engine, path, new EvalOptions { K = 2, Sampling = new RolloutSampling { MaxTokens = 8 } });
+        var verifier = new MathAnswerVerifier();
+        foreach (var p in r.Problems)
+            for (int g = 0; g < 2; g++)
+            {
+                var v = verifier.Verify(p.Responses[g], p.Reference);
+                Assert.Equal(v.Correct, p.Correct[g]);
+                Assert.Equal(v.Extracted, p.Extracted[g]);
+                Assert.InRange(p.ResponseTokens[g], 1, 8);
+            }
+        Assert.Equal(r.Problems.Sum(p => p.ResponseTokens.Sum()), r.Stats.GeneratedTokens);
     }
 
     [Fact]
     public void BadOptionsAreClearErrors()
     {
         var path = WriteJsonl(("2+2", "4"));
-        using var engine = new RolloutEngine(fx.Stories, new RolloutEngineOptions { Parallel = 2, Threads = 1 });
+        using var engine = new RolloutEngine(fx.TinyLlama, new RolloutEngineOptions { Parallel = 2, Threads = 1 });
         Assert.Contains("k must be", Assert.Throws<BupoException>(() => Evaluator.Run(engine, path, new EvalOptions { K = 0 })).Message);
         Assert.Contains("pass@4", Assert.Throws<BupoException>(() => Evaluator.Run(engine, path, new EvalOptions { K = 2, PassKs = [4] })).Message);
         Assert.Contains("no reference answer", Assert.Throws<BupoException>(() =>
@@ -111,7 +165,7 @@ public class PromptTemplateModelTests(RolloutFixture fx)
     [Fact]
     public void BosIsAddedOnce()
     {
-        using var engine = new RolloutEngine(fx.Stories, new RolloutEngineOptions { Parallel = 1, Threads = 1 });
+        using var engine = new RolloutEngine(fx.TinyLlama, new RolloutEngineOptions { Parallel = 1, Threads = 1 });
         var ids = PromptTemplates.Encode("raw", "Once upon a time", engine);
         Assert.Equal(engine.Tokenizer.BosId, ids[0]);
         Assert.NotEqual(engine.Tokenizer.BosId, ids[1]);

@@ -3,7 +3,7 @@ using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Demo;
 using BuPO.Hybrid.RL.Rewards;
 
-namespace BuPO.Hybrid.Cli.Tests;
+namespace BuPO.Hybrid.Demo.Tests;
 
 public class ArithmeticTaskGeneratorTests
 {

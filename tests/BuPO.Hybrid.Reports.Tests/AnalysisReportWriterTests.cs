@@ -1,6 +1,7 @@
+using BuPO.Hybrid.Analysis;
 using BuPO.Hybrid.Reports;
 
-namespace BuPO.Hybrid.Analysis.Tests;
+namespace BuPO.Hybrid.Reports.Tests;
 
 public class AnalysisReportWriterTests
 {

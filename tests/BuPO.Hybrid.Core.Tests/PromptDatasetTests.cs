@@ -1,7 +1,7 @@
 using BuPO.Hybrid.Data;
 using BuPO.Hybrid.Tests.Support;
 
-namespace BuPO.Hybrid.RL.Tests;
+namespace BuPO.Hybrid.Core.Tests;
 
 public sealed class PromptDatasetTests : IDisposable
 {

@@ -2,7 +2,7 @@ using System.Text.Json;
 using BuPO.Hybrid.Demo;
 using BuPO.Hybrid.RL.Training;
 
-namespace BuPO.Hybrid.Cli.Tests;
+namespace BuPO.Hybrid.Demo.Tests;
 
 /// <summary><c>demo --seeds</c>'s study: mean ± std and paired differences from the seed folders' own files.</summary>
 public sealed class SeedStudyTests : IDisposable
