@@ -85,7 +85,7 @@ public class EvaluatorTests(RolloutFixture fx)
         Assert.Equal(4, request.SamplesPerPrompt);
         Assert.Equal(PromptTemplates.Encode("boxed", "3+3", engine), request.PromptTokens[1]);
         Assert.Equal([[true, false, false, true], [false, true, false, false], [false, false, false, false]], r.Problems.Select(p => p.Correct));
-        Assert.Equal(["4", "5", null, "4"], r.Problems[0].Extracted);
+        Assert.Equal(new string?[] { "4", "5", null, "4" }, r.Problems[0].Extracted.ToArray());
         Assert.Equal("6", r.Problems[1].Extracted[1]);
         Assert.Equal(0.25, r.Score.AvgAtK, 12);
         Assert.Equal(3, r.Score.TotalCorrect);
