@@ -110,8 +110,12 @@ public sealed record AnalyzeOptions
     /// T = 1, response positions, no norm; everything else as it is.</summary>
     public AnalyzeOptions WithPaperProtocol(int generateTokens, string? systemPrompt = null) => this with
     {
-        Chat = true, SystemPrompt = systemPrompt ?? PaperSystemPrompt, GenerateTokens = generateTokens, Temperature = 1f,
-        Positions = AnalysisPositions.Response, Norm = LensNorm.Identity,
+        Chat = true,
+        SystemPrompt = systemPrompt ?? PaperSystemPrompt,
+        GenerateTokens = generateTokens,
+        Temperature = 1f,
+        Positions = AnalysisPositions.Response,
+        Norm = LensNorm.Identity,
     };
 
     /// <summary>

@@ -54,7 +54,8 @@ public sealed record AnalysisResult
     /// <summary>Exactly the token ids analyzed, one list per sequence, BOS included when the model adds it.</summary>
     [JsonPropertyName("token_ids")] public required IReadOnlyList<int[]> TokenIds { get; init; }
     /// <summary>Prompt length of each sequence in <see cref="TokenIds"/> (the rest is the generated response).</summary>
-    [JsonPropertyName("prompt_lengths")] [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    [JsonPropertyName("prompt_lengths")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<int>? PromptLengths { get; init; }
     [JsonPropertyName("layers")] public required IReadOnlyList<LayerEntropy> Layers { get; init; }
     /// <summary>Mean entropy of the final policy (final norm and unembedding, temperature 1).</summary>
@@ -73,6 +74,7 @@ public sealed record AnalysisResult
     /// Per-position layer-policy entropies [sequence][analyzed position][i] when --per-token was given: value i belongs to
     /// block <c>layers[i].index</c>; positions are the selected ones, in order.
     /// </summary>
-    [JsonPropertyName("per_token")] [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    [JsonPropertyName("per_token")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<float[][]>? PerToken { get; init; }
 }

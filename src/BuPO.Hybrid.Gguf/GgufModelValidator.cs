@@ -174,7 +174,13 @@ public static partial class GgufModelValidator
 
     private static long Integer(GgufFile file, string key, GgufValue v) => v.Value switch
     {
-        byte x => x, sbyte x => x, ushort x => x, short x => x, uint x => x, int x => x, long x => x,
+        byte x => x,
+        sbyte x => x,
+        ushort x => x,
+        short x => x,
+        uint x => x,
+        int x => x,
+        long x => x,
         ulong x => x > long.MaxValue ? throw Fail(file, $"{key} is {x}, far outside any count") : (long)x,
         _ => throw Fail(file, $"{key} is a {v.Type}, expected an integer"),
     };
@@ -185,7 +191,8 @@ public static partial class GgufModelValidator
         if (v is null) return null;
         return v.Value switch
         {
-            float f => f, double d => d,
+            float f => f,
+            double d => d,
             string or GgufArray or bool => throw Fail(file, $"{key} is a {v.Type}, expected a number"),
             _ => Integer(file, key, v),
         };

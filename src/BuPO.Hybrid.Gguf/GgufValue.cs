@@ -36,7 +36,14 @@ public sealed record GgufValue(GgufValueType Type, object Value)
     /// <summary>Any integer type as a long.</summary>
     public long AsInt64() => Value switch
     {
-        byte v => v, sbyte v => v, ushort v => v, short v => v, uint v => v, int v => v, ulong v => checked((long)v), long v => v,
+        byte v => v,
+        sbyte v => v,
+        ushort v => v,
+        short v => v,
+        uint v => v,
+        int v => v,
+        ulong v => checked((long)v),
+        long v => v,
         bool v => v ? 1 : 0,
         _ => throw new InvalidCastException($"GGUF value is {Type}, not an integer"),
     };

@@ -32,9 +32,14 @@ public sealed unsafe class LlamaVocab : ITextTokenizer
         AddsEos = _vocab.ShouldAddEOS;
         Type = _vocab.Type switch
         {
-            LLamaVocabType.None => "none", LLamaVocabType.SentencePiece => "spm", LLamaVocabType.BytePairEncoding => "bpe",
-            LLamaVocabType.WordPiece => "wpm", LLamaVocabType.Unigram => "ugm", LLamaVocabType.RWKV => "rwkv",
-            LLamaVocabType.PLAMO2 => "plamo2", var t => ((int)t).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            LLamaVocabType.None => "none",
+            LLamaVocabType.SentencePiece => "spm",
+            LLamaVocabType.BytePairEncoding => "bpe",
+            LLamaVocabType.WordPiece => "wpm",
+            LLamaVocabType.Unigram => "ugm",
+            LLamaVocabType.RWKV => "rwkv",
+            LLamaVocabType.PLAMO2 => "plamo2",
+            var t => ((int)t).ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
 
         static int Id(LLamaToken? t) => t is { } v ? (int)v : -1;

@@ -170,20 +170,20 @@ public sealed unsafe class TensorProbe
         fixed (byte* r = raw) LlamaNative.ggml_backend_tensor_get(t, r, 0, nbytes);
         int k = 0;
         for (long i3 = 0; i3 < t->ne[3]; i3++)
-        for (long i2 = 0; i2 < t->ne[2]; i2++)
-        for (long i1 = 0; i1 < t->ne[1]; i1++)
-        {
-            long rowOff = (long)(i1 * (long)t->nb[1] + i2 * (long)t->nb[2] + i3 * (long)t->nb[3]);
-            for (long i0 = 0; i0 < cols; i0++)
-            {
-                int off = (int)(rowOff + i0 * (long)t->nb[0]);
-                dst[k++] = t->type switch
+            for (long i2 = 0; i2 < t->ne[2]; i2++)
+                for (long i1 = 0; i1 < t->ne[1]; i1++)
                 {
-                    GgmlTypes.F32 => BitConverter.ToSingle(raw, off),
-                    GgmlTypes.F16 => (float)BitConverter.ToHalf(raw, off),
-                    _ => BitConverter.Int32BitsToSingle(BitConverter.ToUInt16(raw, off) << 16),
-                };
-            }
-        }
+                    long rowOff = (long)(i1 * (long)t->nb[1] + i2 * (long)t->nb[2] + i3 * (long)t->nb[3]);
+                    for (long i0 = 0; i0 < cols; i0++)
+                    {
+                        int off = (int)(rowOff + i0 * (long)t->nb[0]);
+                        dst[k++] = t->type switch
+                        {
+                            GgmlTypes.F32 => BitConverter.ToSingle(raw, off),
+                            GgmlTypes.F16 => (float)BitConverter.ToHalf(raw, off),
+                            _ => BitConverter.Int32BitsToSingle(BitConverter.ToUInt16(raw, off) << 16),
+                        };
+                    }
+                }
     }
 }

@@ -298,7 +298,9 @@ public class InternalEntropyAnalyzerTests(AnalyzerModels models, ITestOutputHelp
     public void BadInputsAreClearErrors()
     {
         var path = models.Path("llama");
-        var e = Assert.Throws<BupoException>(() => InternalEntropyAnalyzer.Run(Options(path, AnalysisEngine.Torch) with { ContextSize = 8 }, AnalyzerModels.Prompts));
+        // The first prompt fits in 8 tokens, the second does not: the error names the second.
+        var e = Assert.Throws<BupoException>(() => InternalEntropyAnalyzer.Run(Options(path, AnalysisEngine.Torch) with { ContextSize = 8 },
+            new[] { "a", string.Join(' ', Enumerable.Repeat("once upon a time", 20)) }));
         Assert.Contains("prompt 1 is", e.Message);
         Assert.Contains("context of 8 tokens", e.Message);
         e = Assert.Throws<BupoException>(() => InternalEntropyAnalyzer.Run(Options(path, AnalysisEngine.Torch) with { Layers = [5] }, AnalyzerModels.Prompts));

@@ -15,7 +15,13 @@ public static class RandomTestModels
     /// </summary>
     public static RandomModelSpec StoriesShape { get; } = RandomModelSpec.Named("llama-tiny") with
     {
-        Name = "random-stories-shape", Layers = 5, Heads = 8, KvHeads = 4, FeedForward = 172, TiedEmbeddings = false, ContextLength = 512,
+        Name = "random-stories-shape",
+        Layers = 5,
+        Heads = 8,
+        KvHeads = 4,
+        FeedForward = 172,
+        TiedEmbeddings = false,
+        ContextLength = 512,
     };
 
     /// <summary>Tokens of the generated SentencePiece vocabulary (BOS 1, EOS 2, byte tokens from 3).</summary>

@@ -250,8 +250,11 @@ public static class AnalyzeCommand
     {
         static string F(double v) => double.IsFinite(v) ? v.ToString("F4", CultureInfo.InvariantCulture) : "-";
         static string D(double v) => double.IsFinite(v) ? v.ToString("+0.0000;-0.0000;0.0000", CultureInfo.InvariantCulture) : "-";
-        var table = new Table { Title = new TableTitle(Markup.Escape($"{Path.GetFileName(r.Model)} ({r.Architecture}, {nLayer} blocks): internal policy entropy in nats, " +
-                                                      $"norm {r.Norm}, engine {r.Engine}, positions {r.Positions}")) };
+        var table = new Table
+        {
+            Title = new TableTitle(Markup.Escape($"{Path.GetFileName(r.Model)} ({r.Architecture}, {nLayer} blocks): internal policy entropy in nats, " +
+                                                      $"norm {r.Norm}, engine {r.Engine}, positions {r.Positions}"))
+        };
         table.AddColumns("block", "H layer", "std", "H attn", "H ffn", "H(X)", "H(Y)", "ΔH layer", "ΔH attn", "ΔH ffn");
         foreach (var c in table.Columns.Skip(1)) c.RightAligned();
         foreach (var l in r.Layers)

@@ -81,7 +81,10 @@ public static class BenchCommand
             if (layout is not ("streams" or "unified")) throw new BupoException($"--kv must be streams or unified, got '{layout}'");
             var wtype = parse.GetValue(type)!.Trim().ToLowerInvariant() switch
             {
-                "f32" => GgmlType.F32, "f16" => GgmlType.F16, "bf16" => GgmlType.BF16, "q8_0" => GgmlType.Q8_0,
+                "f32" => GgmlType.F32,
+                "f16" => GgmlType.F16,
+                "bf16" => GgmlType.BF16,
+                "q8_0" => GgmlType.Q8_0,
                 var t => throw new BupoException($"--type must be f32, f16, bf16 or q8_0, got '{t}'"),
             };
             string path;

@@ -58,7 +58,13 @@ public static class InspectCommand
 
     private static long? AsInteger(object? v) => v switch
     {
-        byte x => x, sbyte x => x, ushort x => x, short x => x, uint x => x, int x => x, long x => x,
+        byte x => x,
+        sbyte x => x,
+        ushort x => x,
+        short x => x,
+        uint x => x,
+        int x => x,
+        long x => x,
         ulong x when x <= long.MaxValue => (long)x,
         _ => null,
     };
@@ -69,10 +75,20 @@ public static class InspectCommand
 
     private static string TypeName(GgufValueType t) => t switch
     {
-        GgufValueType.UInt8 => "uint8", GgufValueType.Int8 => "int8", GgufValueType.UInt16 => "uint16", GgufValueType.Int16 => "int16",
-        GgufValueType.UInt32 => "uint32", GgufValueType.Int32 => "int32", GgufValueType.Float32 => "float32", GgufValueType.Bool => "bool",
-        GgufValueType.String => "string", GgufValueType.Array => "array", GgufValueType.UInt64 => "uint64", GgufValueType.Int64 => "int64",
-        GgufValueType.Float64 => "float64", _ => ((uint)t).ToString(CultureInfo.InvariantCulture),
+        GgufValueType.UInt8 => "uint8",
+        GgufValueType.Int8 => "int8",
+        GgufValueType.UInt16 => "uint16",
+        GgufValueType.Int16 => "int16",
+        GgufValueType.UInt32 => "uint32",
+        GgufValueType.Int32 => "int32",
+        GgufValueType.Float32 => "float32",
+        GgufValueType.Bool => "bool",
+        GgufValueType.String => "string",
+        GgufValueType.Array => "array",
+        GgufValueType.UInt64 => "uint64",
+        GgufValueType.Int64 => "int64",
+        GgufValueType.Float64 => "float64",
+        _ => ((uint)t).ToString(CultureInfo.InvariantCulture),
     };
 
     private static string Shape(long[] shape) => string.Join(" x ", shape.Select(d => d.ToString(CultureInfo.InvariantCulture)));

@@ -32,7 +32,8 @@ internal static unsafe partial class LlamaNative
     [LibraryImport(Llama)] public static partial byte* llama_vocab_get_text(nint vocab, int token);
     [LibraryImport(Llama, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int llama_model_meta_val_str(SafeLlamaModelHandle model, string key, byte* buf, nuint bufSize);
-    [LibraryImport(Llama)] public static partial int llama_detokenize(nint vocab, int* tokens, int nTokens, byte* text, int textLenMax,
+    [LibraryImport(Llama)]
+    public static partial int llama_detokenize(nint vocab, int* tokens, int nTokens, byte* text, int textLenMax,
         [MarshalAs(UnmanagedType.U1)] bool removeSpecial, [MarshalAs(UnmanagedType.U1)] bool unparseSpecial);
 
     // ---- context ----

@@ -214,11 +214,11 @@ public class SymbolicVerifierTests
             "x < y < z < w", "= = =", "\\in \\in", "((((", "\\left(\\right)", "e^{e^{e^{e^{e^{e^{e}}}}}}", new string('9', 5000) + "!",
         ];
         foreach (var a in answers)
-        foreach (var b in answers.Take(8))
-        {
-            _ = Symbolic.Verify($"\\boxed{{{a}}}", b);
-            _ = Symbolic.Verify($"\\boxed{{{b}}}", a);
-        }
+            foreach (var b in answers.Take(8))
+            {
+                _ = Symbolic.Verify($"\\boxed{{{a}}}", b);
+                _ = Symbolic.Verify($"\\boxed{{{b}}}", a);
+            }
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"took {sw.Elapsed}");
     }
 

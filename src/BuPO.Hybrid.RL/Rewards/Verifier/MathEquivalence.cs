@@ -486,11 +486,11 @@ internal sealed class MathEquivalence(double relativeTolerance)
             var y = EvaluateMatrix(b, names, PointValues[k], 0);
             if (x == null || y == null || x.GetLength(0) != y.GetLength(0) || x.GetLength(1) != y.GetLength(1)) return false;
             for (var i = 0; i < x.GetLength(0); i++)
-            for (var j = 0; j < x.GetLength(1); j++)
-            {
-                if (!IsFinite(x[i, j]) || !IsFinite(y[i, j])) return false;
-                if (!Close(x[i, j], y[i, j], relativeTolerance)) return false;
-            }
+                for (var j = 0; j < x.GetLength(1); j++)
+                {
+                    if (!IsFinite(x[i, j]) || !IsFinite(y[i, j])) return false;
+                    if (!Close(x[i, j], y[i, j], relativeTolerance)) return false;
+                }
             valid++;
         }
         return valid > 0;
@@ -506,8 +506,8 @@ internal sealed class MathEquivalence(double relativeTolerance)
             {
                 var result = new Complex[m.Rows.Count, m.Rows[0].Count];
                 for (var i = 0; i < m.Rows.Count; i++)
-                for (var j = 0; j < m.Rows[i].Count; j++)
-                    result[i, j] = Evaluate(m.Rows[i][j], names, point);
+                    for (var j = 0; j < m.Rows[i].Count; j++)
+                        result[i, j] = Evaluate(m.Rows[i][j], names, point);
                 return result;
             }
             case NegNode g: return Scale(EvaluateMatrix(g.Operand, names, point, depth + 1), -1);
@@ -518,8 +518,8 @@ internal sealed class MathEquivalence(double relativeTolerance)
                 if (x == null || y == null || x.GetLength(0) != y.GetLength(0) || x.GetLength(1) != y.GetLength(1)) return null;
                 var result = new Complex[x.GetLength(0), x.GetLength(1)];
                 for (var i = 0; i < x.GetLength(0); i++)
-                for (var j = 0; j < x.GetLength(1); j++)
-                    result[i, j] = x[i, j] + y[i, j];
+                    for (var j = 0; j < x.GetLength(1); j++)
+                        result[i, j] = x[i, j] + y[i, j];
                 return result;
             }
             case MulNode m:
@@ -549,8 +549,8 @@ internal sealed class MathEquivalence(double relativeTolerance)
         if (m == null) return null;
         var result = new Complex[m.GetLength(0), m.GetLength(1)];
         for (var i = 0; i < m.GetLength(0); i++)
-        for (var j = 0; j < m.GetLength(1); j++)
-            result[i, j] = m[i, j] * c;
+            for (var j = 0; j < m.GetLength(1); j++)
+                result[i, j] = m[i, j] * c;
         return result;
     }
 
@@ -559,12 +559,12 @@ internal sealed class MathEquivalence(double relativeTolerance)
         if (a == null || b == null || a.GetLength(1) != b.GetLength(0)) return null;
         var result = new Complex[a.GetLength(0), b.GetLength(1)];
         for (var i = 0; i < a.GetLength(0); i++)
-        for (var j = 0; j < b.GetLength(1); j++)
-        {
-            var sum = Complex.Zero;
-            for (var k = 0; k < a.GetLength(1); k++) sum += a[i, k] * b[k, j];
-            result[i, j] = sum;
-        }
+            for (var j = 0; j < b.GetLength(1); j++)
+            {
+                var sum = Complex.Zero;
+                for (var k = 0; k < a.GetLength(1); k++) sum += a[i, k] * b[k, j];
+                result[i, j] = sum;
+            }
         return result;
     }
 }
