@@ -172,18 +172,8 @@ public static partial class GgufModelValidator
         return s;
     }
 
-    private static long Integer(GgufFile file, string key, GgufValue v) => v.Value switch
-    {
-        byte x => x,
-        sbyte x => x,
-        ushort x => x,
-        short x => x,
-        uint x => x,
-        int x => x,
-        long x => x,
-        ulong x => x > long.MaxValue ? throw Fail(file, $"{key} is {x}, far outside any count") : (long)x,
-        _ => throw Fail(file, $"{key} is a {v.Type}, expected an integer"),
-    };
+    private static long Integer(GgufFile file, string key, GgufValue v) => v.AsInt64OrNull()
+        ?? throw Fail(file, v.Value is ulong x ? $"{key} is {x}, far outside any count" : $"{key} is a {v.Type}, expected an integer");
 
     private static double? Num(GgufFile file, string key)
     {

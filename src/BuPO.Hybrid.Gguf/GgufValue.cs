@@ -33,8 +33,18 @@ public sealed record GgufValue(GgufValueType Type, object Value)
     public string AsString() => Value as string ?? throw new InvalidCastException($"GGUF value is {Type}, not a string");
     public GgufArray AsArray() => Value as GgufArray ?? throw new InvalidCastException($"GGUF value is {Type}, not an array");
 
-    /// <summary>Any integer type as a long.</summary>
-    public long AsInt64() => Value switch
+    /// <summary>Any integer type (or a bool, as 0 or 1) as a long.</summary>
+    /// <exception cref="OverflowException">A uint64 above <see cref="long.MaxValue"/>.</exception>
+    /// <exception cref="InvalidCastException">Not an integer.</exception>
+    public long AsInt64() => AsInt64OrNull() ?? Value switch
+    {
+        bool v => v ? 1 : 0,
+        ulong v => checked((long)v),
+        _ => throw new InvalidCastException($"GGUF value is {Type}, not an integer"),
+    };
+
+    /// <summary>Any integer type as a long; null for other types (bools included) and for a uint64 above <see cref="long.MaxValue"/>.</summary>
+    public long? AsInt64OrNull() => Value switch
     {
         byte v => v,
         sbyte v => v,
@@ -42,10 +52,9 @@ public sealed record GgufValue(GgufValueType Type, object Value)
         short v => v,
         uint v => v,
         int v => v,
-        ulong v => checked((long)v),
         long v => v,
-        bool v => v ? 1 : 0,
-        _ => throw new InvalidCastException($"GGUF value is {Type}, not an integer"),
+        ulong v when v <= long.MaxValue => (long)v,
+        _ => null,
     };
 
     /// <summary>Any numeric type as a double.</summary>

@@ -49,6 +49,26 @@ public class InspectCommandTests
     }
 
     [Fact]
+    public void JsonOfAGeneratedVocabFileHasItsTokenCountAndNoTensors()
+    {
+        int tokens;
+        string model;
+        using (var vocab = GgufFile.Open(TinyTrainingModels.Vocab))
+        {
+            Assert.Empty(vocab.Tensors); // a vocabulary-only file
+            tokens = vocab.GetArray("tokenizer.ggml.tokens")!.Count;
+            model = vocab.Get("tokenizer.ggml.model")!.AsString();
+        }
+        var (code, stdout, stderr) = Run("inspect", "--json", TinyTrainingModels.Vocab);
+        Assert.True(code == 0, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var tok = doc.RootElement.GetProperty("tokenizer");
+        Assert.Equal(model, tok.GetProperty("model").GetString());
+        Assert.Equal(tokens, tok.GetProperty("token_count").GetInt32());
+        Assert.Equal(0, doc.RootElement.GetProperty("tensors").GetArrayLength());
+    }
+
+    [Fact]
     public void JsonOfAVocabFileHasTheTokenizerAndNoTensors()
     {
         var path = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);

@@ -77,7 +77,12 @@ public sealed class PromptDatasetTests : IDisposable
     [Fact]
     public void UnknownSplitAndNameAreClearErrors()
     {
-        var e = Assert.Throws<BupoException>(() => LoadKnown("gsm8k", "dev"));
+        // A data folder of our own with gsm8k's two splits: the errors need no real data.
+        var dataDir = Path.Combine(_dir.FullName, "data");
+        Directory.CreateDirectory(Path.Combine(dataDir, "gsm8k"));
+        foreach (var split in new[] { "test", "train" })
+            File.WriteAllText(Path.Combine(dataDir, "gsm8k", split + ".jsonl"), "{\"question\": \"1+1?\", \"answer\": \"#### 2\"}\n");
+        var e = Assert.Throws<BupoException>(() => PromptDataset.Load("gsm8k", "dev", options: new PromptDatasetOptions { DataDir = dataDir }));
         Assert.Contains("no split 'dev'", e.Message);
         Assert.Contains("available: test, train", e.Message);
         Assert.Contains("unknown dataset 'gsm9k'", Assert.Throws<BupoException>(() => PromptDataset.Load("gsm9k")).Message);

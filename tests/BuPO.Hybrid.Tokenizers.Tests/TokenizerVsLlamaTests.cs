@@ -115,6 +115,36 @@ public class TokenizerVsLlamaTests(LlamaFixture fx)
     private static readonly HashSet<string> NewerThanLlamaCpp = ["spark2_5", "ufakzeka"];
 
     /// <summary>
+    /// The same comparison on a byte-level BPE vocabulary the test generates (no ../shared needed), relabelled with each
+    /// pre-tokenizer: every splitter against llama.cpp's on generated GSM8K/MATH-like texts and the tricky cases.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PreTokenizers))]
+    public void PreTokenizerMatchesLlamaCppOnAGeneratedVocabulary(string pre)
+    {
+        if (NewerThanLlamaCpp.Contains(pre))
+            Assert.Skip($"llama.cpp {LlamaBackend.LlamaCppCommit} (LLamaSharp {LlamaBackend.LlamaSharpVersion}) predates the '{pre}' pre-tokenizer: no reference to compare with");
+        var source = Path.Combine(Path.GetTempPath(), $"bupo-genvocab-{Environment.ProcessId}-{pre}-src.gguf");
+        var path = Path.Combine(Path.GetTempPath(), $"bupo-genvocab-{Environment.ProcessId}-{pre}.gguf");
+        try
+        {
+            GeneratedVocabularies.WriteBpe(source);
+            GgufVocabWriter.WriteModified(source, path, new Dictionary<string, Gguf.GgufValue?> { ["tokenizer.ggml.pre"] = GgufVocabWriter.Str(pre) });
+            var managed = GgufTokenizer.FromGguf(path);
+            Assert.Equal(pre, managed.PreTokenizerName);
+            using var model = LoadVocab(path);
+            var texts = GeneratedVocabularies.Texts(150, seed: 5).Concat(TokenizerCorpus.Tricky).ToList();
+            Assert.Equal(model.Vocab.AddsBos, managed.AddsBos);
+            AssertNone(Compare(managed, model.Vocab, texts, fullModes: false), texts.Count);
+        }
+        finally
+        {
+            File.Delete(source);
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
     /// The qwen2 vocabulary relabelled with another pre-tokenizer: llama.cpp then splits with that type's
     /// expressions, which exercises each splitter on a real vocabulary.
     /// </summary>

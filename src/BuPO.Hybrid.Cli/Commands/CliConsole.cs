@@ -6,8 +6,12 @@ namespace BuPO.Hybrid.Cli.Commands;
 /// <summary>Small helpers shared by the commands: their console, list parsing, progress, number formats.</summary>
 internal static class CliConsole
 {
-    /// <summary>A Spectre console on <paramref name="stdout"/>: live/colored only on the real terminal.</summary>
-    public static IAnsiConsole Create(TextWriter stdout)
+    /// <summary>
+    /// The one way commands make a Spectre console on <paramref name="stdout"/>: ANSI and colors only on the real terminal;
+    /// live displays only there and only when <paramref name="interactive"/>; off a terminal (a test's writer, a file)
+    /// at least <paramref name="offTerminalWidth"/> columns wide, so tables do not wrap.
+    /// </summary>
+    public static IAnsiConsole Create(TextWriter stdout, bool interactive = true, int offTerminalWidth = 160)
     {
         bool real = ReferenceEquals(stdout, Console.Out);
         var console = AnsiConsole.Create(new AnsiConsoleSettings
@@ -15,9 +19,9 @@ internal static class CliConsole
             Out = new AnsiConsoleOutput(stdout),
             Ansi = real ? AnsiSupport.Detect : AnsiSupport.No,
             ColorSystem = real ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = real ? InteractionSupport.Detect : InteractionSupport.No,
+            Interactive = real && interactive ? InteractionSupport.Detect : InteractionSupport.No,
         });
-        if (!console.Profile.Capabilities.Interactive) console.Profile.Width = Math.Max(console.Profile.Width, 160);
+        if (!real || Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, offTerminalWidth);
         return console;
     }
 

@@ -54,13 +54,7 @@ public static class DemoCommand
     /// <summary>Runs the demo (or the multi-seed study) and writes its progress and results to <paramref name="stdout"/>.</summary>
     public static int Run(DemoSettings a, TextWriter stdout)
     {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(stdout),
-            Ansi = ReferenceEquals(stdout, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = ReferenceEquals(stdout, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-        });
+        var console = CliConsole.Create(stdout, interactive: false); // progress as lines, not a live display
         var observer = new ConsoleObserver(console);
         if (a.Seeds is not null)
         {

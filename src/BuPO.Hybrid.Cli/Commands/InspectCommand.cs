@@ -44,7 +44,7 @@ public static class InspectCommand
     {
         var tokens = f.GetArray("tokenizer.ggml.tokens");
         string? Text(long? id) => id is { } i && tokens?.Items is string[] s && i >= 0 && i < s.Length ? s[i] : null;
-        long? Id(string key) => AsInteger(f.Get(key)?.Value);
+        long? Id(string key) => f.Get(key)?.AsInt64OrNull();
         bool? Flag(string key) => f.Get(key) is { Value: bool b } ? b : null;
         var bos = Id("tokenizer.ggml.bos_token_id");
         var eos = Id("tokenizer.ggml.eos_token_id");
@@ -55,19 +55,6 @@ public static class InspectCommand
             Flag("tokenizer.ggml.add_bos_token"), Flag("tokenizer.ggml.add_eos_token"),
             f.Get("tokenizer.chat_template")?.Value as string, Text(bos), Text(eos));
     }
-
-    private static long? AsInteger(object? v) => v switch
-    {
-        byte x => x,
-        sbyte x => x,
-        ushort x => x,
-        short x => x,
-        uint x => x,
-        int x => x,
-        long x => x,
-        ulong x when x <= long.MaxValue => (long)x,
-        _ => null,
-    };
 
     private static string HyperPrefix(GgufFile f) => (f.Get("general.architecture")?.Value as string ?? "") + ".";
 
@@ -133,14 +120,7 @@ public static class InspectCommand
 
     private static void WriteTables(GgufFile f, TextWriter output)
     {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(output),
-            Ansi = ReferenceEquals(output, Console.Out) ? AnsiSupport.Detect : AnsiSupport.No,
-            ColorSystem = ReferenceEquals(output, Console.Out) ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-        });
-        if (!ReferenceEquals(output, Console.Out)) console.Profile.Width = 200;
+        var console = CliConsole.Create(output, interactive: false, offTerminalWidth: 200);
         string E(string s) => Markup.Escape(s);
 
         var totalBytes = f.Tensors.Sum(t => t.ByteSize);
@@ -213,7 +193,7 @@ public static class InspectCommand
             w.WriteNumber("data_offset", f.DataOffset);
             WriteStringOrNull(w, "architecture", f.Get("general.architecture")?.Value as string);
             WriteStringOrNull(w, "name", f.Get("general.name")?.Value as string);
-            WriteNumberOrNull(w, "file_type", AsInteger(f.Get("general.file_type")?.Value));
+            WriteNumberOrNull(w, "file_type", f.Get("general.file_type")?.AsInt64OrNull());
 
             w.WriteStartObject("hyperparameters");
             foreach (var kv in f.Metadata.Where(kv => IsHyperparameter(f, kv.Key)))
