@@ -67,6 +67,27 @@ public class GenerateCommandTests
     }
 
     [Fact]
+    public void GreedyJsonOutputOfARandomModel_GivesEveryParallelSequenceTheSameTokens()
+    {
+        // Greedy decoding is deterministic on any model: the three parallel sequences are one sequence.
+        var (code, output, err) = Run("generate", TinyTrainingModels.StoriesShaped, "--prompt", "Once upon a time", "--max-tokens", "8",
+            "--temperature", "0", "--parallel", "3", "--json", "--threads", "1");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(output);
+        Assert.NotEmpty(doc.RootElement.GetProperty("prompt_tokens").EnumerateArray());
+        var seqs = doc.RootElement.GetProperty("sequences").EnumerateArray().ToList();
+        Assert.Equal(3, seqs.Count);
+        var first = seqs[0].GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        Assert.NotEmpty(first);
+        foreach (var s in seqs)
+        {
+            Assert.Equal(first, s.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()));
+            Assert.All(s.GetProperty("sampling_logprobs").EnumerateArray(), e => Assert.Equal(0.0, e.GetDouble()));
+            Assert.All(s.GetProperty("logprobs").EnumerateArray(), e => Assert.True(e.GetDouble() <= 0));
+        }
+    }
+
+    [Fact]
     public void GreedyJsonOutput()
     {
         var model = SharedAssets.RequireFile(SharedAssets.StoriesModel);
