@@ -116,20 +116,15 @@ internal sealed class ChunkedTargetLogProb : autograd.SingleTensorFunction<Chunk
             var tz = z.gather(1, targets.narrow(0, s, len).unsqueeze(1)).squeeze(1);
             result.narrow(0, s, len).copy_(tz - z.logsumexp(1));
         }
-        ctx.save_for_backward([x, u, bias!, targets]);
-        ctx.save_data("invT", invT);
-        ctx.save_data("chunk", chunk);
-        ctx.save_data("needs", new[] { x.requires_grad, u.requires_grad, bias?.requires_grad ?? false });
+        ChunkedBackward.Save(ctx, x, u, bias, invT, chunk, targets);
         return result;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
     {
-        var saved = ctx.get_saved_variables();
-        var x = saved[0]; var u = saved[1]; var bias = saved[2]; var targets = saved[3];
-        var invT = (double)ctx.get_data("invT"); var chunk = (int)ctx.get_data("chunk"); var needs = (bool[])ctx.get_data("needs");
-        return ChunkedBackward.Run(x, u, bias, invT, chunk, needs, grad, (z, g, s, len) =>
+        return ChunkedBackward.Run(ctx, grad, (extra, z, g, s, len) =>
         {
+            var targets = extra[0];
             // d/dz [z_t - lse(z)] = onehot(t) - softmax(z)
             var gz = softmax(z, 1) * g.neg().unsqueeze(1);
             return gz.scatter_add_(1, targets.narrow(0, s, len).unsqueeze(1), g.unsqueeze(1));
@@ -156,19 +151,13 @@ internal sealed class ChunkedEntropy : autograd.SingleTensorFunction<ChunkedEntr
             var logp = z.log_softmax(1);
             result.narrow(0, s, len).copy_(-(logp.exp() * logp).sum(1));
         }
-        ctx.save_for_backward([x, u, bias!]);
-        ctx.save_data("invT", invT);
-        ctx.save_data("chunk", chunk);
-        ctx.save_data("needs", new[] { x.requires_grad, u.requires_grad, bias?.requires_grad ?? false });
+        ChunkedBackward.Save(ctx, x, u, bias, invT, chunk);
         return result;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
     {
-        var saved = ctx.get_saved_variables();
-        var x = saved[0]; var u = saved[1]; var bias = saved[2];
-        var invT = (double)ctx.get_data("invT"); var chunk = (int)ctx.get_data("chunk"); var needs = (bool[])ctx.get_data("needs");
-        return ChunkedBackward.Run(x, u, bias, invT, chunk, needs, grad, (z, g, _, _) =>
+        return ChunkedBackward.Run(ctx, grad, (_, z, g, _, _) =>
         {
             // H = -Σ p log p;  dH/dz_j = -p_j (z_j - Σ_i p_i z_i)
             var p = softmax(z, 1);
@@ -181,12 +170,29 @@ internal sealed class ChunkedEntropy : autograd.SingleTensorFunction<ChunkedEntr
 internal static class ChunkedBackward
 {
     /// <summary>
-    /// Shared backward: for each chunk, recompute z, get dL/dz from <paramref name="dz"/> (chunk logits, chunk grad,
-    /// start, length), scale by invT and push it to x, u and the bias.
+    /// Shared forward epilogue: saves x, u, the bias, then <paramref name="extra"/> tensors for
+    /// <see cref="Run"/>, with invT, the chunk size and which of x, u, bias want a gradient.
     /// </summary>
-    public static List<Tensor> Run(Tensor x, Tensor u, Tensor? bias, double invT, int chunk, bool[] needs, Tensor grad,
-        Func<Tensor, Tensor, long, long, Tensor> dz, int extraNulls)
+    public static void Save(autograd.AutogradContext ctx, Tensor x, Tensor u, Tensor? bias, double invT, int chunk, params Tensor[] extra)
     {
+        ctx.save_for_backward([x, u, bias!, .. extra]);
+        ctx.save_data("invT", invT);
+        ctx.save_data("chunk", chunk);
+        ctx.save_data("needs", new[] { x.requires_grad, u.requires_grad, bias?.requires_grad ?? false });
+    }
+
+    /// <summary>
+    /// Shared backward: for each chunk, recompute z, get dL/dz from <paramref name="dz"/> (the extra saved tensors,
+    /// chunk logits, chunk grad, start, length), scale by invT and push it to x, u and the bias. Returns a null
+    /// gradient for each of the function's <paramref name="extraNulls"/> inputs after x, u and the bias.
+    /// </summary>
+    public static List<Tensor> Run(autograd.AutogradContext ctx, Tensor grad,
+        Func<IReadOnlyList<Tensor>, Tensor, Tensor, long, long, Tensor> dz, int extraNulls)
+    {
+        var saved = ctx.get_saved_variables();
+        var x = saved[0]; var u = saved[1]; var bias = saved[2];
+        var extra = saved.Skip(3).ToArray();
+        var invT = (double)ctx.get_data("invT"); var chunk = (int)ctx.get_data("chunk"); var needs = (bool[])ctx.get_data("needs");
         var n = x.shape[0];
         var wide = InternalPolicyHead.WideType(x.dtype);
         Tensor? gx = null, gu = null, gb = null;
@@ -203,7 +209,7 @@ internal static class ChunkedBackward
                 var len = Math.Min(chunk, n - s);
                 var z = InternalPolicyHead.ChunkLogits(x, u, bias, invT, s, len);
                 using var scale = invT.ToScalar();
-                var gz = dz(z, g.narrow(0, s, len), s, len).mul(scale); // [len, V] wide
+                var gz = dz(extra, z, g.narrow(0, s, len), s, len).mul(scale); // [len, V] wide
                 if (gx is not null) gx.narrow(0, s, len).copy_(gz.to_type(u.dtype).matmul(u));
                 if (gu is not null) gu.add_(gz.t().matmul(x.narrow(0, s, len).to_type(wide)), ScalarConstants.One);
                 if (gb is not null) gb.add_(gz.sum(0), ScalarConstants.One);

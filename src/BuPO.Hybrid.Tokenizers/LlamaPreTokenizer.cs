@@ -121,16 +121,8 @@ internal sealed class LlamaPreTokenizer
                 {
                     var cpt = seg.Cpt(pos);
                     var flags = seg.Flags(pos);
-                    if (cpt == '\'' && pos + 1 < seg.End)
-                    {
-                        var n1 = seg.Cpt(pos + 1);
-                        if (n1 is 's' or 't' or 'm' or 'd') { pos += seg.Add(pos + 2); continue; }
-                        if (pos + 2 < seg.End)
-                        {
-                            var n2 = seg.Cpt(pos + 2);
-                            if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) { pos += seg.Add(pos + 3); continue; }
-                        }
-                    }
+                    var contraction = seg.ContractionEnd(pos, ignoreCase: false);
+                    if (contraction > 0) { pos += seg.Add(contraction); continue; }
                     var flags2 = cpt == ' ' ? seg.Flags(pos + 1) : flags;
                     if ((flags2 & LlamaUnicode.Letter) != 0)
                     {
@@ -180,16 +172,8 @@ internal sealed class LlamaPreTokenizer
                     var cpt = seg.Cpt(pos);
                     var flags = seg.Flags(pos);
                     // (?i:'s|'t|'re|'ve|'m|'ll|'d)
-                    if (cpt == '\'' && pos + 1 < seg.End)
-                    {
-                        var n1 = LlamaUnicode.ToLowerForContraction(seg.Cpt(pos + 1));
-                        if (n1 is 's' or 't' or 'm' or 'd') { pos += seg.Add(pos + 2); continue; }
-                        if (pos + 2 < seg.End)
-                        {
-                            var n2 = LlamaUnicode.ToLowerForContraction(seg.Cpt(pos + 2));
-                            if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) { pos += seg.Add(pos + 3); continue; }
-                        }
-                    }
+                    var contraction = seg.ContractionEnd(pos, ignoreCase: true);
+                    if (contraction > 0) { pos += seg.Add(contraction); continue; }
                     // [^\r\n\p{L}\p{N}]?\p{L}+   (qwen35: [\p{L}\p{M}]+)
                     if (!(cpt == '\r' || cpt == '\n' || (flags & LlamaUnicode.Number) != 0))
                     {
@@ -370,6 +354,20 @@ internal sealed class LlamaPreTokenizer
 
         public readonly int Cpt(int pos) => pos >= Ini && pos < End ? _cpts[pos] : OutOfRange;
         public readonly ushort Flags(int pos) => pos >= Ini && pos < End ? LlamaUnicode.Flags(_cpts[pos]) : (ushort)0;
+
+        /// <summary>
+        /// Where the contraction <c>'s 't 're 've 'm 'll 'd</c> starting at <paramref name="pos"/> ends, or 0 if none
+        /// starts there. gpt2 matches lower case only; llama3/qwen2 match <c>(?i:...)</c> with ASCII case folding.
+        /// </summary>
+        public readonly int ContractionEnd(int pos, bool ignoreCase)
+        {
+            if (Cpt(pos) != '\'' || pos + 1 >= End) return 0;
+            var n1 = ignoreCase ? LlamaUnicode.ToLowerForContraction(Cpt(pos + 1)) : Cpt(pos + 1);
+            if (n1 is 's' or 't' or 'm' or 'd') return pos + 2;
+            if (pos + 2 >= End) return 0;
+            var n2 = ignoreCase ? LlamaUnicode.ToLowerForContraction(Cpt(pos + 2)) : Cpt(pos + 2);
+            return (n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l') ? pos + 3 : 0;
+        }
 
         public int Add(int end)
         {

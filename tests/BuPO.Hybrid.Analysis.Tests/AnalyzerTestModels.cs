@@ -9,7 +9,7 @@ namespace BuPO.Hybrid.Analysis.Tests;
 /// <summary>
 /// The test models: stories260K (llama, needs ../shared); tiny random llama, qwen2 (tied, Q/K/V biases) and qwen3 (own
 /// output.weight, Q/K norms, head_dim != n_embd/n_head) GGUFs with the generated 512-token SentencePiece vocabulary
-/// (<see cref="BenchModels.WriteTinyVocab"/>: runs everywhere); and "qwen3-qwen2vocab", the qwen3 with the real Qwen2
+/// (<see cref="RandomTestModels.SpmVocab"/>: runs everywhere); and "qwen3-qwen2vocab", the qwen3 with the real Qwen2
 /// tokenizer (151k tokens; needs ../shared). Written once per test run.
 /// </summary>
 public sealed class AnalyzerModels : IDisposable
@@ -38,7 +38,7 @@ public sealed class AnalyzerModels : IDisposable
         lock (_gate)
         {
             if (_paths.TryGetValue(name, out var p)) return p;
-            vocab ??= BenchModels.WriteTinyVocab(System.IO.Path.Combine(_dir, "tiny-vocab.gguf"));
+            vocab ??= RandomTestModels.SpmVocab(_dir);
             p = System.IO.Path.Combine(_dir, $"random-{name}.gguf");
             var (tied, headDim) = shape switch { "qwen2" => (true, (int?)null), "qwen3" => (false, (int?)32), _ => (false, (int?)null) };
             var spec = RandomModelSpec.Named($"{shape}-tiny") with { Layers = 3, HeadDim = headDim, TiedEmbeddings = tied, WeightStd = 0.125f, NormNoise = 0.2f, Seed = 3 };

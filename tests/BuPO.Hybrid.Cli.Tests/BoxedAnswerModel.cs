@@ -1,4 +1,5 @@
 using BuPO.Hybrid.Gguf;
+using BuPO.Hybrid.Tests.Support;
 
 namespace BuPO.Hybrid.Cli.Tests;
 
@@ -14,7 +15,7 @@ internal static class BoxedAnswerModel
     {
         var path = Path.Combine(dir, "boxed-4.gguf");
         if (File.Exists(path)) return path;
-        var vocab = BenchModels.WriteTinyVocab(Path.Combine(dir, "tiny-vocab.gguf"));
+        var vocab = RandomTestModels.SpmVocab(dir);
         var random = Path.Combine(dir, "boxed-4-random.gguf");
         var spec = RandomModelSpec.Named("llama-tiny");
         RandomGgufModel.Write(random, spec, vocab);

@@ -49,7 +49,7 @@ public sealed class RolloutFixture : IDisposable
         get
         {
             lock (_gate)
-                return _tinyLlama ??= BenchModels.RandomModel("llama-tiny", Dir, BenchModels.WriteTinyVocab(Path.Combine(Dir, "tiny-vocab.gguf")));
+                return _tinyLlama ??= BenchModels.RandomModel("llama-tiny", Dir, RandomTestModels.SpmVocab(Dir));
         }
     }
 

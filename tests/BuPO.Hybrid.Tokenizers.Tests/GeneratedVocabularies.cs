@@ -39,7 +39,7 @@ internal static class GeneratedVocabularies
     /// <summary>Writes a byte-level BPE vocabulary (tokenizer.ggml.model gpt2, pre qwen2) with <paramref name="merges"/> random merges.</summary>
     public static void WriteBpe(string path, int merges = 300, int seed = 11)
     {
-        var byteText = ByteToUnicode();
+        var byteText = ByteLevelBpeVocabulary.ByteSymbols;
         var tokens = Enumerable.Range(0, 256).Select(b => byteText[b]).ToList();
         var known = new HashSet<string>(tokens, StringComparer.Ordinal);
         var words = Texts(200, seed).SelectMany(t => t.Split(' ').Select((w, i) => i == 0 ? w : " " + w))
@@ -62,20 +62,7 @@ internal static class GeneratedVocabularies
                 for (var k = 0; k + 1 < w.Count; k++)
                     if (w[k] == a && w[k + 1] == b) { w[k] = a + b; w.RemoveAt(k + 1); }
         }
-        string[] specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
-        var all = tokens.Concat(specials).ToArray();
-        new GgufWriter()
-            .SetString("general.architecture", "qwen2")
-            .SetString("general.type", "vocab")
-            .SetString("tokenizer.ggml.model", "gpt2")
-            .SetString("tokenizer.ggml.pre", "qwen2")
-            .Set("tokenizer.ggml.tokens", GgufValue.OfArray(all))
-            .Set("tokenizer.ggml.token_type", GgufValue.OfArray(all.Select((_, i) => i < tokens.Count ? 1 : 3).ToArray()))
-            .Set("tokenizer.ggml.merges", GgufValue.OfArray(mergeList.ToArray()))
-            .SetUInt32("tokenizer.ggml.eos_token_id", (uint)tokens.Count)
-            .SetUInt32("tokenizer.ggml.bos_token_id", (uint)tokens.Count)
-            .SetBool("tokenizer.ggml.add_bos_token", false)
-            .WriteTo(path);
+        ByteLevelBpeVocabulary.Write(path, tokens, mergeList, ByteLevelBpeVocabulary.QwenSpecials);
     }
 
     /// <summary>Writes a SentencePiece vocabulary (tokenizer.ggml.model llama): specials, byte tokens, random pieces with random scores.</summary>
@@ -111,18 +98,5 @@ internal static class GeneratedVocabularies
             .SetUInt32("tokenizer.ggml.bos_token_id", 1)
             .SetUInt32("tokenizer.ggml.eos_token_id", 2)
             .WriteTo(path);
-    }
-
-    // GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others map to U+0100 onwards
-    private static string[] ByteToUnicode()
-    {
-        var map = new string[256];
-        var next = 256;
-        for (var b = 0; b < 256; b++)
-        {
-            var printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
-            map[b] = ((char)(printable ? b : next++)).ToString();
-        }
-        return map;
     }
 }

@@ -97,6 +97,42 @@ public class GgufTokenizerTests
     }
 
     [Fact]
+    public void ByteSymbolsAreGpt2sByteToUnicodeTable()
+    {
+        var symbols = ByteLevelBpeVocabulary.ByteSymbols;
+        Assert.Equal(256, symbols.Count);
+        Assert.Equal(256, symbols.Distinct().Count());
+        Assert.All(symbols, s => Assert.Single(s));
+        Assert.Equal("A", symbols['A']);   // printable ASCII spells itself
+        Assert.Equal("\u0120", symbols[' ']); // Ġ: the space of every GPT-2 vocabulary
+        Assert.Equal("\u010A", symbols['\n']); // Ċ
+        Assert.Equal("\u00E9", symbols[0xE9]);  // Latin-1 letters spell themselves
+        Assert.Equal("\u0100", symbols[0]);
+    }
+
+    [Fact]
+    public void AWrittenByteLevelBpeVocabularyLoadsWithItsSpecialsAndMerges()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"bupo-bpe-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            var tokens = ByteLevelBpeVocabulary.ByteSymbols.Concat(["ab", "\u0120ab"]).ToList();
+            ByteLevelBpeVocabulary.Write(path, tokens, ["a b", "\u0120 ab"], ByteLevelBpeVocabulary.QwenSpecials, "test-bpe");
+            var tok = GgufTokenizer.FromGguf(path);
+            Assert.Equal("gpt2", tok.Model);
+            Assert.Equal("qwen2", tok.PreTokenizerName);
+            Assert.Equal(261, tok.VocabSize);
+            Assert.Equal(258, tok.EosId);
+            Assert.Equal(258, tok.BosId);
+            Assert.False(tok.AddsBos);
+            Assert.Equal([256, 257], tok.Encode("ab ab", addSpecial: false, parseSpecial: false));
+            Assert.Equal([260], tok.Encode("<|im_end|>", addSpecial: false, parseSpecial: true));
+            Assert.Throws<ArgumentException>(() => ByteLevelBpeVocabulary.Write(path + ".x", tokens, [], []));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void DecodeRejectsIdsOutsideTheVocabulary()
     {
         var tok = s_generated.Value;

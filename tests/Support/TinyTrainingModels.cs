@@ -5,7 +5,7 @@ namespace BuPO.Hybrid.Tests.Support;
 /// <summary>
 /// Random-weight GGUF models for the trainer-side tests (Model, Analysis, RL, CLI) that check properties holding for any
 /// model (autograd, export round trips, parity with llama.cpp), so they run without ../shared. The vocabulary is the
-/// generated 512-token SentencePiece one (<see cref="BenchModels.WriteTinyVocab"/>), which encodes English and math text.
+/// generated 512-token SentencePiece one (<see cref="RandomTestModels.SpmVocab"/>), which encodes English and math text.
 /// Files are written once per process into a temporary folder deleted at exit.
 /// </summary>
 public static class TinyTrainingModels
@@ -22,19 +22,15 @@ public static class TinyTrainingModels
         return dir;
     });
 
-    /// <summary>The shape of stories260K (llama, 5 blocks, width 64, 8 heads / 4 KV heads, FFN 172, own output.weight), random weights.</summary>
-    public static RandomModelSpec StoriesShape { get; } = new()
-    {
-        Architecture = "llama", Name = "random-stories-shape", Layers = 5, Embedding = 64, Heads = 8, KvHeads = 4, FeedForward = 172,
-        ContextLength = 512, RopeBase = 10000f, RmsEps = 1e-5f, TiedEmbeddings = false, Seed = 11,
-    };
+    /// <summary><see cref="RandomTestModels.StoriesShape"/> with the trainer tests' seed (11).</summary>
+    public static RandomModelSpec StoriesShape { get; } = RandomTestModels.StoriesShape with { Seed = 11 };
 
     /// <summary>The generated 512-token SentencePiece vocabulary GGUF (tokenizer only, no weights).</summary>
     public static string Vocab
     {
         get
         {
-            lock (Gate) return BenchModels.WriteTinyVocab(Path.Combine(Folder.Value, "tiny-vocab.gguf"));
+            lock (Gate) return RandomTestModels.SpmVocab(Folder.Value);
         }
     }
 

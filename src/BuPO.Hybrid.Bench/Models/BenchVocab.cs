@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using BuPO.Hybrid.Bench.Text;
-using BuPO.Hybrid.Gguf;
+using BuPO.Hybrid.Tokenizers;
 
 namespace BuPO.Hybrid.Bench.Models;
 
@@ -22,30 +22,13 @@ public static class BenchVocab
     public static void Write(string path, int merges = DefaultMerges)
     {
         var (tokens, mergeList) = Train(BenchText.Generated(400, seed: 7), merges);
-        string[] specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
-        var all = tokens.Concat(specials).ToArray();
-        var types = all.Select((_, i) => i < tokens.Count ? 1 : 3).ToArray(); // 1 normal, 3 control
-        var eos = (uint)tokens.Count; // <|endoftext|>
-        var w = new GgufWriter()
-            .SetString("general.architecture", "qwen2")
-            .SetString("general.type", "vocab")
-            .SetString("general.name", $"bupo-bench-generated-bpe-v{Version}")
-            .SetString("tokenizer.ggml.model", "gpt2")
-            .SetString("tokenizer.ggml.pre", "qwen2")
-            .Set("tokenizer.ggml.tokens", GgufValue.OfArray(all))
-            .Set("tokenizer.ggml.token_type", GgufValue.OfArray(types))
-            .Set("tokenizer.ggml.merges", GgufValue.OfArray(mergeList.ToArray()))
-            .SetUInt32("tokenizer.ggml.eos_token_id", eos)
-            .SetUInt32("tokenizer.ggml.padding_token_id", eos)
-            .SetUInt32("tokenizer.ggml.bos_token_id", eos)
-            .SetBool("tokenizer.ggml.add_bos_token", false);
-        w.WriteTo(path);
+        ByteLevelBpeVocabulary.Write(path, tokens, mergeList, ByteLevelBpeVocabulary.QwenSpecials, $"bupo-bench-generated-bpe-v{Version}");
     }
 
     /// <summary>Byte tokens (GPT-2's byte-to-unicode spelling) plus one token per learned merge, and the merges.</summary>
     public static (List<string> Tokens, List<string> Merges) Train(IEnumerable<string> corpus, int merges)
     {
-        var byteText = ByteToUnicode();
+        var byteText = ByteLevelBpeVocabulary.ByteSymbols;
         var tokens = Enumerable.Range(0, 256).Select(b => byteText[b]).ToList();
         var known = new HashSet<string>(tokens, StringComparer.Ordinal);
         // Word counts after Qwen2's pre-tokenizer; each word as a list of symbols.
@@ -87,17 +70,4 @@ public static class BenchVocab
     private static readonly Regex PreTokenizer = new(
         "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
         RegexOptions.Compiled | RegexOptions.CultureInvariant);
-
-    /// <summary>GPT-2's byte-to-unicode table: printable bytes stand for themselves, the rest map to U+0100 onwards.</summary>
-    public static string[] ByteToUnicode()
-    {
-        var map = new string[256];
-        var next = 256;
-        for (var b = 0; b < 256; b++)
-        {
-            var printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-            map[b] = ((char)(printable ? b : next++)).ToString();
-        }
-        return map;
-    }
 }

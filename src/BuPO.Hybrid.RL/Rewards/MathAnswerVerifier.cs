@@ -185,7 +185,7 @@ public sealed partial class MathAnswerVerifier
     private static string Normalize(string answer, bool keepSpacedLists)
     {
         var s = answer.Replace('\n', ' ').Replace('\r', ' ').Replace('\t', ' ').Trim();
-        if (keepSpacedLists) s = CommaThinSpaceRegex().Replace(s, ",");
+        if (keepSpacedLists) s = AnswerTextPatterns.CommaThinSpace().Replace(s, ",");
         s = s.Replace("\\$", "").Replace("$", "");
         if (s.StartsWith("\\(", StringComparison.Ordinal) && s.EndsWith("\\)", StringComparison.Ordinal) || s.StartsWith("\\[", StringComparison.Ordinal) && s.EndsWith("\\]", StringComparison.Ordinal)) s = s[2..^2];
         s = SpacingRegex().Replace(s, " ");
@@ -210,7 +210,7 @@ public sealed partial class MathAnswerVerifier
         s = WhitespaceRegex().Replace(s, "");
         s = s.Replace("{,}", ",");
         s = s.TrimEnd('.');
-        if (!spacedComma && ThousandsRegex().IsMatch(s)) s = s.Replace(",", "");
+        if (!spacedComma && AnswerTextPatterns.CommaThousands().IsMatch(s)) s = s.Replace(",", "");
         s = FixFracs(s);
         s = FixSqrt(s);
         if (SlashFractionRegex().Match(s) is { Success: true } fm) s = $"{fm.Groups[1].Value}\\frac{{{fm.Groups[2].Value}}}{{{fm.Groups[3].Value}}}";
@@ -330,7 +330,7 @@ public sealed partial class MathAnswerVerifier
         if (a.Length == 0 || b.Length == 0) return false;
         if (a == b) return true;
         if (TryParseRational(a, out var ra) && TryParseRational(b, out var rb)) return NumbersMatch(ra, rb);
-        if (WordRegex().IsMatch(a) && WordRegex().IsMatch(b)) return string.Equals(a, b, StringComparison.OrdinalIgnoreCase);
+        if (AnswerTextPatterns.SingleWord().IsMatch(a) && AnswerTextPatterns.SingleWord().IsMatch(b)) return string.Equals(a, b, StringComparison.OrdinalIgnoreCase);
 
         // Sets \{...\}: unordered.
         if (a.StartsWith("\\{", StringComparison.Ordinal) && a.EndsWith("\\}", StringComparison.Ordinal) && b.StartsWith("\\{", StringComparison.Ordinal) && b.EndsWith("\\}", StringComparison.Ordinal))
@@ -449,14 +449,8 @@ public sealed partial class MathAnswerVerifier
     [GeneratedRegex(@"\s+")]
     private static partial Regex WhitespaceRegex();
 
-    [GeneratedRegex(@",\\!\s*")]
-    private static partial Regex CommaThinSpaceRegex();
-
     [GeneratedRegex(@"\d,\s+\d")]
     private static partial Regex SpacedCommaRegex();
-
-    [GeneratedRegex(@"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")]
-    private static partial Regex ThousandsRegex();
 
     [GeneratedRegex(@"^(-?)(\d+)/(\d+)$")]
     private static partial Regex SlashFractionRegex();
@@ -472,7 +466,4 @@ public sealed partial class MathAnswerVerifier
 
     [GeneratedRegex(@"^(?:\\frac\{(?<n>-?[\d.]+)\}\{(?<d>-?[\d.]+)\}|(?<n>-?[\d.]+)/(?<d>-?[\d.]+))$")]
     private static partial Regex FracRegex();
-
-    [GeneratedRegex(@"^[A-Za-z]{2,}$")]
-    private static partial Regex WordRegex();
 }

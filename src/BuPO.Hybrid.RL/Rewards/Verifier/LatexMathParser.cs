@@ -27,7 +27,7 @@ internal static partial class LatexMathParser
         {
             var cleaned = Clean(latex);
             if (cleaned.Length == 0) return null;
-            if (WordRegex().IsMatch(cleaned)) return new TextNode(cleaned);
+            if (AnswerTextPatterns.SingleWord().IsMatch(cleaned)) return new TextNode(cleaned);
             // Words inside an answer ("no solution", "\text{east}") would read as products of letters, and anagrams as
             // equal: leave them to the string comparison. Function names written without a backslash are fine.
             foreach (Match m in LetterRunRegex().Matches(EnvironmentNameRegex().Replace(cleaned, "")))
@@ -52,7 +52,7 @@ internal static partial class LatexMathParser
         if (!s.Contains('&') && DoubleEscapeRegex().IsMatch(s)) s = DoubleEscapeRegex().Replace(s, "\\");
         s = s.Replace('\n', ' ').Replace('\r', ' ').Replace('\t', ' ');
         s = BraceCommaRegex().Replace(s, ",");      // 14{,}916
-        s = CommaThinSpaceRegex().Replace(s, ",");  // 12,\!000 (LaTeX's thousands idiom; a plain ", " is a list)
+        s = AnswerTextPatterns.CommaThinSpace().Replace(s, ",");  // 12,\!000 (LaTeX's thousands idiom; a plain ", " is a list)
         s = s.Replace("\\$", "").Replace("$", "");
         s = s.Replace("\\(", " ").Replace("\\)", " ").Replace("\\[", " ").Replace("\\]", " ");
         s = DelimiterDotRegex().Replace(s, "");
@@ -69,7 +69,7 @@ internal static partial class LatexMathParser
         s = WordUnitRegex().Replace(s, "");
         s = WordConnectorRegex().Replace(s, ",");
         s = s.Trim().TrimEnd('.', ' ').Trim();
-        if (CommaThousandsRegex().IsMatch(s)) s = s.Replace(",", "");
+        if (AnswerTextPatterns.CommaThousands().IsMatch(s)) s = s.Replace(",", "");
         else if (SpaceThousandsRegex().IsMatch(s)) s = s.Replace(" ", "");
         return s;
     }
@@ -79,9 +79,6 @@ internal static partial class LatexMathParser
 
     [GeneratedRegex(@"\s*\{\s*,\s*\}\s*")]
     private static partial Regex BraceCommaRegex();
-
-    [GeneratedRegex(@",\\!\s*")]
-    private static partial Regex CommaThinSpaceRegex();
 
     [GeneratedRegex(@"\\(?:left|right)\s*\.")]
     private static partial Regex DelimiterDotRegex();
@@ -111,9 +108,6 @@ internal static partial class LatexMathParser
     [GeneratedRegex(@"\s+(?:and|or)\s+")]
     private static partial Regex WordConnectorRegex();
 
-    [GeneratedRegex(@"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")]
-    private static partial Regex CommaThousandsRegex();
-
     [GeneratedRegex(@"^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$")]
     private static partial Regex SpaceThousandsRegex();
 
@@ -127,10 +121,6 @@ internal static partial class LatexMathParser
     private static readonly string[] BareFunctions = ["arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "log", "exp", "ln"];
 
     private static readonly HashSet<string> BareFunctionNames = new(BareFunctions, StringComparer.Ordinal);
-
-    /// <summary>A whole answer that is one word ("Evelyn", "yes"): text, not a product of letters.</summary>
-    [GeneratedRegex(@"^[A-Za-z]{2,}$")]
-    private static partial Regex WordRegex();
 
     // ---------------------------------------------------------------- tokens
 
