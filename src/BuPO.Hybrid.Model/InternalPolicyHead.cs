@@ -106,23 +106,15 @@ internal sealed class ChunkedTargetLogProb : autograd.SingleTensorFunction<Chunk
     {
         var x = (Tensor)vars[0]; var u = (Tensor)vars[1]; var bias = vars[2] as Tensor; var targets = (Tensor)vars[3];
         var invT = (double)vars[4]; var chunk = (int)vars[5];
-        var n = x.shape[0];
-        var result = empty(n, InternalPolicyHead.WideType(x.dtype), x.device);
-        for (long s = 0; s < n; s += chunk)
-        {
-            using var scope = NewDisposeScope();
-            var len = Math.Min(chunk, n - s);
-            var z = InternalPolicyHead.ChunkLogits(x, u, bias, invT, s, len);
-            var tz = z.gather(1, targets.narrow(0, s, len).unsqueeze(1)).squeeze(1);
-            result.narrow(0, s, len).copy_(tz - z.logsumexp(1));
-        }
-        ChunkedBackward.Save(ctx, x, u, bias, invT, chunk, targets);
+        var result = ChunkedUnembedding.Forward(x, u, bias, invT, chunk, (z, s, len) =>
+            z.gather(1, targets.narrow(0, s, len).unsqueeze(1)).squeeze(1) - z.logsumexp(1));
+        ChunkedUnembedding.Save(ctx, x, u, bias, invT, chunk, targets);
         return result;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
     {
-        return ChunkedBackward.Run(ctx, grad, (extra, z, g, s, len) =>
+        return ChunkedUnembedding.Backward(ctx, grad, (extra, z, g, s, len) =>
         {
             var targets = extra[0];
             // d/dz [z_t - lse(z)] = onehot(t) - softmax(z)
@@ -141,23 +133,18 @@ internal sealed class ChunkedEntropy : autograd.SingleTensorFunction<ChunkedEntr
     {
         var x = (Tensor)vars[0]; var u = (Tensor)vars[1]; var bias = vars[2] as Tensor;
         var invT = (double)vars[3]; var chunk = (int)vars[4];
-        var n = x.shape[0];
-        var result = empty(n, InternalPolicyHead.WideType(x.dtype), x.device);
-        for (long s = 0; s < n; s += chunk)
+        var result = ChunkedUnembedding.Forward(x, u, bias, invT, chunk, (z, _, _) =>
         {
-            using var scope = NewDisposeScope();
-            var len = Math.Min(chunk, n - s);
-            var z = InternalPolicyHead.ChunkLogits(x, u, bias, invT, s, len);
             var logp = z.log_softmax(1);
-            result.narrow(0, s, len).copy_(-(logp.exp() * logp).sum(1));
-        }
-        ChunkedBackward.Save(ctx, x, u, bias, invT, chunk);
+            return -(logp.exp() * logp).sum(1);
+        });
+        ChunkedUnembedding.Save(ctx, x, u, bias, invT, chunk);
         return result;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad)
     {
-        return ChunkedBackward.Run(ctx, grad, (_, z, g, _, _) =>
+        return ChunkedUnembedding.Backward(ctx, grad, (_, z, g, _, _) =>
         {
             // H = -Σ p log p;  dH/dz_j = -p_j (z_j - Σ_i p_i z_i)
             var p = softmax(z, 1);
@@ -167,11 +154,33 @@ internal sealed class ChunkedEntropy : autograd.SingleTensorFunction<ChunkedEntr
     }
 }
 
-internal static class ChunkedBackward
+/// <summary>
+/// What the chunked functions of (x·uᵀ + b)·invT share: the forward loop over row chunks, the saved state, and the
+/// backward that recomputes each chunk's logits (so no [rows, V] tensor outlives its chunk).
+/// </summary>
+internal static class ChunkedUnembedding
 {
     /// <summary>
+    /// Shared forward: one value per row, <paramref name="perRow"/> (chunk logits, start, length) of each chunk's
+    /// logits, in the wide type; each chunk's temporaries are freed before the next.
+    /// </summary>
+    public static Tensor Forward(Tensor x, Tensor u, Tensor? bias, double invT, int chunk, Func<Tensor, long, long, Tensor> perRow)
+    {
+        var n = x.shape[0];
+        var result = empty(n, InternalPolicyHead.WideType(x.dtype), x.device);
+        for (long s = 0; s < n; s += chunk)
+        {
+            using var scope = NewDisposeScope();
+            var len = Math.Min(chunk, n - s);
+            var z = InternalPolicyHead.ChunkLogits(x, u, bias, invT, s, len);
+            result.narrow(0, s, len).copy_(perRow(z, s, len));
+        }
+        return result;
+    }
+
+    /// <summary>
     /// Shared forward epilogue: saves x, u, the bias, then <paramref name="extra"/> tensors for
-    /// <see cref="Run"/>, with invT, the chunk size and which of x, u, bias want a gradient.
+    /// <see cref="Backward"/>, with invT, the chunk size and which of x, u, bias want a gradient.
     /// </summary>
     public static void Save(autograd.AutogradContext ctx, Tensor x, Tensor u, Tensor? bias, double invT, int chunk, params Tensor[] extra)
     {
@@ -186,7 +195,7 @@ internal static class ChunkedBackward
     /// chunk logits, chunk grad, start, length), scale by invT and push it to x, u and the bias. Returns a null
     /// gradient for each of the function's <paramref name="extraNulls"/> inputs after x, u and the bias.
     /// </summary>
-    public static List<Tensor> Run(autograd.AutogradContext ctx, Tensor grad,
+    public static List<Tensor> Backward(autograd.AutogradContext ctx, Tensor grad,
         Func<IReadOnlyList<Tensor>, Tensor, Tensor, long, long, Tensor> dz, int extraNulls)
     {
         var saved = ctx.get_saved_variables();

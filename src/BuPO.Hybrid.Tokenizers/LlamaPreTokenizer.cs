@@ -106,12 +106,14 @@ internal sealed class LlamaPreTokenizer
         };
     }
 
-    /// <summary>unicode_regex_split_custom_gpt2.</summary>
-    private sealed class Gpt2Step : Step
+    /// <summary>
+    /// The custom splits that walk each piece codepoint by codepoint: a contraction first (<c>'s 't 're 've 'm 'll 'd</c>),
+    /// else <see cref="Next"/>, which adds one token and says where the next one starts.
+    /// </summary>
+    private abstract class WordStep(bool contractionsIgnoreCase) : Step
     {
-        public override void Split(ReadOnlySpan<int> cpts, List<int> offsets, List<int> output, string? collapsed, string? wide)
+        public sealed override void Split(ReadOnlySpan<int> cpts, List<int> offsets, List<int> output, string? collapsed, string? wide)
         {
-            const ushort wsLetterNumber = LlamaUnicode.Whitespace | LlamaUnicode.Letter | LlamaUnicode.Number;
             var start = 0;
             foreach (var offset in offsets)
             {
@@ -119,111 +121,118 @@ internal sealed class LlamaPreTokenizer
                 start += offset;
                 for (var pos = seg.Ini; pos < seg.End;)
                 {
-                    var cpt = seg.Cpt(pos);
-                    var flags = seg.Flags(pos);
-                    var contraction = seg.ContractionEnd(pos, ignoreCase: false);
-                    if (contraction > 0) { pos += seg.Add(contraction); continue; }
-                    var flags2 = cpt == ' ' ? seg.Flags(pos + 1) : flags;
-                    if ((flags2 & LlamaUnicode.Letter) != 0)
-                    {
-                        if (cpt == ' ') pos++;
-                        while ((flags2 & LlamaUnicode.Letter) != 0) flags2 = seg.Flags(++pos);
-                        seg.Add(pos);
-                        continue;
-                    }
-                    if ((flags2 & LlamaUnicode.Number) != 0)
-                    {
-                        if (cpt == ' ') pos++;
-                        while ((flags2 & LlamaUnicode.Number) != 0) flags2 = seg.Flags(++pos);
-                        seg.Add(pos);
-                        continue;
-                    }
-                    if ((flags2 & wsLetterNumber) == 0 && flags2 != 0)
-                    {
-                        if (cpt == ' ') pos++;
-                        while ((flags2 & wsLetterNumber) == 0 && flags2 != 0) flags2 = seg.Flags(++pos);
-                        seg.Add(pos);
-                        continue;
-                    }
-                    var ws = 0;
-                    while ((seg.Flags(pos + ws) & LlamaUnicode.Whitespace) != 0) ws++;
-                    if (ws > 1 && seg.Cpt(pos + ws) != Segment.OutOfRange) { pos += ws - 1; seg.Add(pos); continue; }
-                    if (ws > 0) { pos += ws; seg.Add(pos); continue; }
-                    seg.Add(++pos);
+                    var contraction = seg.ContractionEnd(pos, contractionsIgnoreCase);
+                    pos = contraction > 0 ? pos + seg.Add(contraction) : Next(ref seg, pos);
                 }
             }
         }
+
+        /// <summary>Adds the token that starts at <paramref name="pos"/> (not a contraction) and returns where it ends.</summary>
+        protected abstract int Next(ref Segment seg, int pos);
     }
 
-    /// <summary>unicode_regex_split_custom_llama3 (maxDigits 3), _qwen2 (maxDigits 1) and _qwen35 (maxDigits 1, marks).</summary>
-    private sealed class Llama3Step(int maxDigits, bool marks) : Step
+    /// <summary>unicode_regex_split_custom_gpt2 (contractions in lower case only).</summary>
+    private sealed class Gpt2Step() : WordStep(contractionsIgnoreCase: false)
     {
-        public override void Split(ReadOnlySpan<int> cpts, List<int> offsets, List<int> output, string? collapsed, string? wide)
+        private const ushort WsLetterNumber = LlamaUnicode.Whitespace | LlamaUnicode.Letter | LlamaUnicode.Number;
+
+        protected override int Next(ref Segment seg, int pos)
         {
-            var letter = marks ? (ushort)(LlamaUnicode.Letter | LlamaUnicode.AccentMark) : LlamaUnicode.Letter;
-            var wsLetterNumber = (ushort)(LlamaUnicode.Whitespace | LlamaUnicode.Number | letter);
-            var start = 0;
-            foreach (var offset in offsets)
+            var cpt = seg.Cpt(pos);
+            var flags2 = cpt == ' ' ? seg.Flags(pos + 1) : seg.Flags(pos);
+            if ((flags2 & LlamaUnicode.Letter) != 0)
             {
-                var seg = new Segment(cpts, start, start + offset, output);
-                start += offset;
-                for (var pos = seg.Ini; pos < seg.End;)
+                if (cpt == ' ') pos++;
+                while ((flags2 & LlamaUnicode.Letter) != 0) flags2 = seg.Flags(++pos);
+                seg.Add(pos);
+                return pos;
+            }
+            if ((flags2 & LlamaUnicode.Number) != 0)
+            {
+                if (cpt == ' ') pos++;
+                while ((flags2 & LlamaUnicode.Number) != 0) flags2 = seg.Flags(++pos);
+                seg.Add(pos);
+                return pos;
+            }
+            if ((flags2 & WsLetterNumber) == 0 && flags2 != 0)
+            {
+                if (cpt == ' ') pos++;
+                while ((flags2 & WsLetterNumber) == 0 && flags2 != 0) flags2 = seg.Flags(++pos);
+                seg.Add(pos);
+                return pos;
+            }
+            var ws = 0;
+            while ((seg.Flags(pos + ws) & LlamaUnicode.Whitespace) != 0) ws++;
+            if (ws > 1 && seg.Cpt(pos + ws) != Segment.OutOfRange) pos += ws - 1;
+            else if (ws > 0) pos += ws;
+            else pos++;
+            seg.Add(pos);
+            return pos;
+        }
+    }
+
+    /// <summary>
+    /// unicode_regex_split_custom_llama3 (maxDigits 3), _qwen2 (maxDigits 1) and _qwen35 (maxDigits 1, marks);
+    /// contractions <c>(?i:...)</c>.
+    /// </summary>
+    private sealed class Llama3Step(int maxDigits, bool marks) : WordStep(contractionsIgnoreCase: true)
+    {
+        private readonly ushort _letter = marks ? (ushort)(LlamaUnicode.Letter | LlamaUnicode.AccentMark) : LlamaUnicode.Letter;
+        private readonly ushort _wsLetterNumber = (ushort)(LlamaUnicode.Whitespace | LlamaUnicode.Number | LlamaUnicode.Letter | (marks ? LlamaUnicode.AccentMark : 0));
+
+        protected override int Next(ref Segment seg, int pos)
+        {
+            var letter = _letter;
+            var wsLetterNumber = _wsLetterNumber;
+            var cpt = seg.Cpt(pos);
+            var flags = seg.Flags(pos);
+            // [^\r\n\p{L}\p{N}]?\p{L}+   (qwen35: [\p{L}\p{M}]+)
+            if (!(cpt == '\r' || cpt == '\n' || (flags & LlamaUnicode.Number) != 0))
+            {
+                if ((flags & letter) != 0 || (seg.Flags(pos + 1) & letter) != 0)
                 {
-                    var cpt = seg.Cpt(pos);
-                    var flags = seg.Flags(pos);
-                    // (?i:'s|'t|'re|'ve|'m|'ll|'d)
-                    var contraction = seg.ContractionEnd(pos, ignoreCase: true);
-                    if (contraction > 0) { pos += seg.Add(contraction); continue; }
-                    // [^\r\n\p{L}\p{N}]?\p{L}+   (qwen35: [\p{L}\p{M}]+)
-                    if (!(cpt == '\r' || cpt == '\n' || (flags & LlamaUnicode.Number) != 0))
-                    {
-                        if ((flags & letter) != 0 || (seg.Flags(pos + 1) & letter) != 0)
-                        {
-                            pos++;
-                            while ((seg.Flags(pos) & letter) != 0) pos++;
-                            seg.Add(pos);
-                            continue;
-                        }
-                    }
-                    // \p{N}{1,maxDigits}
-                    if ((flags & LlamaUnicode.Number) != 0)
-                    {
-                        var ini = pos;
-                        while ((seg.Flags(pos) & LlamaUnicode.Number) != 0)
-                        {
-                            if (++pos - ini >= maxDigits) { seg.Add(pos); ini = pos; }
-                        }
-                        seg.Add(pos);
-                        continue;
-                    }
-                    //  ?[^\s\p{L}\p{N}]+[\r\n]*
-                    var flags2 = cpt == ' ' ? seg.Flags(pos + 1) : flags;
-                    if ((flags2 & wsLetterNumber) == 0 && flags != 0)
-                    {
-                        if (cpt == ' ') pos++;
-                        while ((flags2 & wsLetterNumber) == 0 && flags2 != 0) flags2 = seg.Flags(++pos);
-                        var c2 = seg.Cpt(pos);
-                        while (c2 == '\r' || c2 == '\n') c2 = seg.Cpt(++pos);
-                        seg.Add(pos);
-                        continue;
-                    }
-                    var ws = 0;
-                    var lastEndRn = 0;
-                    while ((seg.Flags(pos + ws) & LlamaUnicode.Whitespace) != 0)
-                    {
-                        var c2 = seg.Cpt(pos + ws);
-                        if (c2 == '\r' || c2 == '\n') lastEndRn = pos + ws + 1;
-                        ws++;
-                    }
-                    // \s*[\r\n]+
-                    if (lastEndRn > 0) { pos = lastEndRn; seg.Add(pos); continue; }
-                    // \s+(?!\S)
-                    if (ws > 1 && seg.Cpt(pos + ws) != Segment.OutOfRange) { pos += ws - 1; seg.Add(pos); continue; }
-                    // \s+
-                    if (ws > 0) { pos += ws; seg.Add(pos); continue; }
-                    seg.Add(++pos);
+                    pos++;
+                    while ((seg.Flags(pos) & letter) != 0) pos++;
+                    seg.Add(pos);
+                    return pos;
                 }
             }
+            // \p{N}{1,maxDigits}
+            if ((flags & LlamaUnicode.Number) != 0)
+            {
+                var ini = pos;
+                while ((seg.Flags(pos) & LlamaUnicode.Number) != 0)
+                {
+                    if (++pos - ini >= maxDigits) { seg.Add(pos); ini = pos; }
+                }
+                seg.Add(pos);
+                return pos;
+            }
+            //  ?[^\s\p{L}\p{N}]+[\r\n]*
+            var flags2 = cpt == ' ' ? seg.Flags(pos + 1) : flags;
+            if ((flags2 & wsLetterNumber) == 0 && flags != 0)
+            {
+                if (cpt == ' ') pos++;
+                while ((flags2 & wsLetterNumber) == 0 && flags2 != 0) flags2 = seg.Flags(++pos);
+                var c2 = seg.Cpt(pos);
+                while (c2 == '\r' || c2 == '\n') c2 = seg.Cpt(++pos);
+                seg.Add(pos);
+                return pos;
+            }
+            var ws = 0;
+            var lastEndRn = 0;
+            while ((seg.Flags(pos + ws) & LlamaUnicode.Whitespace) != 0)
+            {
+                var c2 = seg.Cpt(pos + ws);
+                if (c2 == '\r' || c2 == '\n') lastEndRn = pos + ws + 1;
+                ws++;
+            }
+            if (lastEndRn > 0) pos = lastEndRn;                                     // \s*[\r\n]+
+            else if (ws > 1 && seg.Cpt(pos + ws) != Segment.OutOfRange) pos += ws - 1; // \s+(?!\S)
+            else if (ws > 0) pos += ws;                                             // \s+
+            else pos++;
+            seg.Add(pos);
+            return pos;
         }
     }
 

@@ -32,9 +32,10 @@ public class ModelForwardTests
     public void NonModelGgufIsAUserError()
     {
         // A vocabulary file has an architecture but no weights: a one-line BupoException, not a crash.
-        var e = Assert.ThrowsAny<BupoException>(() => TransformerConfig.FromGguf(TinyTrainingModels.Vocab));
+        var vocab = TinyTrainingModels.Vocab;
+        var e = Assert.ThrowsAny<BupoException>(() => TransformerConfig.FromGguf(vocab));
         _out.WriteLine(e.Message);
-        Assert.Contains("tiny-vocab.gguf", e.Message);
+        Assert.Contains(vocab, e.Message);
     }
 
     [Fact]

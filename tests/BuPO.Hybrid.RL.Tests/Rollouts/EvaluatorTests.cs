@@ -22,8 +22,8 @@ public class EvaluatorTests(RolloutFixture fx)
     public void PassAtKAndAvgAtKFollowTheRecordedCorrectness()
     {
         var path = WriteJsonl(("Once upon a time", "e"), ("The dog", "z"), ("Tom said", "q"), ("One day", "the"));
-        using var engine = new RolloutEngine(fx.Stories, new RolloutEngineOptions { Parallel = 8, Threads = 1 });
-        // correct = the response contains the reference string: letters a model of stories produces sometimes, not always
+        using var engine = new RolloutEngine(fx.StoriesShaped, new RolloutEngineOptions { Parallel = 8, Threads = 1 });
+        // correct = the response contains the reference string: letters a random model writes sometimes, not always
         var reward = new DelegateReward((item, response) => response.Contains(item.Answer!, StringComparison.Ordinal) ? 1.0 : 0.0);
         var options = new EvalOptions { K = 8, Template = "raw", Sampling = new RolloutSampling { MaxTokens = 12 }, Seed = 3, Reward = reward };
         var r = Evaluator.Run(engine, path, options);
