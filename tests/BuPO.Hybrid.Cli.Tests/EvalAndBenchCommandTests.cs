@@ -78,7 +78,7 @@ public class EvalAndBenchCommandTests : IDisposable
     {
         var (code, _, err) = Run("bench", "rollout");
         Assert.Equal(CliHost.Failure, code);
-        Assert.Contains("exactly one of --model FILE or --random SHAPE", OneLine(err));
+        Assert.Contains("exactly one of --model M.gguf or --random NAME", OneLine(err));
         (code, _, err) = Run("bench", "rollout", "--random", "gpt-17");
         Assert.Contains("unknown model shape 'gpt-17'", OneLine(err));
         (code, _, err) = Run("bench", "rollout", "--random", "llama-tiny", "--batch", "1,x");
@@ -96,10 +96,13 @@ public class EvalAndBenchCommandTests : IDisposable
     {
         // llama-tiny with the generated vocabulary when ../shared is absent, the Qwen2 vocabulary otherwise: works on a fresh clone
         var json = Path.Combine(_dir, "bench.json");
-        var (code, stdout, err) = Run("bench", "rollout", "--random", "llama-tiny", "--cache-dir", _dir, "--batch", "1,3", "--prompt-tokens", "8",
+        // --type: the rollout bench's older name of the shared --random-type
+        var (code, stdout, err) = Run("bench", "rollout", "--random", "llama-tiny", "--type", "q8_0", "--cache-dir", _dir, "--batch", "1,3", "--prompt-tokens", "8",
             "--gen-tokens", "6", "--threads", "1", "--sampling-threads", "1", "--json", json);
         Assert.True(code == 0, err);
         Assert.Contains("engine/raw", stdout);
+        Assert.Contains("random llama-tiny (Q8_0)", stdout);
+        Assert.Contains(_dir, stdout);
         using var doc = JsonDocument.Parse(File.ReadAllText(json));
         var rows = doc.RootElement.GetProperty("rows");
         Assert.Equal(2, rows.GetArrayLength());
@@ -108,5 +111,6 @@ public class EvalAndBenchCommandTests : IDisposable
         Assert.True(rows[1].GetProperty("raw_tokens_per_second").GetDouble() > 0);
         Assert.True(rows[1].GetProperty("engine_tokens_per_second").GetDouble() > 0);
         Assert.Equal("llama-tiny", doc.RootElement.GetProperty("random_shape").GetString());
+        Assert.Contains("tokens)", doc.RootElement.GetProperty("vocab").GetString());
     }
 }

@@ -49,7 +49,7 @@ public sealed class RolloutFixture : IDisposable
         get
         {
             lock (_gate)
-                return _tinyLlama ??= BenchModels.RandomModel("llama-tiny", Dir, RandomTestModels.SpmVocab(Dir));
+                return _tinyLlama ??= RandomTestModels.Write(Dir, RandomModelSpec.Named("llama-tiny"), seed: 1);
         }
     }
 
@@ -69,7 +69,7 @@ public sealed class RolloutFixture : IDisposable
         get
         {
             var vocab = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);
-            lock (_gate) return _qwenTiny ??= BenchModels.RandomModel("qwen3-tiny", Dir, vocab);
+            lock (_gate) return _qwenTiny ??= RandomTestModels.Write(Dir, RandomModelSpec.Named("qwen3-tiny"), seed: 1, vocabGguf: vocab);
         }
     }
 

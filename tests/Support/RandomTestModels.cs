@@ -3,7 +3,7 @@ using BuPO.Hybrid.Gguf;
 namespace BuPO.Hybrid.Tests.Support;
 
 /// <summary>
-/// Random-weight llama models with the generated 512-token SentencePiece vocabulary (<see cref="BenchModels.WriteTinyVocab"/>):
+/// Random-weight llama models with the generated 512-token SentencePiece vocabulary (<see cref="SpmVocab"/>):
 /// what tests of llama.cpp and the rollout engine use instead of stories260K when they check a property that holds
 /// for any model (layout, probes, batched == one at a time, round trips), so they run on a clone without ../shared.
 /// </summary>
@@ -31,7 +31,64 @@ public static class RandomTestModels
     public static string SpmVocab(string dir)
     {
         Directory.CreateDirectory(dir);
-        return BenchModels.WriteTinyVocab(Path.Combine(dir, "spm-vocab-512.gguf"));
+        return WriteSpmVocab(Path.Combine(dir, "spm-vocab-512.gguf"));
+    }
+
+    /// <summary>
+    /// Writes (unless present) a small SentencePiece ("llama") vocabulary of 512 tokens: &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;, the 256 byte
+    /// tokens, then characters, "▁"-prefixed letters and common English/math words. Returns <paramref name="path"/>.
+    /// </summary>
+    private static string WriteSpmVocab(string path)
+    {
+        if (File.Exists(path)) return path;
+        var tokens = new List<string> { "<unk>", "<s>", "</s>" };
+        var types = new List<int> { 2, 3, 3 };
+        for (int b = 0; b < 256; b++) { tokens.Add($"<0x{b:X2}>"); types.Add(6); }
+        var pieces = new List<string> { "▁" };
+        foreach (var c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"()[]{}+-*/=<>^_\\$%&|#@~") pieces.Add(c.ToString());
+        foreach (var c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") pieces.Add("▁" + c);
+        foreach (var w in new[]
+                 {
+                     "the", "and", "to", "of", "is", "in", "that", "it", "was", "for", "on", "are", "with", "as", "be", "at", "this", "have",
+                     "from", "or", "one", "had", "by", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said", "there",
+                     "use", "an", "each", "which", "she", "do", "how", "their", "if", "will", "up", "other", "about", "out", "many", "then",
+                     "them", "these", "so", "some", "her", "would", "make", "like", "him", "into", "time", "has", "look", "two", "more",
+                     "answer", "number", "sum", "find", "let", "so", "step", "final", "boxed", "please", "reason", "put", "within", "value",
+                     "total", "equal", "equals", "therefore", "thus", "problem", "solve", "first", "second", "then", "add", "minus", "times",
+                 })
+        {
+            pieces.Add("▁" + w);
+            pieces.Add(w);
+        }
+        pieces.AddRange(["\\boxed", "{", "}", "ing", "ed", "er", "es", "th", "he", "an", "re", "on", "at", "en", "nd", "st", "or", "es"]);
+        var seen = new HashSet<string>(tokens);
+        foreach (var piece in pieces)
+        {
+            if (tokens.Count >= 512) break;
+            if (!seen.Add(piece)) continue;
+            tokens.Add(piece);
+            types.Add(1);
+        }
+        for (int i = 0; tokens.Count < 512; i++) { tokens.Add($"<extra_{i}>"); types.Add(4); }   // user-defined fillers
+        var scores = new float[tokens.Count];
+        for (int i = 0; i < scores.Length; i++) scores[i] = types[i] == 1 ? -i : 0f;
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        new GgufWriter()
+            .SetString("general.architecture", "llama")
+            .SetString("general.type", "vocab")
+            .SetString("general.name", "bupo-tiny-vocab")
+            .SetString("tokenizer.ggml.model", "llama")
+            .Set("tokenizer.ggml.tokens", GgufValue.OfArray(tokens.ToArray()))
+            .Set("tokenizer.ggml.scores", GgufValue.OfArray(scores))
+            .Set("tokenizer.ggml.token_type", GgufValue.OfArray(types.ToArray()))
+            .SetUInt32("tokenizer.ggml.bos_token_id", 1)
+            .SetUInt32("tokenizer.ggml.eos_token_id", 2)
+            .SetUInt32("tokenizer.ggml.unknown_token_id", 0)
+            .SetBool("tokenizer.ggml.add_bos_token", true)
+            .SetBool("tokenizer.ggml.add_eos_token", false)
+            .WriteTo(path);
+        return path;
     }
 
     /// <summary>

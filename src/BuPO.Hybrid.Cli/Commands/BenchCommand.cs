@@ -1,10 +1,11 @@
 using System.Globalization;
 using System.CommandLine;
 using System.Text.Json;
-using BuPO.Hybrid.Gguf;
 using BuPO.Hybrid.Llama;
 using Spectre.Console;
+using BuPO.Hybrid.Bench.Models;
 using BuPO.Hybrid.Bench.Rollouts;
+using BuPO.Hybrid.Cli.Commands.Bench;
 using BuPO.Hybrid.Rollout;
 
 namespace BuPO.Hybrid.Cli.Commands;
@@ -37,14 +38,8 @@ public static class BenchCommand
 
     public static Command CreateRollout()
     {
-        var model = new Option<FileInfo?>("--model") { Description = "GGUF model to benchmark" };
-        var random = new Option<string?>("--random")
-        {
-            Description = $"Benchmark a random-weight model of this shape instead ({string.Join(", ", RandomModelSpec.NamedShapes)}); " +
-                          "tokenizer from ../shared/models/vocab/ggml-vocab-qwen2.gguf when present, else a generated 512-token vocabulary",
-        };
-        var type = new Option<string>("--type") { Description = "Weight type of the --random model: f32, f16, bf16 or q8_0", DefaultValueFactory = _ => "f16" };
-        var cacheDir = new Option<string?>("--cache-dir") { Description = $"Folder for --random models (default {BenchModels.DefaultCacheDir})" };
+        var source = new BenchModelSource();
+        source.RandomType.Aliases.Add("--type"); // the option's name here before the bench commands shared one model source
         var batch = new Option<string>("--batch") { Description = "Batch sizes (sequences decoding together), comma-separated", DefaultValueFactory = _ => "1,16,64,256" };
         var promptTokens = new Option<int>("--prompt-tokens") { Description = "Tokens per prompt (random ordinary tokens)", DefaultValueFactory = _ => 128 };
         var genTokens = new Option<int>("--gen-tokens") { Description = "Tokens generated per sequence", DefaultValueFactory = _ => 256 };
@@ -59,13 +54,12 @@ public static class BenchCommand
         var cmd = new Command("rollout",
             "Generated tokens/s of a raw llama.cpp decode loop vs the rollout engine (log-probs and bookkeeping), per batch size, side by side")
         {
-            model, random, type, cacheDir, batch, promptTokens, genTokens, repeats, threads, samplingThreads, gpuLayers, kv, seed, json, libDir,
+            batch, promptTokens, genTokens, repeats, threads, samplingThreads, gpuLayers, kv, seed, json, libDir,
         };
+        source.AddTo(cmd);
         cmd.SetAction(parse =>
         {
-            var m = parse.GetValue(model);
-            var r = parse.GetValue(random);
-            if ((m == null) == (r == null)) throw new BupoException("bench rollout: give exactly one of --model FILE or --random SHAPE");
+            source.Validate(parse);
             var batches = CliConsole.ParseIntList("--batch", parse.GetValue(batch)!);
             foreach (var b in batches)
                 if (b is < 1 or > RolloutEngine.MaxParallel) throw new BupoException($"--batch: {b} is outside [1, {RolloutEngine.MaxParallel}]");
@@ -79,38 +73,21 @@ public static class BenchCommand
             if (gl < -1) throw new BupoException($"--gpu-layers must be >= -1, got {gl}");
             var layout = parse.GetValue(kv)!.Trim().ToLowerInvariant();
             if (layout is not ("streams" or "unified")) throw new BupoException($"--kv must be streams or unified, got '{layout}'");
-            var wtype = parse.GetValue(type)!.Trim().ToLowerInvariant() switch
-            {
-                "f32" => GgmlType.F32,
-                "f16" => GgmlType.F16,
-                "bf16" => GgmlType.BF16,
-                "q8_0" => GgmlType.Q8_0,
-                var t => throw new BupoException($"--type must be f32, f16, bf16 or q8_0, got '{t}'"),
-            };
-            string path;
-            if (m != null)
-            {
-                LlamaModel.ValidateGgufFile(m.FullName);
-                path = m.FullName;
-            }
-            else
-            {
-                _ = RandomModelSpec.Named(r!);   // unknown shape: one-line error before anything else
-                path = BenchModels.RandomModel(r!, parse.GetValue(cacheDir), type: wtype);
-            }
+            var model = source.Resolve(parse, line => parse.InvocationConfiguration.Error.WriteLine(line));
             LlamaBackend.Initialize(parse.GetValue(libDir), minLevel: LlamaLogLevel.Error);
             var options = new RolloutBenchmarkOptions
             {
                 BatchSizes = batches, PromptTokens = pt, GenTokens = gt, Repeats = rep, Threads = th, SamplingThreads = sth, GpuLayers = gl,
                 UnifiedKvCache = layout == "unified", Seed = parse.GetValue(seed),
             };
-            return RunRollout(path, r, options, parse.GetValue(json), parse.InvocationConfiguration.Output);
+            return RunRollout(model, options, parse.GetValue(json), parse.InvocationConfiguration.Output);
         });
         return cmd;
     }
 
-    private static int RunRollout(string path, string? randomShape, RolloutBenchmarkOptions options, FileInfo? json, TextWriter stdout)
+    private static int RunRollout(BenchModel model, RolloutBenchmarkOptions options, FileInfo? json, TextWriter stdout)
     {
+        var path = model.Path;
         var console = CliConsole.Create(stdout);
         string description, arch;
         int vocab;
@@ -121,7 +98,7 @@ public static class BenchCommand
             vocab = m.VocabSize;
         }
         int threads = options.Threads == 0 ? Environment.ProcessorCount : options.Threads;
-        console.WriteLine($"model: {path}");
+        console.WriteLine(model.Note);
         console.WriteLine($"       {arch}, {description}, vocabulary {vocab}");
         console.WriteLine($"prompts {options.PromptTokens} tokens, {options.GenTokens} generated per sequence (end of generation ignored), " +
                           $"{threads} decode thread(s), KV {(options.UnifiedKvCache == true ? "unified" : "one stream per sequence")}, " +
@@ -151,7 +128,8 @@ public static class BenchCommand
             var doc = new
             {
                 model = path,
-                random_shape = randomShape,
+                random_shape = model.RandomShape,
+                vocab = model.Vocab,
                 architecture = arch,
                 description,
                 vocab_size = vocab,

@@ -22,7 +22,12 @@ public enum LossAggregation
 /// <summary>PPO-clip settings; defaults are BuPO's scripts (0.2 / 0.2 / dual clip 10).</summary>
 public sealed record PpoClipOptions
 {
+    /// <summary>BuPO's settings (the defaults of train's clip options too).</summary>
+    public static PpoClipOptions Default { get; } = new();
+
+    /// <summary>The clip range's lower side: the ratio is clipped to [1 - ClipLow, 1 + ClipHigh] (the lower bound binds where the advantage is negative).</summary>
     public double ClipLow { get; init; } = 0.2;
+    /// <summary>The clip range's upper side (binds where the advantage is positive; DAPO's clip-higher sets it above ClipLow).</summary>
     public double ClipHigh { get; init; } = 0.2;
     /// <summary>Dual-clip constant c applied where the advantage is negative; 0 turns it off.</summary>
     public double DualClip { get; init; } = 10.0;

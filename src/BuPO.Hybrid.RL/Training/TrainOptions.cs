@@ -80,13 +80,13 @@ public sealed record TrainOptions
     // ------------------------------------------------------------------ algorithm
     public bool AdvantageStd { get; init; } = true;
 
-    public double ClipLow { get; init; } = 0.2;
+    public double ClipLow { get; init; } = PpoClipOptions.Default.ClipLow;
 
-    public double ClipHigh { get; init; } = 0.2;
+    public double ClipHigh { get; init; } = PpoClipOptions.Default.ClipHigh;
 
-    public double DualClip { get; init; } = 10.0;
+    public double DualClip { get; init; } = PpoClipOptions.Default.DualClip;
 
-    public LossAggregation LossAgg { get; init; } = LossAggregation.TokenMean;
+    public LossAggregation LossAgg { get; init; } = PpoClipOptions.Default.Aggregation;
 
     public double KlCoef { get; init; }
 
