@@ -76,6 +76,25 @@ public class GgufTokenizerTests
     }
 
     [Fact]
+    public void ControlTokensOfAGeneratedVocabularyAreParsedOnlyWhenAsked()
+    {
+        var tok = s_generated.Value;
+        // The generated vocabulary ends with Qwen's specials: <|endoftext|>, <|im_start|>, <|im_end|>.
+        int imStart = tok.VocabSize - 2, imEnd = tok.VocabSize - 1;
+        Assert.Equal("<|im_start|>", tok.TokenToPiece(imStart));
+        const string chat = "<|im_start|>hi<|im_end|>\n";
+        var parsed = tok.Encode(chat, addSpecial: true, parseSpecial: true);
+        int[] expected = [imStart, .. tok.Encode("hi", addSpecial: false), imEnd, .. tok.Encode("\n", addSpecial: false)];
+        Assert.Equal(expected, parsed);
+        var plain = tok.Encode(chat, addSpecial: false, parseSpecial: false);
+        Assert.DoesNotContain(imStart, plain);
+        Assert.DoesNotContain(imEnd, plain);
+        Assert.Equal(chat, tok.Decode(plain));
+        Assert.Equal("hi\n", tok.Decode(parsed));
+        Assert.Equal(chat, tok.Decode(parsed, unparseSpecial: true));
+    }
+
+    [Fact]
     public void Stories260KIsSentencePiece()
     {
         var tok = GgufTokenizer.FromGguf(SharedAssets.RequireFile(SharedAssets.StoriesModel));
