@@ -140,9 +140,9 @@ public static class GgmlDequantizer
                 for (var shift = 0; shift < 8; shift += 2)
                 {
                     var sc = blk[isc++];
-                    MulSub16(Vector128.ShiftRightLogical(q0, shift) & three, d * (sc & 0xF), min * (sc >> 4), dst.Slice(o, 16));
+                    MulAdd16(Vector128.ShiftRightLogical(q0, shift) & three, d * (sc & 0xF), -(min * (sc >> 4)), dst.Slice(o, 16));
                     sc = blk[isc++];
-                    MulSub16(Vector128.ShiftRightLogical(q1, shift) & three, d * (sc & 0xF), min * (sc >> 4), dst.Slice(o + 16, 16));
+                    MulAdd16(Vector128.ShiftRightLogical(q1, shift) & three, d * (sc & 0xF), -(min * (sc >> 4)), dst.Slice(o + 16, 16));
                     o += 32;
                 }
             }
@@ -216,10 +216,10 @@ public static class GgmlDequantizer
                 float d1 = d * sc1, dm1 = min * m1, d2 = d * sc2, dm2 = min * m2;
                 var q0 = Vector128.Create(blk.Slice(16 + 32 * j, 16));
                 var q1 = Vector128.Create(blk.Slice(32 + 32 * j, 16));
-                MulSub16(q0 & Low4, d1, dm1, dst.Slice(o, 16));
-                MulSub16(q1 & Low4, d1, dm1, dst.Slice(o + 16, 16));
-                MulSub16(Vector128.ShiftRightLogical(q0, 4), d2, dm2, dst.Slice(o + 32, 16));
-                MulSub16(Vector128.ShiftRightLogical(q1, 4), d2, dm2, dst.Slice(o + 48, 16));
+                MulAdd16(q0 & Low4, d1, -dm1, dst.Slice(o, 16));
+                MulAdd16(q1 & Low4, d1, -dm1, dst.Slice(o + 16, 16));
+                MulAdd16(Vector128.ShiftRightLogical(q0, 4), d2, -dm2, dst.Slice(o + 32, 16));
+                MulAdd16(Vector128.ShiftRightLogical(q1, 4), d2, -dm2, dst.Slice(o + 48, 16));
                 o += 64;
             }
         }
@@ -245,10 +245,10 @@ public static class GgmlDequantizer
                 var q1 = Vector128.Create(blk.Slice(64 + 32 * j, 16));
                 var h0 = Vector128.ShiftRightLogical(qh0, 2 * j);
                 var h1 = Vector128.ShiftRightLogical(qh1, 2 * j);
-                MulSub16((q0 & Low4) | Vector128.ShiftLeft(h0 & one, 4), d1, dm1, dst.Slice(o, 16));
-                MulSub16((q1 & Low4) | Vector128.ShiftLeft(h1 & one, 4), d1, dm1, dst.Slice(o + 16, 16));
-                MulSub16(Vector128.ShiftRightLogical(q0, 4) | Vector128.ShiftLeft(Vector128.ShiftRightLogical(h0, 1) & one, 4), d2, dm2, dst.Slice(o + 32, 16));
-                MulSub16(Vector128.ShiftRightLogical(q1, 4) | Vector128.ShiftLeft(Vector128.ShiftRightLogical(h1, 1) & one, 4), d2, dm2, dst.Slice(o + 48, 16));
+                MulAdd16((q0 & Low4) | Vector128.ShiftLeft(h0 & one, 4), d1, -dm1, dst.Slice(o, 16));
+                MulAdd16((q1 & Low4) | Vector128.ShiftLeft(h1 & one, 4), d1, -dm1, dst.Slice(o + 16, 16));
+                MulAdd16(Vector128.ShiftRightLogical(q0, 4) | Vector128.ShiftLeft(Vector128.ShiftRightLogical(h0, 1) & one, 4), d2, -dm2, dst.Slice(o + 32, 16));
+                MulAdd16(Vector128.ShiftRightLogical(q1, 4) | Vector128.ShiftLeft(Vector128.ShiftRightLogical(h1, 1) & one, 4), d2, -dm2, dst.Slice(o + 48, 16));
                 o += 64;
             }
         }
@@ -327,7 +327,10 @@ public static class GgmlDequantizer
         (Vector128.ConvertToSingle(i3) * vd).StoreUnsafe(ref r, 12);
     }
 
-    /// <summary>y[i] = q[i] * d + m for 16 unsigned values (product rounded before the sum).</summary>
+    /// <summary>
+    /// y[i] = q[i] * d + m for 16 unsigned values (product rounded before the sum, as ggml's scalar code). ggml's
+    /// <c>d * q - m</c> (the K-quants) is this with -m, bit for bit: IEEE products commute and x - m is x + (-m).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MulAdd16(Vector128<byte> q, float d, float m, Span<float> y)
     {
@@ -342,22 +345,5 @@ public static class GgmlDequantizer
         (Vector128.ConvertToSingle(i1.AsInt32()) * vd + vm).StoreUnsafe(ref r, 4);
         (Vector128.ConvertToSingle(i2.AsInt32()) * vd + vm).StoreUnsafe(ref r, 8);
         (Vector128.ConvertToSingle(i3.AsInt32()) * vd + vm).StoreUnsafe(ref r, 12);
-    }
-
-    /// <summary>y[i] = d * q[i] - m for 16 unsigned values (product rounded before the difference).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MulSub16(Vector128<byte> q, float d, float m, Span<float> y)
-    {
-        y = y[..16];
-        var (u0, u1) = Vector128.Widen(q);
-        var (i0, i1) = Vector128.Widen(u0);
-        var (i2, i3) = Vector128.Widen(u1);
-        var vd = Vector128.Create(d);
-        var vm = Vector128.Create(m);
-        ref var r = ref MemoryMarshal.GetReference(y);
-        (vd * Vector128.ConvertToSingle(i0.AsInt32()) - vm).StoreUnsafe(ref r, 0);
-        (vd * Vector128.ConvertToSingle(i1.AsInt32()) - vm).StoreUnsafe(ref r, 4);
-        (vd * Vector128.ConvertToSingle(i2.AsInt32()) - vm).StoreUnsafe(ref r, 8);
-        (vd * Vector128.ConvertToSingle(i3.AsInt32()) - vm).StoreUnsafe(ref r, 12);
     }
 }
