@@ -68,29 +68,24 @@ public class MicrosoftMlTokenizerTests(LlamaFixture fx)
         finally { File.Delete(path); }
     }
 
-    [Fact]
-    public void GeneratedBpeVocabThroughTheMlApiMatchesLlamaCpp()
+    /// <summary>Writes the generated vocabulary of <paramref name="kind"/> ("bpe" or "spm") to <paramref name="path"/>.</summary>
+    private static void WriteGenerated(string kind, string path)
     {
-        WithVocab(p => GeneratedVocabularies.WriteBpe(p), path =>
-        {
-            var managed = GgufTokenizer.FromGguf(path);
-            Assert.IsType<GgufBpeTokenizer>(managed);
-            using var model = LlamaFixture.LoadVocab(path);
-            Assert.Equal("bpe", model.Vocab.Type);
-            var texts = GeneratedVocabularies.Texts(300, seed: 5).Concat(TokenizerCorpus.Tricky).ToList();
-            AssertNone(Compare(managed, model.Vocab, texts), texts.Count);
-        });
+        if (kind == "bpe") GeneratedVocabularies.WriteBpe(path);
+        else GeneratedVocabularies.WriteSpm(path);
     }
 
-    [Fact]
-    public void GeneratedSentencePieceVocabThroughTheMlApiMatchesLlamaCpp()
+    [Theory]
+    [InlineData("bpe", typeof(GgufBpeTokenizer))]
+    [InlineData("spm", typeof(GgufSpmTokenizer))]
+    public void GeneratedVocabThroughTheMlApiMatchesLlamaCpp(string kind, Type tokenizerType)
     {
-        WithVocab(p => GeneratedVocabularies.WriteSpm(p), path =>
+        WithVocab(p => WriteGenerated(kind, p), path =>
         {
             var managed = GgufTokenizer.FromGguf(path);
-            Assert.IsType<GgufSpmTokenizer>(managed);
+            Assert.IsType(tokenizerType, managed);
             using var model = LlamaFixture.LoadVocab(path);
-            Assert.Equal("spm", model.Vocab.Type);
+            Assert.Equal(kind, model.Vocab.Type);
             var texts = GeneratedVocabularies.Texts(300, seed: 5).Concat(TokenizerCorpus.Tricky).ToList();
             AssertNone(Compare(managed, model.Vocab, texts), texts.Count);
         });
@@ -101,7 +96,7 @@ public class MicrosoftMlTokenizerTests(LlamaFixture fx)
     [InlineData("spm")]
     public void TokenOffsetsCoverTheTextInOrder(string kind)
     {
-        WithVocab(p => { if (kind == "bpe") GeneratedVocabularies.WriteBpe(p); else GeneratedVocabularies.WriteSpm(p); }, path =>
+        WithVocab(p => WriteGenerated(kind, p), path =>
         {
             Tokenizer ml = GgufTokenizer.FromGguf(path);
             foreach (var text in GeneratedVocabularies.Texts(100, seed: 3))

@@ -55,15 +55,9 @@ public class TokenizerVsLlamaTests(LlamaFixture fx)
         if (bad.Count > 0) Assert.Fail($"decode(encode(x)) != x for {bad.Count} texts, e.g. {Show(bad[0])}");
     }
 
-    [Fact]
-    public void Qwen2MatchesLlamaCppOnMathLines()
+    /// <summary>The special ids and flags, and every token's end-of-generation flag and piece, as llama.cpp has them.</summary>
+    private static void AssertSameVocabulary(GgufTokenizer managed, LlamaVocab llama)
     {
-        var path = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);
-        var lines = TokenizerCorpus.MathLines();
-        Assert.Equal(2000, lines.Count);
-        using var model = LoadVocab(path);
-        var managed = GgufTokenizer.FromGguf(path);
-        var llama = model.Vocab;
         Assert.Equal(llama.VocabSize, managed.VocabSize);
         Assert.Equal(llama.BosId, managed.BosId);
         Assert.Equal(llama.EosId, managed.EosId);
@@ -75,6 +69,18 @@ public class TokenizerVsLlamaTests(LlamaFixture fx)
             Assert.Equal(llama.IsEndOfGeneration(id), managed.IsEndOfGeneration(id));
             Assert.Equal(llama.TokenToPieceBytes(id), managed.TokenToPieceBytes(id).ToArray());
         }
+    }
+
+    [Fact]
+    public void Qwen2MatchesLlamaCppOnMathLines()
+    {
+        var path = SharedAssets.RequireFile(SharedAssets.Qwen2Vocab);
+        var lines = TokenizerCorpus.MathLines();
+        Assert.Equal(2000, lines.Count);
+        using var model = LoadVocab(path);
+        var managed = GgufTokenizer.FromGguf(path);
+        var llama = model.Vocab;
+        AssertSameVocabulary(managed, llama);
         var texts = lines.Concat(TokenizerCorpus.Tricky).Concat(TokenizerCorpus.VocabTests(path).Select(t => t.Text)).ToList();
         AssertNone(Compare(managed, llama, texts), texts.Count * EncodeModes.Length);
         AssertRoundTrip(managed, lines);
@@ -88,15 +94,7 @@ public class TokenizerVsLlamaTests(LlamaFixture fx)
         var lines = TokenizerCorpus.MathLines();
         var managed = GgufTokenizer.FromGguf(path);
         var llama = fx.Stories.Vocab;
-        Assert.Equal(llama.VocabSize, managed.VocabSize);
-        Assert.Equal(llama.BosId, managed.BosId);
-        Assert.Equal(llama.EosId, managed.EosId);
-        Assert.Equal(llama.AddsBos, managed.AddsBos);
-        for (var id = 0; id < managed.VocabSize; id++)
-        {
-            Assert.Equal(llama.IsEndOfGeneration(id), managed.IsEndOfGeneration(id));
-            Assert.Equal(llama.TokenToPieceBytes(id), managed.TokenToPieceBytes(id).ToArray());
-        }
+        AssertSameVocabulary(managed, llama);
         var texts = lines.Concat(TokenizerCorpus.Tricky).ToList();
         AssertNone(Compare(managed, llama, texts), texts.Count * EncodeModes.Length);
         AssertRoundTrip(managed, lines);
